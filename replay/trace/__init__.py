@@ -1,0 +1,1 @@
+"""Trace input: text layouts, trace.dat, /proc snapshots, and the events schema."""

@@ -1,0 +1,530 @@
+"""Text traces into Arrow and Parquet: blocks of lines, scanned in parallel, written as they go.
+
+The pipeline: the calling thread reads line-aligned blocks (decompressing on the way), two
+worker threads run the compiled scanner (it releases the GIL), and blocks are turned into Arrow
+record batches in order and appended to a Parquet file (or kept in memory). Memory stays bounded
+by the number of blocks in flight, whatever the input size.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from replay.errors import InputError, StrictError
+from replay.trace import scanner as sc
+from replay.trace.gfp import gfp_from_text
+from replay.trace.result import TraceData, TraceStats
+from replay.trace.schema import (
+    EVENT_NAMES,
+    EVENTS_SCHEMA,
+    LOST_SCHEMA,
+    MARKERS_SCHEMA,
+    SCHEMA_VERSION,
+)
+from replay.trace.sources import Source, open_source
+
+BLOCK_BYTES = 8 << 20
+MAX_LINE = 1 << 16
+IN_FLIGHT = 4
+_EVENT_DICT = pa.array(EVENT_NAMES, pa.string())
+_LOST_RE = re.compile(
+    r"CPU:\s*(\d+)\s*\[(?:LOST (\d+) EVENTS|LOST EVENTS|(\d+) EVENTS DROPPED|EVENTS DROPPED)\]"
+)
+_ENTRIES_RE = re.compile(r"entries-in-buffer/entries-written:\s*(\d+)/(\d+)\s+#P:(\d+)")
+
+
+@dataclass
+class _Block:
+    index: int
+    buf: np.ndarray
+    nbytes: int
+    line0: int = 0
+
+
+@dataclass
+class _Scanned:
+    block: _Block
+    cols: sc.Columns
+    rows: int
+    strings: list[tuple[int, str]]  # (kind, text) per local code
+    string_uses: np.ndarray
+    specials: np.ndarray
+    counts: np.ndarray
+    lines: int
+
+
+def _scan(block: _Block) -> _Scanned:
+    """Run the scanner on one block, growing tables and retrying if one was too small."""
+    cap = block.nbytes // 40 + 1024
+    slots = 1 << 13
+    speccap = 4096
+    while True:
+        cols = sc.Columns(cap)
+        table = sc.Interner(slots)
+        spec = sc.Specials(speccap).rec
+        counts = np.zeros(sc.N_COUNTS, np.int64)
+        rows, nent, nspec, status = sc.scan_block(
+            block.buf, block.nbytes, sc.NAME_BYTES, sc.NAME_LENS, sc._NAME_EVENT, sc.REQUIRED,
+            *cols.arrays(), table.keys, table.vals, table.ent, table.counts, spec, counts,
+        )
+        if status == 0:
+            break
+        if status == 1:
+            slots *= 4
+        elif status == 2:
+            speccap *= 8
+        else:
+            cap = int(np.count_nonzero(block.buf[: block.nbytes] == 10)) + 2
+    raw = block.buf
+    strings = []
+    for i in range(nent):
+        start, length, kind = table.ent[i]
+        strings.append((int(kind), bytes(raw[start : start + length]).decode("utf-8", "replace")))
+    spec_rows = spec[:nspec].copy()
+    texts = [bytes(raw[r[2] : r[3]]).decode("utf-8", "replace") for r in spec_rows]
+    scanned = _Scanned(block, cols, rows, strings, table.counts[:nent].copy(), spec_rows, counts,
+                       int(counts[sc.C_LINES]))
+    scanned.spec_texts = texts  # type: ignore[attr-defined]
+    return scanned
+
+
+def _read_blocks(stream, stats: TraceStats) -> Iterator[_Block]:
+    """Line-aligned blocks of at most BLOCK_BYTES (plus the carried-over partial line)."""
+    carry = b""
+    index = 0
+    eof = False
+    while not eof:
+        buf = np.empty(BLOCK_BYTES + MAX_LINE, np.uint8)
+        n = len(carry)
+        buf[:n] = np.frombuffer(carry, np.uint8)
+        view = memoryview(buf)
+        try:
+            while n < BLOCK_BYTES:
+                got = stream.readinto(view[n:BLOCK_BYTES])
+                if not got:
+                    eof = True
+                    break
+                n += got
+        except (EOFError, OSError, ValueError) as exc:
+            stats.error = f"input ends early or is corrupt after {stats_bytes(index, n)}: {exc}"
+            eof = True
+        except Exception as exc:  # noqa: BLE001 - zlib.error, zstd errors...
+            stats.error = f"corrupt compressed data after {stats_bytes(index, n)}: {exc}"
+            eof = True
+        if n == 0:
+            break
+        if eof:
+            cut = n
+        else:
+            cut = int(np.flatnonzero(buf[:n] == 10)[-1]) + 1 if (buf[:n] == 10).any() else n
+        carry = bytes(buf[cut:n])
+        yield _Block(index, buf, cut)
+        index += 1
+
+
+def stats_bytes(index: int, n: int) -> str:
+    return f"about {(index * BLOCK_BYTES + n) / 1e6:.1f} MB of decompressed text"
+
+
+class _Assembler:
+    """Turns scanned blocks into Arrow batches in order, with global string dictionaries."""
+
+    def __init__(self, stats: TraceStats, strict: bool, source_name: str) -> None:
+        self.stats = stats
+        self.strict = strict
+        self.source_name = source_name
+        self.comm_index: dict[str, int] = {}
+        self.comms: list[str] = []
+        self.gfp_index: dict[str, int] = {}
+        self.gfps: list[str] = []
+        self.gfp_masks: list[int] = []
+        self.markers: list[tuple] = []
+        self.lost: list[tuple] = []
+        self.line0 = 0
+        self.layout_hint: str | None = None
+
+    def _global(self, text: str, index: dict[str, int], values: list[str]) -> int:
+        code = index.get(text)
+        if code is None:
+            code = len(values)
+            index[text] = code
+            values.append(text)
+        return code
+
+    def add(self, s: _Scanned) -> pa.RecordBatch | None:
+        remap = np.full(max(len(s.strings), 1), -1, np.int32)
+        for code, (kind, text) in enumerate(s.strings):
+            if kind == sc.STR_COMM:
+                remap[code] = self._global(text, self.comm_index, self.comms)
+            elif kind == sc.STR_GFP:
+                if text not in self.gfp_index:
+                    self.gfp_masks.append(gfp_from_text(text) if gfp_from_text(text) is not None
+                                          else -1)
+                remap[code] = self._global(text, self.gfp_index, self.gfps)
+            else:
+                other = self.stats.other_events
+                other[text] = other.get(text, 0) + int(s.string_uses[code])
+        self._specials(s, remap)
+        self._count(s)
+        self.line0 += s.lines
+        if s.rows == 0:
+            return None
+        return self._batch(s, remap, self.line0 - s.lines)
+
+    def _count(self, s: _Scanned) -> None:
+        c = s.counts
+        st = self.stats
+        st.lines += int(c[sc.C_LINES])
+        st.header_lines += int(c[sc.C_HASH] + c[sc.C_BLANK] + c[sc.C_PREAMBLE])
+        st.lost_lines += int(c[sc.C_LOST])
+        st.markers += int(c[sc.C_MARKERS])
+        for i, reason in enumerate(sc.BAD_REASONS):
+            if c[sc.C_BAD0 + i]:
+                st.bad_lines[reason] = st.bad_lines.get(reason, 0) + int(c[sc.C_BAD0 + i])
+        ev = s.cols.event[: s.rows]
+        binc = np.bincount(ev, minlength=len(EVENT_NAMES))
+        for i, name in enumerate(EVENT_NAMES):
+            if binc[i]:
+                st.events_by_kind[name] = st.events_by_kind.get(name, 0) + int(binc[i])
+        st.events += s.rows
+
+    def _bad(self, line: int, reason: str, text: str) -> None:
+        if self.strict:
+            raise StrictError(f"{self.source_name}:{line}: {reason}: {text[:120]!r}")
+        st = self.stats
+        if len(st.bad_samples) < 20:
+            st.bad_samples.append((line, reason, text[:200]))
+
+    def _specials(self, s: _Scanned, remap: np.ndarray) -> None:
+        base = self.line0
+        st = self.stats
+        for rec, text in zip(s.specials, s.spec_texts, strict=True):  # type: ignore[attr-defined]
+            kind, line = int(rec[0]), base + int(rec[1])
+            if kind == sc.SP_HASH:
+                m = _ENTRIES_RE.search(text)
+                if m:
+                    st.entries_in_buffer, st.entries_written = int(m[1]), int(m[2])
+                    st.cpus = int(m[3])
+                    gap = st.entries_written - st.entries_in_buffer
+                    if gap > 0:
+                        self.lost.append((line, None, gap, "overwritten"))
+                        st.lost_events += gap
+                    self.layout_hint = self.layout_hint or "ftrace"
+            elif kind == sc.SP_LOST:
+                m = _LOST_RE.match(text)
+                if not m:
+                    st.lost_lines -= 1
+                    st.bad_lines["malformed lost-events line"] = (
+                        st.bad_lines.get("malformed lost-events line", 0) + 1)
+                    self._bad(line, "malformed lost-events line", text)
+                    continue
+                cpu = int(m[1])
+                n = m[2] or m[3]
+                kind_s = "lost" if "LOST" in text else "dropped"
+                self.lost.append((line, cpu, int(n) if n else None, kind_s))
+                if n:
+                    st.lost_events += int(n)
+                    st.lost_by_cpu[cpu] = st.lost_by_cpu.get(cpu, 0) + int(n)
+            elif kind == sc.SP_PREAMBLE:
+                self.layout_hint = "trace-cmd"
+                m = re.match(r"cpus=(\d+)", text)
+                if m:
+                    st.cpus = int(m[1])
+            elif kind == sc.SP_MARKER:
+                payload = text[int(rec[8]) - int(rec[2]):]
+                if payload.startswith("tracing_mark_write: "):
+                    payload = payload[len("tracing_mark_write: "):]
+                elif payload.startswith("ip=") and " buf=" in payload:
+                    payload = payload.split(" buf=", 1)[1]
+                comm = self.comms[remap[rec[7]]] if rec[7] >= 0 else None
+                self.markers.append((line, int(rec[4]), int(rec[5]), int(rec[6]), comm,
+                                     payload.rstrip()))
+            elif kind == sc.SP_BAD:
+                self._bad(line, sc.BAD_REASONS[int(rec[4])], text)
+
+    def _batch(self, s: _Scanned, remap: np.ndarray, line0: int) -> pa.RecordBatch:
+        n = s.rows
+        c = s.cols
+        comm_local = c.comm[:n]
+        comm = np.where(comm_local >= 0, remap[np.maximum(comm_local, 0)], -1).astype(np.int32)
+        gfp_local = c.gfp[:n]
+        gfp_idx = np.where(gfp_local >= 0, remap[np.maximum(gfp_local, 0)], -1).astype(np.int32)
+        masks = np.asarray(self.gfp_masks + [-1], np.int64)
+        gfp_mask = masks[gfp_idx]  # -1 index picks the sentinel
+        event = c.event[:n]
+        pfn = c.pfn[:n]
+        failed = sc.failed_mask(event, pfn)
+        comm_dict = pa.array(self.comms, pa.string())
+        gfp_dict = pa.array(self.gfps, pa.string())
+
+        def opt(arr: np.ndarray, typ: pa.DataType) -> pa.Array:
+            return pa.array(arr, typ, mask=arr < 0)
+
+        def dict_col(idx: np.ndarray, dictionary: pa.Array) -> pa.DictionaryArray:
+            return pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32(), mask=idx < 0),
+                                                  dictionary)
+
+        columns = [
+            pa.array(c.seq[:n] + line0, pa.int64()),
+            pa.array(c.ts[:n], pa.int64()),
+            pa.array(c.cpu[:n], pa.int16()),
+            pa.array(c.pid[:n], pa.int32()),
+            opt(c.tgid[:n], pa.int32()),
+            dict_col(comm, comm_dict),
+            pa.array(c.irq[:n], pa.uint8()),
+            pa.array(c.preempt[:n].astype(np.uint8), pa.uint8(), mask=c.preempt[:n] < 0),
+            pa.array(c.migdis[:n].astype(np.uint8), pa.uint8(), mask=c.migdis[:n] < 0),
+            pa.DictionaryArray.from_arrays(pa.array(event.astype(np.int32)), _EVENT_DICT),
+            pa.array(pfn, pa.uint64(), mask=failed),
+            pa.array(failed, pa.bool_()),
+            opt(c.order[:n], pa.int8()),
+            opt(c.mt[:n], pa.int8()),
+            pa.array(gfp_mask.astype(np.uint32), pa.uint32(), mask=gfp_mask < 0),
+            dict_col(gfp_idx, gfp_dict),
+            opt(c.refill[:n], pa.int8()),
+            opt(c.ford[:n], pa.int8()),
+            opt(c.pbord[:n], pa.int8()),
+            opt(c.fmt[:n], pa.int8()),
+            opt(c.frag[:n], pa.int8()),
+            opt(c.chown[:n], pa.int8()),
+        ]
+        return pa.RecordBatch.from_arrays(columns, schema=EVENTS_SCHEMA)
+
+    def markers_table(self) -> pa.Table:
+        cols = list(zip(*self.markers, strict=True)) if self.markers else [[]] * 6
+        return pa.table([pa.array(col, f.type) for col, f in zip(cols, MARKERS_SCHEMA,
+                                                                   strict=True)],
+                        schema=MARKERS_SCHEMA)
+
+    def lost_table(self) -> pa.Table:
+        cols = list(zip(*self.lost, strict=True)) if self.lost else [[]] * 4
+        return pa.table([pa.array(col, f.type) for col, f in zip(cols, LOST_SCHEMA, strict=True)],
+                        schema=LOST_SCHEMA)
+
+
+def iter_batches(
+    source: Source,
+    stats: TraceStats,
+    *,
+    strict: bool = False,
+    threads: int = 2,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Iterator[pa.RecordBatch], _Assembler]:
+    """Record batches of a text source, in line order, plus the assembler holding side tables."""
+    asm = _Assembler(stats, strict, source.name)
+
+    def gen() -> Iterator[pa.RecordBatch]:
+        pool = ThreadPoolExecutor(max_workers=max(1, threads))
+        pending: list[Future] = []
+        try:
+            for block in _read_blocks(source.stream, stats):
+                pending.append(pool.submit(_scan, block))
+                if progress:
+                    progress(block.nbytes)
+                while len(pending) >= IN_FLIGHT:
+                    batch = asm.add(pending.pop(0).result())
+                    if batch is not None:
+                        yield batch
+            while pending:
+                batch = asm.add(pending.pop(0).result())
+                if batch is not None:
+                    yield batch
+        finally:
+            for f in pending:
+                f.cancel()
+            pool.shutdown(wait=True)
+
+    return gen(), asm
+
+
+def _check_text(source: Source) -> None:
+    """Refuse binary junk with one clear line before scanning it."""
+    try:
+        head = source.stream.peek(4096)[:4096] if hasattr(source.stream, "peek") else b""
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{source.name}: cannot read: {exc}") from None
+    if not head:
+        return
+    controls = sum(1 for b in head if b < 9 or 13 < b < 32)
+    if b"\x00" in head or controls > len(head) // 10:
+        raise InputError(f"{source.name}: not a text trace (binary data; expected ftrace text, "
+                         "trace-cmd report text or trace.dat)")
+
+
+def _finish_stats(stats: TraceStats, asm: _Assembler | None, fmt: str) -> None:
+    if asm is not None and not stats.layout:
+        stats.layout = asm.layout_hint or "trace_pipe"
+    if fmt != "auto":
+        stats.layout = fmt
+
+
+def _kernel_release(source: Source) -> str | None:
+    if source.bundle_dir is None:
+        return None
+    uname = source.bundle_dir / "uname"
+    if uname.exists():
+        parts = uname.read_text(errors="replace").split()
+        return parts[2] if len(parts) > 2 else None
+    return None
+
+
+def read_trace(source: str | os.PathLike, *, strict: bool = False, fmt: str = "auto",
+               threads: int = 2) -> TraceData:
+    """Read a whole trace (text or trace.dat, any compression) into memory."""
+    src = open_source(source)
+    try:
+        if src.is_tracedat:
+            return _read_tracedat(src, strict)
+        stats = TraceStats(source=src.name, compression=src.compression)
+        stats.kernel_release = _kernel_release(src)
+        _check_text(src)
+        batches, asm = iter_batches(src, stats, strict=strict, threads=threads)
+        table = pa.Table.from_batches(list(batches), schema=EVENTS_SCHEMA)
+        _finish_stats(stats, asm, fmt)
+        _check_result(stats, strict)
+        return TraceData(table, asm.markers_table(), asm.lost_table(), stats)
+    finally:
+        src.stream.close()
+
+
+def _read_tracedat(src: Source, strict: bool) -> TraceData:
+    from replay.trace.tracedat import read_tracedat
+
+    data = read_tracedat(src.stream.read() if src.compression != "none" else src.path or
+                         src.stream.read(), strict=strict)
+    data.stats.source = src.name
+    data.stats.compression = src.compression
+    data.stats.kernel_release = data.stats.kernel_release or _kernel_release(src)
+    return data
+
+
+def _check_result(stats: TraceStats, strict: bool) -> None:
+    if stats.error and strict:
+        raise InputError(f"{stats.source}: {stats.error}")
+    if stats.lines == 0 and not stats.error:
+        raise InputError(f"{stats.source}: empty trace (no lines)")
+
+
+def parquet_metadata(stats: TraceStats) -> dict[bytes, bytes]:
+    import json
+
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "source": stats.source,
+        "layout": stats.layout,
+        "compression": stats.compression,
+        "lines": stats.lines,
+        "events": stats.events,
+        "events_by_kind": stats.events_by_kind,
+        "markers": stats.markers,
+        "header_lines": stats.header_lines,
+        "other_events": stats.other_events,
+        "bad_lines": stats.bad_lines,
+        "lost_events": stats.lost_events,
+        "lost_by_cpu": {str(k): v for k, v in stats.lost_by_cpu.items()},
+        "cpus": stats.cpus,
+        "kernel_release": stats.kernel_release,
+        "error": stats.error,
+    }
+    return {b"pagereplay": json.dumps(meta).encode()}
+
+
+def ingest_to_parquet(source: str | os.PathLike, out: str | os.PathLike, *, strict: bool = False,
+                      fmt: str = "auto", threads: int = 2,
+                      progress: Callable[[int], None] | None = None) -> TraceStats:
+    """Stream a trace into OUT (events) plus OUT's markers and lost tables beside it.
+
+    Row groups are written as blocks are parsed; on a truncated input every event read before
+    the damage is written and `stats.error` says where it stopped.
+    """
+    src = open_source(source)
+    out = Path(out)
+    tmp = out.with_name(out.name + ".partial")
+    try:
+        if src.is_tracedat:
+            data = _read_tracedat(src, strict)
+            write_tables(data, out)
+            return data.stats
+        stats = TraceStats(source=src.name, compression=src.compression)
+        stats.kernel_release = _kernel_release(src)
+        _check_text(src)
+        batches, asm = iter_batches(src, stats, strict=strict, threads=threads, progress=progress)
+        writer = pq.ParquetWriter(tmp, EVENTS_SCHEMA, **_PARQUET_OPTS)
+        lock = threading.Lock()
+        try:
+            for batch in batches:
+                with lock:
+                    writer.write_batch(batch)
+        finally:
+            _finish_stats(stats, asm, fmt)
+            writer.add_key_value_metadata(parquet_metadata(stats))
+            writer.close()
+        os.replace(tmp, out)
+        pq.write_table(asm.markers_table(), side_table_path(out, "markers"))
+        pq.write_table(asm.lost_table(), side_table_path(out, "lost"))
+        _check_result(stats, strict)
+        return stats
+    finally:
+        src.stream.close()
+        if tmp.exists():
+            tmp.unlink()
+
+
+_PARQUET_OPTS = dict(
+    compression="zstd",
+    compression_level=1,
+    use_dictionary=["comm", "event", "gfp_text"],
+    column_encoding={"seq": "DELTA_BINARY_PACKED", "ts_ns": "DELTA_BINARY_PACKED"},
+    write_statistics=["seq", "ts_ns", "pfn"],
+)
+
+
+def side_table_path(events_path: Path, kind: str) -> Path:
+    """OUT.parquet -> OUT.markers.parquet / OUT.lost.parquet."""
+    stem = events_path.name.removesuffix(".parquet")
+    return events_path.with_name(f"{stem}.{kind}.parquet")
+
+
+def write_tables(data: TraceData, out: str | os.PathLike) -> None:
+    out = Path(out)
+    table = data.events.replace_schema_metadata(
+        {**(data.events.schema.metadata or {}), **parquet_metadata(data.stats)})
+    pq.write_table(table, out, **_PARQUET_OPTS)
+    pq.write_table(data.markers, side_table_path(out, "markers"))
+    pq.write_table(data.lost, side_table_path(out, "lost"))
+
+
+def read_parquet(path: str | os.PathLike) -> TraceData:
+    """Load an ingested trace back (events plus markers/lost tables and the stats)."""
+    import json
+
+    path = Path(path)
+    events = pq.read_table(path)
+    meta = json.loads((events.schema.metadata or {}).get(b"pagereplay", b"{}"))
+    stats = TraceStats(source=meta.get("source", str(path)), layout=meta.get("layout", ""))
+    for key in ("lines", "events", "markers", "header_lines", "lost_events", "cpus",
+                "kernel_release", "error", "compression"):
+        if key in meta:
+            setattr(stats, key, meta[key])
+    stats.events_by_kind = meta.get("events_by_kind", {})
+    stats.other_events = meta.get("other_events", {})
+    stats.bad_lines = meta.get("bad_lines", {})
+    stats.lost_by_cpu = {int(k): v for k, v in meta.get("lost_by_cpu", {}).items()}
+    markers = side_table_path(path, "markers")
+    lost = side_table_path(path, "lost")
+    return TraceData(
+        events.replace_schema_metadata(None).cast(EVENTS_SCHEMA),
+        pq.read_table(markers) if markers.exists() else MARKERS_SCHEMA.empty_table(),
+        pq.read_table(lost) if lost.exists() else LOST_SCHEMA.empty_table(),
+        stats,
+    )

@@ -1,0 +1,57 @@
+"""What reading a trace gives: the events, markers and lost tables plus honest accounting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from replay.trace.schema import EVENTS_SCHEMA, LOST_SCHEMA, MARKERS_SCHEMA
+
+
+@dataclass
+class TraceStats:
+    """Line accounting for one source. Every line lands in exactly one bucket."""
+
+    source: str = ""
+    layout: str = ""  # "ftrace", "trace_pipe", "trace-cmd", "trace.dat"
+    compression: str = "none"
+    lines: int = 0  # lines read (records, for trace.dat)
+    events: int = 0  # kmem page-allocator events parsed into the events table
+    events_by_kind: dict[str, int] = field(default_factory=dict)
+    markers: int = 0
+    header_lines: int = 0  # '#' lines, trace-cmd preamble, blank lines
+    lost_lines: int = 0
+    other_events: dict[str, int] = field(default_factory=dict)  # other tracepoints by name
+    bad_lines: dict[str, int] = field(default_factory=dict)  # reason -> count
+    bad_samples: list[tuple[int, str, str]] = field(default_factory=list)  # (line, reason, text)
+    lost_events: int = 0  # events the ring buffer lost (known counts)
+    lost_by_cpu: dict[int, int] = field(default_factory=dict)
+    cpus: int | None = None  # '#P:N' or 'cpus=N' or the trace.dat header
+    entries_in_buffer: int | None = None
+    entries_written: int | None = None
+    error: str | None = None  # where and why reading stopped early (truncated input)
+    kernel_release: str | None = None
+
+    @property
+    def bad_total(self) -> int:
+        return sum(self.bad_lines.values())
+
+
+@dataclass
+class TraceData:
+    """A whole trace in memory (small and medium traces, tests, the engine's input)."""
+
+    events: pa.Table
+    markers: pa.Table
+    lost: pa.Table
+    stats: TraceStats
+
+    @staticmethod
+    def empty(stats: TraceStats | None = None) -> TraceData:
+        return TraceData(
+            EVENTS_SCHEMA.empty_table(),
+            MARKERS_SCHEMA.empty_table(),
+            LOST_SCHEMA.empty_table(),
+            stats or TraceStats(),
+        )

@@ -1,0 +1,137 @@
+"""Opening a trace source: a file, stdin or a bundle directory, with compression told by content."""
+
+from __future__ import annotations
+
+import bz2
+import io
+import lzma
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from replay.errors import InputError
+
+MAGIC = {
+    b"\x1f\x8b": "gzip",
+    b"\x28\xb5\x2f\xfd": "zstd",
+    b"\xfd7zXZ\x00": "xz",
+    b"BZh": "bz2",
+}
+TRACEDAT_MAGIC = b"\x17\x08\x44tracing"
+TRACE_NAMES = ("trace.txt", "trace.dat", "trace", "trace.pipe", "trace_pipe", "report.txt")
+
+
+@dataclass
+class Source:
+    """An opened trace: a binary stream of decompressed bytes plus what it is."""
+
+    name: str
+    stream: BinaryIO
+    compression: str
+    is_tracedat: bool
+    path: Path | None = None
+    bundle_dir: Path | None = None
+
+
+def sniff_compression(head: bytes) -> str:
+    for magic, kind in MAGIC.items():
+        if head.startswith(magic):
+            return kind
+    return "none"
+
+
+def find_trace_in_bundle(directory: Path) -> Path:
+    """The trace file of a bundle: trace.txt[.gz|.zst|...], trace.dat[...], or any trace* file."""
+    candidates = sorted(p for p in directory.iterdir() if p.is_file())
+    for base in TRACE_NAMES:
+        for p in candidates:
+            if p.name == base or (p.name.startswith(base + ".") and p.name.count(".") <= 2):
+                return p
+    for p in candidates:
+        if p.name.startswith("trace"):
+            return p
+    raise InputError(f"{directory}: no trace file in this directory (expected trace.txt[.gz] "
+                     "or trace.dat[.gz])")
+
+
+def resolve(source: str | os.PathLike) -> tuple[Path | None, Path | None]:
+    """(trace file, bundle directory) for a path; (None, None) for stdin ('-')."""
+    if str(source) == "-":
+        return None, None
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    if path.is_dir():
+        return find_trace_in_bundle(path), path
+    return path, None
+
+
+def _decompressor(raw: BinaryIO, kind: str) -> BinaryIO:
+    if kind == "gzip":
+        try:
+            from isal import igzip
+
+            return igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        except ImportError:  # pragma: no cover - isal is a dependency
+            import gzip
+
+            return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    if kind == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 20)  # type: ignore
+    if kind == "xz":
+        return lzma.LZMAFile(raw)  # type: ignore[return-value]
+    if kind == "bz2":
+        return bz2.BZ2File(raw)  # type: ignore[return-value]
+    return raw
+
+
+class _Peekable(io.RawIOBase):
+    """Put back the bytes read to sniff a non-seekable stream (stdin)."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return self._rest.readinto(b)  # type: ignore[attr-defined]
+
+
+def open_source(source: str | os.PathLike) -> Source:
+    """Open a trace file, '-' (stdin) or a bundle directory; decompress by content."""
+    path, bundle = resolve(source)
+    if path is None:
+        raw: BinaryIO = sys.stdin.buffer
+        name = "<stdin>"
+    else:
+        name = str(path)
+        try:
+            raw = open(path, "rb")  # noqa: SIM115 - the Source owns it
+        except OSError as exc:
+            raise InputError(f"{path}: cannot open: {exc.strerror}") from None
+    head = raw.read(16) if path is None else raw.peek(16)[:16]  # type: ignore[attr-defined]
+    if path is None:
+        raw = io.BufferedReader(_Peekable(head, raw))  # type: ignore[arg-type]
+    kind = sniff_compression(head)
+    stream = _decompressor(raw, kind)
+    if kind != "none":
+        stream = io.BufferedReader(stream, 1 << 20) if not hasattr(stream, "peek") else stream
+    try:
+        inner = stream.peek(16)[:16] if hasattr(stream, "peek") else b""  # type: ignore
+    except Exception as exc:  # noqa: BLE001 - corrupt compressed header
+        raise InputError(f"{name}: corrupt {kind} data at the start: {exc}") from None
+    is_dat = inner.startswith(TRACEDAT_MAGIC)
+    if path is not None and not head:
+        raise InputError(f"{name}: empty file")
+    return Source(name, stream, kind, is_dat, path, bundle)
