@@ -510,7 +510,8 @@ def read_parquet(path: str | os.PathLike) -> TraceData:
 
     path = Path(path)
     events = pq.read_table(path)
-    meta = json.loads((events.schema.metadata or {}).get(b"pagereplay", b"{}"))
+    kv = {**(pq.ParquetFile(path).metadata.metadata or {}), **(events.schema.metadata or {})}
+    meta = json.loads(kv.get(b"pagereplay", b"{}"))
     stats = TraceStats(source=meta.get("source", str(path)), layout=meta.get("layout", ""))
     for key in ("lines", "events", "markers", "header_lines", "lost_events", "cpus",
                 "kernel_release", "error", "compression"):

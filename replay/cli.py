@@ -1,0 +1,81 @@
+"""The `pagereplay` command line: one short function per command, errors as one line at the edge."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from replay.errors import PageReplayError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Replay Linux page-allocator traces through a model of the 6.1 zoned buddy allocator.",
+)
+err = Console(stderr=True)
+out = Console()
+
+SourceArg = Annotated[str, typer.Argument(help="Trace file, '-' for stdin, or a bundle directory.")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail on the first bad line (exit 2).")]
+
+
+@app.command()
+def ingest(
+    source: SourceArg,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Events Parquet file.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="auto, ftrace or trace-cmd.")] = "auto",
+    strict: StrictOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the accounting as JSON.")] = False,
+    threads: Annotated[int, typer.Option(help="Parser threads.")] = 2,
+) -> None:
+    """Parse a trace into a typed events table (Parquet), with markers and lost-event tables."""
+    from replay.commands.ingest_cmd import run_ingest
+
+    code = run_ingest(source, output, fmt, strict, as_json, threads, out, err)
+    raise typer.Exit(code)
+
+
+@app.command()
+def info(
+    source: SourceArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    strict: StrictOpt = False,
+) -> None:
+    """Summarise a trace: events by kind, duration, CPUs, zones, markers, lost events, bad lines."""
+    from replay.commands.info_cmd import run_info
+
+    raise typer.Exit(run_info(source, as_json, strict, out, err))
+
+
+def main() -> None:
+    """Entry point: run the app; a PageReplayError becomes one line on stderr and exit 2."""
+    try:
+        app()
+    except PageReplayError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except MemoryError:
+        err.print("error: out of memory")
+        sys.exit(2)
+    except Exception as exc:  # noqa: BLE001 - no traceback reaches the user
+        if os.environ.get("PAGEREPLAY_DEBUG"):
+            raise
+        err.print(f"internal error: {type(exc).__name__}: {exc} "
+                  "(set PAGEREPLAY_DEBUG=1 for a traceback)", highlight=False)
+        sys.exit(3)
+
+
+def dump_json(data: object) -> str:
+    return json.dumps(data, indent=2, sort_keys=False, default=str)

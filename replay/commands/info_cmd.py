@@ -1,0 +1,94 @@
+"""`pagereplay info`: a human summary of a trace (and the same as JSON)."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.compute as pc
+from rich.console import Console
+from rich.table import Table
+
+from replay.commands.ingest_cmd import print_bad, stats_dict
+from replay.trace.ingest import read_trace
+from replay.trace.sources import resolve
+
+
+def trace_summary(source: str, strict: bool = False) -> tuple[dict, object]:
+    data = read_trace(source, strict=strict)
+    d = stats_dict(data.stats)
+    ev = data.events
+    if ev.num_rows:
+        t0, t1 = pc.min(ev["ts_ns"]).as_py(), pc.max(ev["ts_ns"]).as_py()
+        d["first_ts_s"] = t0 / 1e9
+        d["last_ts_s"] = t1 / 1e9
+        d["duration_s"] = (t1 - t0) / 1e9
+        d["cpus_seen"] = sorted(pc.unique(ev["cpu"]).to_pylist())
+        d["pids"] = len(pc.unique(ev["pid"]))
+        d["failed_allocs"] = pc.sum(ev["failed"]).as_py() or 0
+    d["markers_list"] = [
+        {"ts_s": m["ts_ns"] / 1e9, "cpu": m["cpu"], "text": m["text"]}
+        for m in data.markers.to_pylist()
+    ]
+    d["zones"] = _zones(source)
+    return d, data
+
+
+def _zones(source: str) -> list[dict]:
+    _, bundle = resolve(source)
+    if bundle is None:
+        return []
+    try:
+        from replay.trace.snapshots import open_bundle
+    except ImportError:
+        return []
+    b = open_bundle(bundle)
+    snap = b.start or b.end
+    if snap is None or snap.zoneinfo is None:
+        return []
+    return [
+        {"zone": f"{z.node}/{z.name}", "start_pfn": z.start_pfn, "spanned": z.spanned,
+         "managed": z.managed, "min": z.min, "low": z.low, "high": z.high}
+        for z in snap.zoneinfo if z.managed
+    ]
+
+
+def run_info(source: str, as_json: bool, strict: bool, out: Console, err: Console) -> int:
+    d, _ = trace_summary(source, strict)
+    if as_json:
+        out.print_json(json.dumps(d, default=str))
+        return 2 if d["error"] else 0
+    t = Table(title=f"{d['source']}", show_header=False, title_justify="left")
+    t.add_row("layout", f"{d['layout']} ({d['compression']})")
+    t.add_row("lines", f"{d['lines']:,}")
+    for k, v in sorted(d["events_by_kind"].items()):
+        t.add_row(f"  {k}", f"{v:,}")
+    if "duration_s" in d:
+        t.add_row("time", f"{d['first_ts_s']:.6f} .. {d['last_ts_s']:.6f} s "
+                          f"({d['duration_s']:.3f} s)")
+        t.add_row("CPUs", f"{d['cpus'] or len(d['cpus_seen'])} (seen: {d['cpus_seen']})")
+        t.add_row("failed allocations", str(d["failed_allocs"]))
+    for z in d["zones"]:
+        t.add_row(f"zone {z['zone']}", f"pfn {z['start_pfn']:#x} +{z['spanned']}, "
+                  f"managed {z['managed']}, wmark {z['min']}/{z['low']}/{z['high']}")
+    t.add_row("markers", str(d["markers"]))
+    t.add_row("lost events", f"{d['lost_events']:,}" + (f" by CPU {d['lost_by_cpu']}"
+                                                        if d["lost_by_cpu"] else ""))
+    if d["other_events"]:
+        t.add_row("other events", ", ".join(f"{k} {v}" for k, v in d["other_events"].items()))
+    t.add_row("bad lines", str(sum(d["bad_lines"].values())))
+    if d["kernel_release"]:
+        t.add_row("kernel", d["kernel_release"])
+    out.print(t)
+    print_bad(_Stats(d), err)
+    if d["error"]:
+        err.print(f"error: {d['error']}", highlight=False)
+        return 2
+    return 0
+
+
+class _Stats:
+    def __init__(self, d: dict) -> None:
+        self.source = d["source"]
+        self.bad_lines = d["bad_lines"]
+        self.bad_total = sum(d["bad_lines"].values())
+        self.bad_samples = [(s["line"], s["reason"], s["text"]) for s in d["bad_samples"]]
