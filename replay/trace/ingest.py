@@ -9,6 +9,7 @@ by the number of blocks in flight, whatever the input size.
 from __future__ import annotations
 
 import os
+import queue
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -74,7 +75,7 @@ def _scan(block: _Block) -> _Scanned:
         spec = sc.Specials(speccap).rec
         counts = np.zeros(sc.N_COUNTS, np.int64)
         rows, nent, nspec, status = sc.scan_block(
-            block.buf, block.nbytes, sc.NAME_BYTES, sc.NAME_LENS, sc._NAME_EVENT, sc.REQUIRED,
+            block.buf, block.buf.view(np.uint64), block.nbytes, sc.NAME_BYTES, sc.NAME_LENS, sc._NAME_EVENT, sc.REQUIRED,
             *cols.arrays(), table.keys, table.vals, table.ent, table.counts, spec, counts,
         )
         if status == 0:
@@ -98,13 +99,31 @@ def _scan(block: _Block) -> _Scanned:
     return scanned
 
 
-def _read_blocks(stream, stats: TraceStats) -> Iterator[_Block]:
+class BufferPool:
+    """Reused block buffers: fresh 8 MB allocations cost page faults on every block."""
+
+    def __init__(self) -> None:
+        self._free: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> np.ndarray:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return np.empty(BLOCK_BYTES + MAX_LINE, np.uint8)
+
+    def put(self, buf: np.ndarray) -> None:
+        with self._lock:
+            self._free.append(buf)
+
+
+def _read_blocks(stream, stats: TraceStats, pool: BufferPool) -> Iterator[_Block]:
     """Line-aligned blocks of at most BLOCK_BYTES (plus the carried-over partial line)."""
     carry = b""
     index = 0
     eof = False
     while not eof:
-        buf = np.empty(BLOCK_BYTES + MAX_LINE, np.uint8)
+        buf = pool.get()
         n = len(carry)
         buf[:n] = np.frombuffer(carry, np.uint8)
         view = memoryview(buf)
@@ -123,10 +142,12 @@ def _read_blocks(stream, stats: TraceStats) -> Iterator[_Block]:
             eof = True
         if n == 0:
             break
-        if eof:
-            cut = n
-        else:
-            cut = int(np.flatnonzero(buf[:n] == 10)[-1]) + 1 if (buf[:n] == 10).any() else n
+        cut = n
+        if not eof:
+            tail = bytes(buf[max(0, n - MAX_LINE) : n])
+            nl = tail.rfind(b"\n")
+            if nl >= 0:
+                cut = n - len(tail) + nl + 1
         carry = bytes(buf[cut:n])
         yield _Block(index, buf, cut)
         index += 1
@@ -268,24 +289,24 @@ class _Assembler:
         gfp_dict = pa.array(self.gfps, pa.string())
 
         def opt(arr: np.ndarray, typ: pa.DataType) -> pa.Array:
-            return pa.array(arr, typ, mask=arr < 0)
+            return _nullable(arr, arr >= 0, typ)
 
         def dict_col(idx: np.ndarray, dictionary: pa.Array) -> pa.DictionaryArray:
-            return pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32(), mask=idx < 0),
-                                                  dictionary)
+            return pa.DictionaryArray.from_arrays(_nullable(idx, idx >= 0, pa.int32()), dictionary)
 
         columns = [
-            pa.array(c.seq[:n] + line0, pa.int64()),
-            pa.array(c.ts[:n], pa.int64()),
-            pa.array(c.cpu[:n], pa.int16()),
-            pa.array(c.pid[:n], pa.int32()),
+            _nullable(c.seq[:n] + line0, None, pa.int64()),
+            _nullable(c.ts[:n], None, pa.int64()),
+            _nullable(c.cpu[:n], None, pa.int16()),
+            _nullable(c.pid[:n], None, pa.int32()),
             opt(c.tgid[:n], pa.int32()),
             dict_col(comm, comm_dict),
-            pa.array(c.irq[:n], pa.uint8()),
-            pa.array(c.preempt[:n].astype(np.uint8), pa.uint8(), mask=c.preempt[:n] < 0),
-            pa.array(c.migdis[:n].astype(np.uint8), pa.uint8(), mask=c.migdis[:n] < 0),
-            pa.DictionaryArray.from_arrays(pa.array(event.astype(np.int32)), _EVENT_DICT),
-            pa.array(pfn, pa.uint64(), mask=failed),
+            _nullable(c.irq[:n], None, pa.uint8()),
+            _nullable(c.preempt[:n].view(np.uint8), c.preempt[:n] >= 0, pa.uint8()),
+            _nullable(c.migdis[:n].view(np.uint8), c.migdis[:n] >= 0, pa.uint8()),
+            pa.DictionaryArray.from_arrays(_nullable(event.astype(np.int32), None, pa.int32()),
+                                           _EVENT_DICT),
+            _nullable(pfn, ~failed, pa.uint64()),
             pa.array(failed, pa.bool_()),
             opt(c.order[:n], pa.int8()),
             opt(c.mt[:n], pa.int8()),
@@ -312,6 +333,17 @@ class _Assembler:
                         schema=LOST_SCHEMA)
 
 
+def _nullable(values: np.ndarray, valid: np.ndarray | None, typ: pa.DataType) -> pa.Array:
+    """Wrap a numpy column zero-copy as Arrow, with a validity bitmap where `valid` is False."""
+    n = len(values)
+    values = np.ascontiguousarray(values)
+    if valid is None or valid.all():
+        return pa.Array.from_buffers(typ, n, [None, pa.py_buffer(values)])
+    bitmap = np.packbits(valid, bitorder="little")
+    nulls = n - int(np.count_nonzero(valid))
+    return pa.Array.from_buffers(typ, n, [pa.py_buffer(bitmap), pa.py_buffer(values)], nulls)
+
+
 def iter_batches(
     source: Source,
     stats: TraceStats,
@@ -325,18 +357,22 @@ def iter_batches(
 
     def gen() -> Iterator[pa.RecordBatch]:
         pool = ThreadPoolExecutor(max_workers=max(1, threads))
+        bufpool = BufferPool()
         pending: list[Future] = []
         try:
-            for block in _read_blocks(source.stream, stats):
+            for block in _read_blocks(source.stream, stats, bufpool):
                 pending.append(pool.submit(_scan, block))
                 if progress:
                     progress(block.nbytes)
                 while len(pending) >= IN_FLIGHT:
-                    batch = asm.add(pending.pop(0).result())
+                    scanned = pending.pop(0).result()
+                    bufpool.put(scanned.block.buf)
+                    batch = asm.add(scanned)
                     if batch is not None:
                         yield batch
             while pending:
-                batch = asm.add(pending.pop(0).result())
+                scanned = pending.pop(0).result()
+                batch = asm.add(scanned)
                 if batch is not None:
                     yield batch
         finally:
@@ -460,11 +496,8 @@ def ingest_to_parquet(source: str | os.PathLike, out: str | os.PathLike, *, stri
         _check_text(src)
         batches, asm = iter_batches(src, stats, strict=strict, threads=threads, progress=progress)
         writer = pq.ParquetWriter(tmp, EVENTS_SCHEMA, **_PARQUET_OPTS)
-        lock = threading.Lock()
         try:
-            for batch in batches:
-                with lock:
-                    writer.write_batch(batch)
+            _write_in_background(writer, batches)
         finally:
             _finish_stats(stats, asm, fmt)
             writer.add_key_value_metadata(parquet_metadata(stats))
@@ -478,6 +511,33 @@ def ingest_to_parquet(source: str | os.PathLike, out: str | os.PathLike, *, stri
         src.stream.close()
         if tmp.exists():
             tmp.unlink()
+
+
+def _write_in_background(writer: pq.ParquetWriter, batches: Iterator[pa.RecordBatch]) -> None:
+    """Parquet encoding runs on its own thread (it releases the GIL) while blocks are parsed."""
+    q: queue.Queue = queue.Queue(maxsize=2)
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        while (batch := q.get()) is not None:
+            if not failure:
+                try:
+                    writer.write_batch(batch)
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                    failure.append(exc)
+
+    t = threading.Thread(target=work, name="parquet-writer", daemon=True)
+    t.start()
+    try:
+        for batch in batches:
+            if failure:
+                break
+            q.put(batch)
+    finally:
+        q.put(None)
+        t.join()
+    if failure:
+        raise failure[0]
 
 
 _PARQUET_OPTS = dict(

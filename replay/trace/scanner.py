@@ -168,7 +168,7 @@ def _intern(buf, start, length, kind, keys, vals, ent, nent):
 
 @njit(nogil=True, cache=True)
 def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba inlines it all
-    buf, nbytes, names, name_lens, name_event, required,
+    buf, words, nbytes, names, name_lens, name_event, required,
     seq, ts, cpu, pid, tgid, comm, irq, preempt, migdis, event, pfn, order, mt, gfp, refill,
     ford, pbord, fmt, frag, chown,
     keys, vals, ent, ent_counts, spec, counts,
@@ -189,8 +189,20 @@ def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba
     while pos < nbytes:
         ls = pos
         le = pos
-        while le < nbytes and buf[le] != 10:
+        # find the newline 8 bytes at a time (SWAR "has zero byte" on word ^ 0x0a0a...)
+        while le < nbytes and (le & 7) != 0 and buf[le] != 10:
             le += 1
+        if le < nbytes and buf[le] != 10:
+            wi = le >> 3
+            nw = nbytes >> 3
+            while wi < nw:
+                x = words[wi] ^ np.uint64(0x0A0A0A0A0A0A0A0A)
+                if ((x - np.uint64(0x0101010101010101)) & ~x & np.uint64(0x8080808080808080)) != 0:
+                    break
+                wi += 1
+            le = wi << 3
+            while le < nbytes and buf[le] != 10:
+                le += 1
         pos = le + 1
         line += 1
         counts[C_LINES] += 1
@@ -496,6 +508,10 @@ def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba
                 if r >= e:
                     break
                 k0 = r
+                if (r + 22 < e and buf[r] == 112 and buf[r + 1] == 97 and buf[r + 2] == 103
+                        and buf[r + 4] == 61 and buf[r + 21] == 32):
+                    r += 21  # page=%p: 16 hashed hex digits, skipped whole
+                    continue
                 while r < e and buf[r] != 61 and buf[r] != 32:
                     r += 1
                 if r >= e or buf[r] != 61:
