@@ -1,0 +1,1 @@
+"""The replay engine: machine description, zone state, buddy and pcp lists, alloc and free."""

@@ -1,0 +1,280 @@
+"""The buddy free lists: list primitives, expand(), __free_one_page() and their helpers.
+
+Compiled with numba; every function takes the whole `State` (a tuple of arrays) and is inlined
+into its callers, so the hot loops carry no call or reference-counting overhead.
+Names follow mm/page_alloc.c (6.1) so the two can be read side by side.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from replay.engine.state import (
+    CFG_PAGEBLOCK_ORDER,
+    MAX_ORDER,
+    NIL,
+    PG_BUDDY,
+    PG_NONE,
+    PG_PCP,
+    ZP_END,
+    ZP_START,
+)
+
+MIGRATE_HIGHATOMIC = 3
+MIGRATE_ISOLATE = 4
+MIGRATE_MOVABLE = 1
+
+
+@njit(inline="always")
+def pageblock_mt(st, pfn):
+    """get_pageblock_migratetype()"""
+    return st.pb_mt[pfn >> st.config[CFG_PAGEBLOCK_ORDER]]
+
+
+@njit(inline="always")
+def set_pageblock_mt(st, pfn, mt):
+    st.pb_mt[pfn >> st.config[CFG_PAGEBLOCK_ORDER]] = mt
+
+
+@njit(inline="always")
+def _link_head(head, tail, idx, st, pfn):
+    first = head[idx]
+    st.pg_prev[pfn] = NIL
+    st.pg_next[pfn] = first
+    if first == NIL:
+        tail[idx] = pfn
+    else:
+        st.pg_prev[first] = pfn
+    head[idx] = pfn
+
+
+@njit(inline="always")
+def _link_tail(head, tail, idx, st, pfn):
+    last = tail[idx]
+    st.pg_next[pfn] = NIL
+    st.pg_prev[pfn] = last
+    if last == NIL:
+        head[idx] = pfn
+    else:
+        st.pg_next[last] = pfn
+    tail[idx] = pfn
+
+
+@njit(inline="always")
+def _unlink(head, tail, idx, st, pfn):
+    prv = st.pg_prev[pfn]
+    nxt = st.pg_next[pfn]
+    if prv == NIL:
+        head[idx] = nxt
+    else:
+        st.pg_next[prv] = nxt
+    if nxt == NIL:
+        tail[idx] = prv
+    else:
+        st.pg_prev[nxt] = prv
+    st.pg_next[pfn] = NIL
+    st.pg_prev[pfn] = NIL
+
+
+@njit(inline="always")
+def add_to_free_list(st, z, pfn, order, mt, tail):
+    """__add_to_free_list(): a free block onto free_area[order].free_list[mt], head or tail."""
+    idx = (int(z), int(order), int(mt))
+    if tail:
+        _link_tail(st.fl_head, st.fl_tail, idx, st, pfn)
+    else:
+        _link_head(st.fl_head, st.fl_tail, idx, st, pfn)
+    st.fl_len[z, order, mt] += 1
+    st.pg_state[pfn] = PG_BUDDY
+    st.pg_order[pfn] = order
+    st.pg_mt[pfn] = mt
+
+
+@njit(inline="always")
+def del_page_from_free_list(st, z, pfn):
+    """del_page_from_free_list(): off whatever free list it is on."""
+    order = st.pg_order[pfn]
+    mt = st.pg_mt[pfn]
+    _unlink(st.fl_head, st.fl_tail, (int(z), int(order), int(mt)), st, pfn)
+    st.fl_len[z, order, mt] -= 1
+    st.pg_state[pfn] = PG_NONE
+
+
+@njit(inline="always")
+def move_to_free_list_tail(st, z, pfn, mt):
+    """move_to_free_list(): list_move_tail onto another type's list (steals)."""
+    order = st.pg_order[pfn]
+    del_page_from_free_list(st, z, pfn)
+    add_to_free_list(st, z, pfn, order, mt, True)
+
+
+@njit(inline="always")
+def zone_contains(st, z, pfn):
+    return st.zone_param[z, ZP_START] <= pfn < st.zone_param[z, ZP_END]
+
+
+@njit(inline="always")
+def page_is_buddy(st, z, buddy, order):
+    """page_is_buddy(): a free block of exactly this order, in the same zone."""
+    if buddy < 0 or buddy >= st.pg_state.shape[0]:
+        return False
+    return (st.pg_state[buddy] == PG_BUDDY and st.pg_order[buddy] == order
+            and st.pg_zone[buddy] == z)
+
+
+@njit(inline="always")
+def find_free_block(st, pfn):
+    """The head of the free block containing pfn, or -1 (walks up the orders, as PageBuddy)."""
+    for o in range(MAX_ORDER):
+        head = (pfn >> o) << o
+        if st.pg_state[head] == PG_BUDDY and st.pg_order[head] >= o:
+            if pfn - head < (1 << st.pg_order[head]):
+                return head
+    return -1
+
+
+@njit(inline="always")
+def find_pcp_block(st, pfn):
+    """The head of the pcp entry containing pfn, or -1."""
+    for o in range(MAX_ORDER):
+        head = (pfn >> o) << o
+        if st.pg_state[head] == PG_PCP and pfn - head < (1 << st.pg_order[head]):
+            return head
+    return -1
+
+
+@njit(inline="always")
+def expand(st, z, pfn, low, high, mt):
+    """expand(): split a block of order `high` down to `low`; the lowest part is allocated and
+    each upper half goes to the head of the `mt` list (the requested type)."""
+    size = 1 << high
+    while high > low:
+        high -= 1
+        size >>= 1
+        add_to_free_list(st, z, pfn + size, high, mt, False)
+        st.pg_warm[pfn + size] = 1
+
+
+@njit(inline="always")
+def split_around(st, z, head, high, pfn, low, mt):
+    """Like expand(), but keeps the part containing `pfn` (a resync when the model's block is
+    larger than the kernel's or the traced page is not its lowest part)."""
+    while high > low:
+        high -= 1
+        half = 1 << high
+        if pfn >= head + half:
+            add_to_free_list(st, z, head, high, mt, False)
+            st.pg_warm[head] = 1
+            head += half
+        else:
+            add_to_free_list(st, z, head + half, high, mt, False)
+            st.pg_warm[head + half] = 1
+    return head
+
+
+@njit(inline="always")
+def buddy_merge_likely(st, z, pfn, buddy_pfn, order):
+    """buddy_merge_likely(): is the merged block's own buddy one order up free? Then the block
+    goes to the tail, to be merged soon rather than allocated."""
+    if order >= MAX_ORDER - 2:
+        return False
+    higher = buddy_pfn & pfn
+    higher_buddy = higher ^ (1 << (order + 1))
+    return page_is_buddy(st, z, higher_buddy, order + 1)
+
+
+@njit(inline="always")
+def __free_one_page(st, z, pfn, order, mt, to_tail_forced):
+    """__free_one_page(): merge with free buddies up the orders, then list at head or tail.
+
+    Returns the head pfn of the final block. The block goes on the list of `mt` (the freeing
+    page's cached type), whatever its buddies' lists were.
+    """
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    if mt != MIGRATE_ISOLATE:
+        st.nr_free_pages[z] += 1 << order
+    buddy_pfn = pfn ^ (1 << order)
+    while order < MAX_ORDER - 1:
+        buddy_pfn = pfn ^ (1 << order)
+        if not page_is_buddy(st, z, buddy_pfn, order):
+            break
+        if order >= pbo:
+            # do not merge across pageblocks of unmergeable types (HIGHATOMIC, ISOLATE)
+            bmt = st.pb_mt[buddy_pfn >> pbo]
+            if mt != bmt and (mt >= MIGRATE_HIGHATOMIC or bmt >= MIGRATE_HIGHATOMIC):
+                break
+        del_page_from_free_list(st, z, buddy_pfn)
+        pfn = pfn & buddy_pfn
+        order += 1
+    if to_tail_forced:
+        to_tail = True
+    else:
+        to_tail = buddy_merge_likely(st, z, pfn, buddy_pfn, order)
+    add_to_free_list(st, z, pfn, order, mt, to_tail)
+    st.pg_warm[pfn] = 1
+    return pfn
+
+
+@njit(inline="always")
+def take_free_block(st, z, head):
+    """Take a whole free block off its list and out of NR_FREE_PAGES."""
+    order = st.pg_order[head]
+    del_page_from_free_list(st, z, head)
+    st.nr_free_pages[z] -= 1 << order
+    return order
+
+
+# ---- per-CPU lists -------------------------------------------------------------------------
+
+@njit(inline="always")
+def order_to_pindex(mt, order, pbo):
+    """order_to_pindex(): 3 * order + mt for orders 0-3; THP lists 12 (non-movable), 13."""
+    if order > 3:
+        return 12 if mt != MIGRATE_MOVABLE else 13
+    return 3 * order + mt
+
+
+@njit(inline="always")
+def pindex_to_order(pindex):
+    if pindex >= 12:
+        return -1  # pageblock_order: the caller knows it
+    return pindex // 3
+
+
+@njit(inline="always")
+def pcp_add(st, cpu, z, pfn, order, mt, tail):
+    """A block onto a pcp list (list_add at the head on free; tail on refill)."""
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    lmt = mt if mt < MIGRATE_HIGHATOMIC else MIGRATE_MOVABLE  # HIGHATOMIC/CMA use MOVABLE's list
+    idx = (int(cpu), int(z), int(order_to_pindex(lmt, order, pbo)))
+    if tail:
+        _link_tail(st.pcp_head, st.pcp_tail, idx, st, pfn)
+    else:
+        _link_head(st.pcp_head, st.pcp_tail, idx, st, pfn)
+    st.pg_state[pfn] = PG_PCP
+    st.pg_order[pfn] = order
+    st.pg_mt[pfn] = mt  # page->index: the cached type used at drain time
+    st.pg_cpu[pfn] = cpu
+    st.pcp_count[cpu, z] += 1 << order
+
+
+@njit(inline="always")
+def pcp_del(st, z, pfn):
+    """A block off whichever pcp list holds it."""
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    cpu = st.pg_cpu[pfn]
+    order = st.pg_order[pfn]
+    mt = st.pg_mt[pfn]
+    lmt = mt if mt < MIGRATE_HIGHATOMIC else MIGRATE_MOVABLE
+    _unlink(st.pcp_head, st.pcp_tail, (int(cpu), int(z), int(order_to_pindex(lmt, order, pbo))),
+            st, pfn)
+    st.pg_state[pfn] = PG_NONE
+    st.pg_cpu[pfn] = -1
+    st.pcp_count[cpu, z] -= 1 << order
+    return cpu
+
+
+@njit(inline="always")
+def pcp_allowed_order(order, pbo):
+    """pcp_allowed_order(): orders 0..PAGE_ALLOC_COSTLY_ORDER and pageblock_order (THP)."""
+    return order <= 3 or order == pbo

@@ -1,0 +1,356 @@
+"""Following a trace's buddy-level events through the state (the reconstruct hot loop).
+
+Each traced event is applied where the kernel applied it: `mm_page_alloc_zone_locked` takes a
+block off a free list (splitting as expand() does) onto a pcp list or to its caller,
+`mm_page_pcpu_drain` and direct frees return blocks with merging, `mm_page_alloc_extfrag` moves
+blocks and pageblock ownership, and pcp contents follow refills, pcp allocations and frees.
+Before each take, the model predicts the block __rmqueue_smallest() would take (agreement).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from replay.engine.buddy import (
+    MIGRATE_HIGHATOMIC,
+    MIGRATE_MOVABLE,
+    __free_one_page,
+    add_to_free_list,
+    del_page_from_free_list,
+    find_free_block,
+    find_pcp_block,
+    move_to_free_list_tail,
+    pcp_add,
+    pcp_allowed_order,
+    pcp_del,
+    split_around,
+    take_free_block,
+)
+from replay.engine.state import (
+    CFG_PAGEBLOCK_ORDER,
+    MAX_ORDER,
+    NIL,
+    PG_ALLOC,
+    PG_BUDDY,
+    PG_NONE,
+    PG_PCP,
+    ZP_END,
+    ZP_START,
+)
+from replay.trace.schema import (
+    EV_ALLOC,
+    EV_EXTFRAG,
+    EV_FREE,
+    EV_FREE_BATCHED,
+    EV_PCPU_DRAIN,
+    EV_ZONE_LOCKED,
+)
+
+# Free dispositions, decided before the loop from what happens next to the same pfn.
+D_NONE, D_PCP, D_DEFER, D_DIRECT_LOOKAHEAD, D_DIRECT_IRQ = 0, 1, 2, 3, 4
+
+COUNTER_NAMES: tuple[str, ...] = (
+    "takes",  # 0 zone_locked applied
+    "drains",  # 1 pcpu_drain applied
+    "direct_frees",  # 2 non-pcp orders freed to buddy
+    "pcp_frees",  # 3
+    "trylock_direct_frees",  # 4 pcp-order frees that went straight to buddy (lookahead)
+    "softirq_direct_frees",  # 5 ... told by the irq-info rule
+    "late_direct_frees",  # 6 found only when the block was taken again
+    "initial_pcp_pages",  # 7 alloc/drain of a page that sat on a pcp list at the start
+    "list_type_corrections",  # 8 a snapshot block's list type learnt from the kernel's choice
+    "pageblock_corrections",  # 9
+    "steals",  # 10
+    "pageblock_retypes",  # 11
+    "take_of_non_free_block",  # 12 inconsistency
+    "drain_of_free_page",  # 13 inconsistency
+    "alloc_of_free_page",  # 14 inconsistency
+    "free_of_free_page",  # 15 inconsistency
+    "steal_of_non_free_block",  # 16 inconsistency
+    "pfn_outside_zones",  # 17 inconsistency
+    "pcp_alloc_not_on_pcp",  # 18 informational: pcp-order alloc taken straight from buddy
+)
+N_COUNTERS = len(COUNTER_NAMES)
+INCONSISTENCIES = (12, 13, 14, 15, 16, 17)
+C_TAKES, C_DRAINS, C_DIRECT, C_PCPFREE, C_TRYLOCK, C_SOFTIRQ, C_LATE, C_INITPCP = range(8)
+C_LISTFIX, C_PBFIX, C_STEALS, C_RETYPE = 8, 9, 10, 11
+C_BADTAKE, C_BADDRAIN, C_BADALLOC, C_DOUBLEFREE, C_BADSTEAL, C_OUTSIDE, C_PCPMISS = range(12, 19)
+
+
+@njit(inline="always")
+def zone_of(st, pfn):
+    if pfn < 0 or pfn >= st.pg_zone.shape[0]:
+        return -1
+    return st.pg_zone[pfn]
+
+
+@njit(inline="always")
+def fix_list_type(st, z, head, mt, counters):
+    """The kernel took `head` from the `mt` list: if the model had it elsewhere, move it there
+    and move a cold block of the same order the other way, so per-type counts stay right."""
+    old = st.pg_mt[head]
+    if old == mt:
+        return
+    order = st.pg_order[head]
+    counters[C_LISTFIX] += 1
+    # a cold (snapshot-typed) block on the mt list that may be the one really on `old`
+    swap = st.fl_head[z, order, mt]
+    while swap != NIL and st.pg_warm[swap] != 0:
+        swap = st.pg_next[swap]
+    del_page_from_free_list(st, z, head)
+    from_tail = False
+    if swap != NIL:
+        del_page_from_free_list(st, z, swap)
+        _relist(st, z, swap, order, old, from_tail)
+    _relist(st, z, head, order, mt, from_tail)
+
+
+@njit(inline="always")
+def _relist(st, z, pfn, order, mt, tail):
+    # re-add without touching NR_FREE_PAGES (del_page_from_free_list does not change it)
+    add_to_free_list(st, z, pfn, order, mt, tail)
+
+
+@njit(inline="always")
+def free_pcp_pages_in(st, lo, hi, counters):
+    """Pages of [lo, hi) that the model thinks are on pcp lists went to buddy directly."""
+    p = lo
+    while p < hi:
+        h = find_pcp_block(st, p)
+        if h >= 0:
+            z = st.pg_zone[h]
+            order = st.pg_order[h]
+            pcp_del(st, z, h)
+            __free_one_page(st, z, h, order, st.pb_mt[h >> st.config[CFG_PAGEBLOCK_ORDER]],
+                            False)
+            counters[C_LATE] += 1
+            p = h + (1 << order)
+        else:
+            p += 1
+
+
+@njit(inline="always")
+def rmqueue_smallest_head(st, z, order, mt):
+    """The block __rmqueue_smallest() would take: the head of the first non-empty list of
+    type mt at order or above."""
+    for o in range(order, MAX_ORDER):
+        h = st.fl_head[z, o, mt]
+        if h != NIL:
+            return h
+    return -1
+
+
+@njit(inline="always")
+def take(st, z, pfn, order, mt, counters):
+    """A traced take of [pfn, pfn + 2^order) from the buddy lists (zone_locked)."""
+    head = find_free_block(st, pfn)
+    if head < 0:
+        free_pcp_pages_in(st, pfn, pfn + (1 << order), counters)
+        head = find_free_block(st, pfn)
+    if head < 0:
+        counters[C_BADTAKE] += 1
+        return False
+    fix_list_type(st, z, head, mt, counters)
+    high = take_free_block(st, z, head)
+    if high < order:  # the model's block is smaller than the kernel's: take the rest too
+        counters[C_BADTAKE] += 1
+        p = head + (1 << high)
+        while p < pfn + (1 << order):
+            h2 = find_free_block(st, p)
+            if h2 >= 0:
+                o2 = take_free_block(st, st.pg_zone[h2], h2)
+                p = h2 + (1 << o2)
+            else:
+                p += 1
+        return True
+    keep = split_around(st, z, head, high, pfn, order, mt)
+    # expand() hands the rest back to NR_FREE_PAGES
+    st.nr_free_pages[z] += (1 << high) - (1 << order)
+    return keep == pfn
+
+
+@njit(inline="always")
+def steal(st, z, pfn, alloc_order, fallback_order, start_mt, fallback_mt, chown, counters):
+    """A traced mm_page_alloc_extfrag: steal_suitable_fallback() on the block at pfn."""
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    head = find_free_block(st, pfn)
+    if head != pfn or st.pg_order[head] != fallback_order:
+        counters[C_BADSTEAL] += 1
+        return
+    counters[C_STEALS] += 1
+    fix_list_type(st, z, head, fallback_mt, counters)
+    old = st.pb_mt[pfn >> pbo]
+    if old == MIGRATE_HIGHATOMIC:
+        move_to_free_list_tail(st, z, head, start_mt)
+        return
+    if fallback_order >= pbo:
+        # change_pageblock_range(): every pageblock of the block takes the new type
+        for b in range(pfn >> pbo, (pfn + (1 << fallback_order)) >> pbo):
+            if st.pb_mt[b] != start_mt:
+                counters[C_RETYPE] += 1
+            st.pb_mt[b] = start_mt
+        move_to_free_list_tail(st, z, head, start_mt)
+        return
+    whole_block = fallback_order >= (pbo >> 1) or start_mt != MIGRATE_MOVABLE
+    if whole_block:
+        moved = move_freepages_block(st, z, pfn, start_mt)
+        if moved == 0:
+            move_to_free_list_tail(st, z, head, start_mt)
+    else:
+        move_to_free_list_tail(st, z, head, start_mt)
+    if chown == 1:
+        if st.pb_mt[pfn >> pbo] != start_mt:
+            counters[C_RETYPE] += 1
+        st.pb_mt[pfn >> pbo] = start_mt
+    elif st.pb_mt[pfn >> pbo] == start_mt:
+        st.pb_mt[pfn >> pbo] = fallback_mt
+        counters[C_PBFIX] += 1
+
+
+@njit(inline="always")
+def move_freepages_block(st, z, pfn, mt):
+    """move_freepages_block(): every free block of the pageblock to mt's lists (tail, in
+    ascending pfn order). Returns the free pages moved (0 if the pageblock crosses the zone)."""
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    start = (pfn >> pbo) << pbo
+    end = start + (1 << pbo)
+    if start < st.zone_param[z, ZP_START] or end > st.zone_param[z, ZP_END]:
+        return 0
+    moved = 0
+    p = start
+    while p < end:
+        if st.pg_state[p] == PG_BUDDY:
+            o = st.pg_order[p]
+            move_to_free_list_tail(st, z, p, mt)
+            moved += 1 << o
+            p += 1 << o
+        else:
+            p += 1
+    return moved
+
+
+@njit(nogil=True, cache=True)
+def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i0, i1,
+                  counters, pred, pred_warm, taken_warm, fallback_flag):
+    """Apply events [i0, i1). For each zone_locked at index i, pred[i] is the pfn the model
+    predicted (-1: none) and pred_warm[i] whether that list position came from the trace."""
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    in_fallback = False
+    for i in range(i0, i1):
+        e = ev[i]
+        p = pfn[i]
+        if p < 0:
+            continue  # a failed allocation
+        z = zone_of(st, p)
+        if z < 0:
+            counters[C_OUTSIDE] += 1
+            continue
+        o = order[i]
+        if e == EV_ZONE_LOCKED:
+            m = mt[i]
+            h = rmqueue_smallest_head(st, z, o, m)
+            pred[i] = h
+            if h >= 0:
+                pred_warm[i] = st.pg_warm[h]
+            fb = find_free_block(st, p)
+            taken_warm[i] = st.pg_warm[fb] if fb >= 0 else 0
+            fallback_flag[i] = in_fallback
+            in_fallback = False
+            take(st, z, p, o, m, counters)
+            counters[C_TAKES] += 1
+            if refill[i] == 1:
+                pcp_add(st, cpu[i], z, p, o, m, True)
+            else:
+                st.pg_state[p] = PG_ALLOC
+                st.pg_order[p] = o
+                st.pg_mt[p] = m
+        elif e == EV_ALLOC:
+            s = st.pg_state[p]
+            if s == PG_PCP:
+                pcp_del(st, z, p)
+            elif s == PG_BUDDY or find_free_block(st, p) >= 0:
+                counters[C_BADALLOC] += 1
+                take(st, z, p, o, mt[i], counters)
+            elif s == PG_NONE:
+                counters[C_INITPCP] += 1
+            elif s == PG_ALLOC and pcp_allowed_order(o, pbo):
+                counters[C_PCPMISS] += 1
+            st.pg_state[p] = PG_ALLOC
+            st.pg_order[p] = o
+            st.pg_mt[p] = mt[i]
+        elif e == EV_FREE or e == EV_FREE_BATCHED:
+            d = disp[i]
+            if d == D_DEFER or d == D_NONE:
+                continue
+            s = st.pg_state[p]
+            if s == PG_BUDDY or find_free_block(st, p) >= 0:
+                counters[C_DOUBLEFREE] += 1
+                continue
+            if s == PG_PCP:
+                pcp_del(st, z, p)  # freed twice without a drain: keep the later placement
+            pbmt = st.pb_mt[p >> pbo]
+            if d == D_PCP:
+                pcp_add(st, cpu[i], z, p, o, pbmt, False)
+                counters[C_PCPFREE] += 1
+            else:
+                if d == D_DIRECT_LOOKAHEAD:
+                    counters[C_TRYLOCK] += 1
+                elif d == D_DIRECT_IRQ:
+                    counters[C_SOFTIRQ] += 1
+                else:
+                    counters[C_DIRECT] += 1
+                st.pg_state[p] = PG_NONE
+                __free_one_page(st, z, p, o, pbmt, False)
+        elif e == EV_PCPU_DRAIN:
+            s = st.pg_state[p]
+            if s == PG_PCP:
+                pcp_del(st, z, p)
+            elif s == PG_BUDDY or find_free_block(st, p) >= 0:
+                counters[C_BADDRAIN] += 1
+                continue
+            else:
+                counters[C_INITPCP] += 1
+            st.pg_state[p] = PG_NONE
+            __free_one_page(st, z, p, o, mt[i], False)
+            counters[C_DRAINS] += 1
+        elif e == EV_EXTFRAG:
+            steal(st, z, p, o, ford[i], mt[i], fmt[i], chown[i], counters)
+            in_fallback = True
+    return 0
+
+
+def plan_free_dispositions(ev: np.ndarray, pfn: np.ndarray, order: np.ndarray,
+                           irq_flags: np.ndarray, preempt: np.ndarray,
+                           pageblock_order: int) -> np.ndarray:
+    """How each traced free reached the buddy allocator, decided from what happens next.
+
+    - mm_page_free followed by mm_page_free_batched of the same page: free_unref_page_list()
+      lists the page in its second loop, at the batched event (D_DEFER now).
+    - a pcp-order free whose page is next taken by zone_locked (no drain between) went straight
+      to buddy (pcp trylock failed: D_DIRECT_LOOKAHEAD);
+    - with no later event, a free in hard/softirq context with preempt depth >= 3 did too
+      (D_DIRECT_IRQ); otherwise it went to the pcp list (D_PCP).
+    - non-pcp orders go straight to buddy (D_NONE is never used for a real free).
+    """
+    n = len(ev)
+    disp = np.zeros(n, np.int8)
+    valid = pfn >= 0
+    idx = np.flatnonzero(valid & (ev != EV_EXTFRAG))
+    keys = pfn[idx]
+    srt = idx[np.lexsort((idx, keys))]
+    nxt = np.full(n, -1, np.int64)
+    same = pfn[srt[1:]] == pfn[srt[:-1]]
+    nxt[srt[:-1][same]] = srt[1:][same]
+    is_free = (ev == EV_FREE) | (ev == EV_FREE_BATCHED)
+    pcp_order = (order <= 3) | (order == pageblock_order)
+    nev = np.where(nxt >= 0, ev[np.maximum(nxt, 0)], -1)
+    disp[is_free & valid] = D_DIRECT_LOOKAHEAD  # placeholder, refined below
+    disp[is_free & valid & ~pcp_order] = 5  # direct by order
+    pf = is_free & valid & pcp_order
+    disp[pf] = D_PCP
+    disp[pf & (ev == EV_FREE) & (nev == EV_FREE_BATCHED)] = D_DEFER
+    disp[pf & (disp != D_DEFER) & (nev == EV_ZONE_LOCKED)] = D_DIRECT_LOOKAHEAD
+    irq_direct = ((irq_flags & 0x30) != 0) & (preempt >= 3)
+    disp[pf & (disp == D_PCP) & (nxt < 0) & irq_direct] = D_DIRECT_IRQ
+    return disp

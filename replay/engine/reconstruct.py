@@ -1,0 +1,314 @@
+"""Reconstruct: the kernel's real buddy state, followed event by event, checked against /proc.
+
+The state starts at the start.buddyinfo marker (initial.py), follows every buddy-level event
+(follow.py), and is compared with start.buddyinfo, end.buddyinfo and end.pagetypeinfo at every
+buddy-level event between each file's begin and end markers: a /proc file is read at one
+instant inside its markers, so a zone is exact when one of those points matches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from replay.engine.events import EventArrays, event_arrays, marker_positions
+from replay.engine.follow import (
+    COUNTER_NAMES,
+    D_DIRECT_IRQ,
+    D_DIRECT_LOOKAHEAD,
+    INCONSISTENCIES,
+    N_COUNTERS,
+    follow_events,
+    plan_free_dispositions,
+)
+from replay.engine.initial import initial_state_boot, initial_state_from_snapshot
+from replay.engine.machine import Machine, machine_from_bundle, machine_from_description
+from replay.engine.state import MAX_ORDER, MIGRATE_TYPES, State, buddyinfo, pageblock_counts
+from replay.errors import InputError
+from replay.trace.result import TraceData
+from replay.trace.schema import EV_ZONE_LOCKED, MIGRATETYPE_NAMES
+
+
+@dataclass
+class WindowCheck:
+    """A /proc file against the model at every point between its markers, per zone."""
+
+    name: str
+    exact_by_zone: dict[str, bool] = field(default_factory=dict)
+    l1_by_zone: dict[str, int] = field(default_factory=dict)
+    matched_at: dict[str, int | None] = field(default_factory=dict)  # event index or None
+    expected: dict[str, list] = field(default_factory=dict)
+    reconstructed: dict[str, list] = field(default_factory=dict)
+
+    @property
+    def exact(self) -> bool:
+        return bool(self.exact_by_zone) and all(self.exact_by_zone.values())
+
+
+@dataclass
+class Agreement:
+    """How often __rmqueue_smallest's head is the block the kernel took."""
+
+    decisions: int
+    exact: int
+    determined: int
+    determined_exact: int
+    by_order: dict[int, tuple[int, int]]
+    by_migratetype: dict[str, tuple[int, int]]
+    by_fallback: dict[str, tuple[int, int]]
+
+    @property
+    def rate(self) -> float:
+        return self.exact / self.decisions if self.decisions else 1.0
+
+    @property
+    def determined_rate(self) -> float:
+        return self.determined_exact / self.determined if self.determined else 1.0
+
+    def as_dict(self) -> dict:
+        return {
+            "decisions": self.decisions, "exact": self.exact, "rate": round(self.rate, 6),
+            "determined": self.determined, "determined_exact": self.determined_exact,
+            "determined_rate": round(self.determined_rate, 6),
+            "by_order": {str(k): {"decisions": d, "exact": e} for k, (d, e) in
+                         self.by_order.items()},
+            "by_migratetype": {k: {"decisions": d, "exact": e} for k, (d, e) in
+                               self.by_migratetype.items()},
+            "by_fallback": {k: {"decisions": d, "exact": e} for k, (d, e) in
+                            self.by_fallback.items()},
+        }
+
+
+@dataclass
+class ReconstructResult:
+    machine: Machine
+    state: State
+    events: EventArrays
+    counters: dict[str, int]
+    start: WindowCheck | None
+    end: WindowCheck | None
+    end_pagetypeinfo: WindowCheck | None
+    end_pageblocks: WindowCheck | None
+    agreement: Agreement
+    i_start: int
+    info: dict = field(default_factory=dict)
+    end_state: State | None = None  # the state at the end.buddyinfo marker
+
+    @property
+    def inconsistencies(self) -> dict[str, int]:
+        return {COUNTER_NAMES[i]: self.counters[COUNTER_NAMES[i]] for i in INCONSISTENCIES}
+
+    @property
+    def exact(self) -> bool:
+        checks = [c for c in (self.start, self.end) if c is not None]
+        return bool(checks) and all(c.exact for c in checks)
+
+    def as_dict(self) -> dict:
+        d: dict = {
+            "exact": self.exact,
+            "l1_by_zone": self.end.l1_by_zone if self.end else {},
+            "expected": self.end.expected if self.end else {},
+            "reconstructed": self.end.reconstructed if self.end else {},
+            "inconsistencies": self.inconsistencies,
+            "inconsistent_events": sum(self.inconsistencies.values()),
+            "counters": self.counters,
+            "agreement": self.agreement.as_dict(),
+            "info": self.info,
+        }
+        for name, chk in (("start", self.start), ("end", self.end),
+                          ("end_pagetypeinfo", self.end_pagetypeinfo),
+                          ("end_pageblocks", self.end_pageblocks)):
+            if chk is not None:
+                d[f"{name}_check"] = {
+                    "exact": chk.exact, "exact_by_zone": chk.exact_by_zone,
+                    "l1_by_zone": chk.l1_by_zone, "matched_at_event": chk.matched_at,
+                }
+        return d
+
+
+class Follower:
+    """Runs follow_events over index ranges, keeping the per-event agreement arrays."""
+
+    def __init__(self, st: State, e: EventArrays, disp: np.ndarray) -> None:
+        self.st = st
+        self.e = e
+        self.disp = disp
+        n = len(e)
+        self.counters = np.zeros(N_COUNTERS, np.int64)
+        self.pred = np.full(n, -2, np.int64)
+        self.pred_warm = np.zeros(n, np.uint8)
+        self.taken_warm = np.zeros(n, np.uint8)
+        self.fallback = np.zeros(n, np.bool_)
+
+    def run(self, i0: int, i1: int) -> None:
+        if i1 <= i0:
+            return
+        e = self.e
+        follow_events(self.st, e.ev, e.pfn, e.order, e.mt, e.cpu, e.refill, e.ford, e.fmt,
+                      e.chown, self.disp, i0, i1, self.counters, self.pred, self.pred_warm,
+                      self.taken_warm, self.fallback)
+
+
+def _zone_keys(machine: Machine) -> list[str]:
+    return [z.key for z in machine.zones]
+
+
+def check_window(f: Follower, machine: Machine, name: str, i0: int, i1: int,
+                 expected: dict[str, np.ndarray], measure) -> WindowCheck:
+    """Follow events [i0, i1), comparing `measure(state)` (per zone) with `expected` at the
+    start and after each event; leaves the state at i1."""
+    chk = WindowCheck(name)
+    keys = _zone_keys(machine)
+    best: dict[str, int] = {}
+    for i in range(i0, i1 + 1):
+        now = measure(f.st)
+        for zi, key in enumerate(keys):
+            if key not in expected:
+                continue
+            l1 = int(np.abs(now[zi] - expected[key]).sum())
+            if key not in best or l1 < best[key]:
+                best[key] = l1
+                chk.matched_at[key] = i if l1 == 0 else None
+                chk.reconstructed[key] = now[zi].tolist()
+        if i < i1:
+            f.run(i, i + 1)
+    for key in best:
+        chk.l1_by_zone[key] = best[key]
+        chk.exact_by_zone[key] = best[key] == 0
+        chk.expected[key] = np.asarray(expected[key]).tolist()
+    return chk
+
+
+def _buddyinfo_expected(snap_buddyinfo: dict | None) -> dict[str, np.ndarray]:
+    if not snap_buddyinfo:
+        return {}
+    out = {}
+    for (node, zname), counts in snap_buddyinfo.items():
+        arr = np.zeros(MAX_ORDER, np.int64)
+        arr[: min(len(counts), MAX_ORDER)] = counts[:MAX_ORDER]
+        out[f"{node}/{zname}"] = arr
+    return out
+
+
+def _pagetype_expected(pti) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    free: dict[str, np.ndarray] = {}
+    blocks: dict[str, np.ndarray] = {}
+    if pti is None:
+        return free, blocks
+    for (node, zname), per_type in pti.free.items():
+        arr = np.zeros((MIGRATE_TYPES, MAX_ORDER), np.int64)
+        for k, v in per_type.items():
+            if k in MIGRATETYPE_NAMES:
+                arr[MIGRATETYPE_NAMES.index(k), : min(len(v), MAX_ORDER)] = v[:MAX_ORDER]
+        free[f"{node}/{zname}"] = arr
+    for (node, zname), counts in pti.blocks.items():
+        arr = np.zeros(MIGRATE_TYPES, np.int64)
+        for k, v in counts.items():
+            if k in MIGRATETYPE_NAMES:
+                arr[MIGRATETYPE_NAMES.index(k)] = v
+        blocks[f"{node}/{zname}"] = arr
+    return free, blocks
+
+
+def compute_agreement(f: Follower, i_from: int) -> Agreement:
+    e = f.e
+    idx = np.flatnonzero((e.ev == EV_ZONE_LOCKED) & (f.pred > -2))
+    idx = idx[idx >= i_from]
+    match = f.pred[idx] == e.pfn[idx]
+    determined = (f.pred_warm[idx] == 1) & (f.taken_warm[idx] == 1)
+    by_order = {}
+    for o in np.unique(e.order[idx]):
+        sel = e.order[idx] == o
+        by_order[int(o)] = (int(sel.sum()), int(match[sel].sum()))
+    by_mt = {}
+    for m in np.unique(e.mt[idx]):
+        sel = e.mt[idx] == m
+        name = MIGRATETYPE_NAMES[m] if 0 <= m < len(MIGRATETYPE_NAMES) else str(m)
+        by_mt[name] = (int(sel.sum()), int(match[sel].sum()))
+    fb = f.fallback[idx]
+    by_fb = {"fallback": (int(fb.sum()), int(match[fb].sum())),
+             "no_fallback": (int((~fb).sum()), int(match[~fb].sum()))}
+    return Agreement(len(idx), int(match.sum()), int(determined.sum()),
+                     int(match[determined].sum()), by_order, by_mt, by_fb)
+
+
+def reconstruct(data: TraceData, bundle=None, machine: Machine | None = None) -> ReconstructResult:
+    """Follow a trace from its start snapshot (or from boot state) and check it against /proc."""
+    e = event_arrays(data)
+    if machine is None:
+        if bundle is not None and bundle.start.zoneinfo is not None:
+            machine = machine_from_bundle(bundle, "start")
+        else:
+            raise InputError("no zoneinfo in the bundle: give --machine (e.g. mem=4G,cpus=8)")
+    cpus = max(machine.cpus, int(e.cpu.max()) + 1 if len(e) else 1)
+    marks = marker_positions(data, e.seq)
+    disp = plan_free_dispositions(e.ev, e.pfn, e.order, e.irq, e.preempt, machine.pageblock_order)
+    direct = np.isin(disp, (D_DIRECT_LOOKAHEAD, D_DIRECT_IRQ, 5))
+    snap = bundle.start if bundle is not None else None
+    kpf = snap.kpageflags() if snap is not None else None
+    i_start = marks.get("start.buddyinfo begin", 0)
+    info: dict = {}
+    if kpf is not None and "start.buddyinfo begin" in marks:
+        i_kpf_end = marks.get("start.kpageflags end", i_start)
+        st, info = initial_state_from_snapshot(machine, kpf, snap.pagetypeinfo, e.ev, e.pfn,
+                                               e.order, e.mt, e.fmt, e.ford, direct, i_start,
+                                               i_kpf_end, cpus)
+        info["initial"] = "start snapshot"
+    else:
+        i_start = 0
+        st = initial_state_boot(machine, cpus)
+        info["initial"] = "boot (all memory free, every pageblock Movable)"
+    f = Follower(st, e, disp)
+    start_chk = end_chk = pti_chk = pb_chk = None
+    pos = i_start
+    if snap is not None and snap.buddyinfo and "start.buddyinfo end" in marks:
+        i1 = marks["start.buddyinfo end"]
+        start_chk = check_window(f, machine, "start.buddyinfo", pos, i1,
+                                 _buddyinfo_expected(snap.buddyinfo), buddyinfo)
+        pos = i1
+    end = bundle.end if bundle is not None else None
+    end_state = None
+    if end is not None and end.buddyinfo and "end.buddyinfo begin" in marks:
+        b0, b1 = marks["end.buddyinfo begin"], marks.get("end.buddyinfo end", len(e))
+        f.run(pos, b0)
+        end_chk = check_window(f, machine, "end.buddyinfo", b0, b1,
+                               _buddyinfo_expected(end.buddyinfo), buddyinfo)
+        from replay.engine.state import copy_state
+
+        end_state = copy_state(f.st)
+        pos = b1
+        if end.pagetypeinfo is not None and "end.pagetypeinfo begin" in marks:
+            p0, p1 = marks["end.pagetypeinfo begin"], marks.get("end.pagetypeinfo end", len(e))
+            f.run(pos, p0)
+            free_exp, blocks_exp = _pagetype_expected(end.pagetypeinfo)
+            pti_chk = check_window(f, machine, "end.pagetypeinfo", p0, p1, free_exp,
+                                   lambda s: s.fl_len.transpose(0, 2, 1))
+            pb_chk = WindowCheck("end.pagetypeinfo blocks")
+            now = pageblock_counts(f.st, machine)
+            for zi, key in enumerate(_zone_keys(machine)):
+                if key in blocks_exp:
+                    l1 = int(np.abs(now[zi] - blocks_exp[key]).sum())
+                    pb_chk.l1_by_zone[key] = l1
+                    pb_chk.exact_by_zone[key] = l1 == 0
+                    pb_chk.expected[key] = blocks_exp[key].tolist()
+                    pb_chk.reconstructed[key] = now[zi].tolist()
+            pos = p1
+    f.run(pos, len(e))
+    counters = {name: int(f.counters[i]) for i, name in enumerate(COUNTER_NAMES)}
+    return ReconstructResult(machine, f.st, e, counters, start_chk, end_chk, pti_chk, pb_chk,
+                             compute_agreement(f, i_start), i_start, info, end_state)
+
+
+def reconstruct_source(source: str | Path, machine_desc: str | None = None) -> ReconstructResult:
+    """Read a trace (file or bundle) and reconstruct it."""
+    from replay.trace.ingest import read_trace
+    from replay.trace.snapshots import open_bundle
+    from replay.trace.sources import resolve
+
+    _, bundle_dir = resolve(source)
+    bundle = open_bundle(bundle_dir) if bundle_dir is not None else None
+    data = read_trace(source)
+    machine = machine_from_description(machine_desc) if machine_desc else None
+    return reconstruct(data, bundle, machine)

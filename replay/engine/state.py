@@ -1,0 +1,143 @@
+"""The allocator state as flat arrays: a struct-of-arrays page map (like struct page) plus lists.
+
+Every free block, pcp entry and allocated block is described at its head pfn. Free lists and pcp
+lists are doubly linked through `next`/`prev` (pfn-indexed), with head and tail per list, so
+allocation can take the head and frees can go to the head or the tail as the kernel does.
+About 15 bytes per page of modelled RAM.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from replay.engine.machine import Machine
+
+MAX_ORDER = 11
+MIGRATE_TYPES = 5
+NR_PCP_LISTS = 14
+NIL = -1
+
+# pg_state values (at a block's head pfn)
+PG_NONE = 0  # not free, not known to the model (allocated before the trace, reserved, hole)
+PG_BUDDY = 1  # head of a free block on a buddy free list (PageBuddy)
+PG_PCP = 2  # head of a block on a per-CPU list
+PG_ALLOC = 3  # head of a block allocated during the trace
+
+
+class State(NamedTuple):
+    """Arrays only, so compiled code can take the whole state as one argument."""
+
+    # per pfn
+    pg_state: np.ndarray  # uint8 PG_*
+    pg_order: np.ndarray  # int8: order of the block headed here
+    pg_mt: np.ndarray  # int8: free-list type / pcp cached type (page->index) / requested type
+    pg_next: np.ndarray  # int32 list links
+    pg_prev: np.ndarray  # int32
+    pg_cpu: np.ndarray  # int16: the CPU whose pcp list holds the block
+    pg_warm: np.ndarray  # uint8: 1 once a traced event placed this block on its list
+    pg_zone: np.ndarray  # int8: zone index, -1 outside every zone
+    # per pageblock
+    pb_mt: np.ndarray  # int8 pageblock migratetype
+    # per zone x order x migratetype free lists
+    fl_head: np.ndarray  # int64 [Z, MAX_ORDER, MIGRATE_TYPES]
+    fl_tail: np.ndarray
+    fl_len: np.ndarray  # int64 blocks on each list
+    nr_free_pages: np.ndarray  # int64 [Z] (NR_FREE_PAGES; pcp pages excluded)
+    # per cpu x zone x pcp list
+    pcp_head: np.ndarray  # int64 [CPUS, Z, NR_PCP_LISTS]
+    pcp_tail: np.ndarray
+    pcp_count: np.ndarray  # int64 [CPUS, Z] pages
+    pcp_high: np.ndarray  # int64 [CPUS, Z]
+    pcp_batch: np.ndarray  # int64 [CPUS, Z]
+    pcp_free_factor: np.ndarray  # int64 [CPUS, Z]
+    # per zone parameters: start_pfn, end_pfn, min, low, high, boost, managed, reserved_ha
+    zone_param: np.ndarray  # int64 [Z, 8]
+    lowmem_reserve: np.ndarray  # int64 [Z, 5] indexed by highest zone type
+    zone_type: np.ndarray  # int64 [Z]
+    zone_node: np.ndarray  # int64 [Z]
+    # [pageblock_order, mobility_grouping, watermark_boost_factor, fallback_policy]
+    config: np.ndarray
+
+
+ZP_START, ZP_END, ZP_MIN, ZP_LOW, ZP_HIGH, ZP_BOOST, ZP_MANAGED, ZP_RESERVED_HA = range(8)
+CFG_PAGEBLOCK_ORDER, CFG_MOBILITY, CFG_BOOST_FACTOR, CFG_FALLBACK_POLICY = range(4)
+
+
+def new_state(machine: Machine, cpus: int | None = None) -> State:
+    """An empty state (no free memory) sized for the machine."""
+    npfn = machine.total_pfns
+    nz = len(machine.zones)
+    ncpu = max(cpus or machine.cpus, 1)
+    pg_zone = machine.zone_index_array(npfn).astype(np.int8)
+    pb = (npfn >> machine.pageblock_order) + 1
+    zone_param = np.zeros((nz, 8), np.int64)
+    lowmem = np.zeros((nz, 5), np.int64)
+    for i, z in enumerate(machine.zones):
+        zone_param[i] = (z.start_pfn, z.end_pfn, z.wmark_min, z.wmark_low, z.wmark_high,
+                         z.watermark_boost, z.managed, 0)
+        lr = list(z.lowmem_reserve)[:5]
+        lowmem[i, : len(lr)] = lr
+    pcp_high = np.zeros((ncpu, nz), np.int64)
+    pcp_batch = np.ones((ncpu, nz), np.int64)
+    for i, z in enumerate(machine.zones):
+        pcp_high[:, i] = z.pcp_high
+        pcp_batch[:, i] = max(z.pcp_batch, 1)
+    return State(
+        pg_state=np.zeros(npfn, np.uint8),
+        pg_order=np.zeros(npfn, np.int8),
+        pg_mt=np.zeros(npfn, np.int8),
+        pg_next=np.full(npfn, NIL, np.int32),
+        pg_prev=np.full(npfn, NIL, np.int32),
+        pg_cpu=np.full(npfn, -1, np.int16),
+        pg_warm=np.zeros(npfn, np.uint8),
+        pg_zone=pg_zone,
+        pb_mt=np.full(pb, 1, np.int8),
+        fl_head=np.full((nz, MAX_ORDER, MIGRATE_TYPES), NIL, np.int64),
+        fl_tail=np.full((nz, MAX_ORDER, MIGRATE_TYPES), NIL, np.int64),
+        fl_len=np.zeros((nz, MAX_ORDER, MIGRATE_TYPES), np.int64),
+        nr_free_pages=np.zeros(nz, np.int64),
+        pcp_head=np.full((ncpu, nz, NR_PCP_LISTS), NIL, np.int64),
+        pcp_tail=np.full((ncpu, nz, NR_PCP_LISTS), NIL, np.int64),
+        pcp_count=np.zeros((ncpu, nz), np.int64),
+        pcp_high=pcp_high,
+        pcp_batch=pcp_batch,
+        pcp_free_factor=np.zeros((ncpu, nz), np.int64),
+        zone_param=zone_param,
+        lowmem_reserve=lowmem,
+        zone_type=np.array([z.zone_type for z in machine.zones], np.int64),
+        zone_node=np.array([z.node for z in machine.zones], np.int64),
+        config=np.array([machine.pageblock_order, int(machine.mobility_grouping),
+                         machine.watermark_boost_factor, 0], np.int64),
+    )
+
+
+def copy_state(st: State) -> State:
+    return State(*(a.copy() for a in st))
+
+
+def buddyinfo(st: State) -> np.ndarray:
+    """Free blocks per zone and order (what /proc/buddyinfo prints): [Z, MAX_ORDER]."""
+    return st.fl_len.sum(axis=2)
+
+
+def pagetypeinfo_free(st: State) -> np.ndarray:
+    """Free blocks per zone, order and list type: [Z, MAX_ORDER, MIGRATE_TYPES]."""
+    return st.fl_len.copy()
+
+
+def pageblock_counts(st: State, machine: Machine) -> np.ndarray:
+    """Pageblocks per zone and owner migratetype: [Z, MIGRATE_TYPES] (as pagetypeinfo counts).
+
+    pagetypeinfo_showblockcount_print() steps from zone_start_pfn by pageblock_nr_pages, so
+    every pageblock the zone's span touches is counted once.
+    """
+    out = np.zeros((len(machine.zones), MIGRATE_TYPES), np.int64)
+    pbo = machine.pageblock_order
+    for i, z in enumerate(machine.zones):
+        first = z.start_pfn >> pbo
+        last = (z.end_pfn - 1) >> pbo
+        types = st.pb_mt[first : last + 1]
+        out[i] = np.bincount(types.astype(np.int64), minlength=MIGRATE_TYPES)[:MIGRATE_TYPES]
+    return out
