@@ -24,7 +24,15 @@ from __future__ import annotations
 import numpy as np
 
 from replay.engine.machine import Machine
-from replay.engine.state import MAX_ORDER, MIGRATE_TYPES, NIL, PG_BUDDY, State, new_state
+from replay.engine.state import (
+    MAX_ORDER,
+    MIGRATE_TYPES,
+    NIL,
+    PG_BUDDY,
+    State,
+    new_state,
+    zone_pageblocks,
+)
 from replay.trace.schema import (
     EV_EXTFRAG,
     EV_PCPU_DRAIN,
@@ -32,7 +40,7 @@ from replay.trace.schema import (
     MIGRATETYPE_NAMES,
 )
 
-KPF_LRU, KPF_SLAB, KPF_BUDDY, KPF_PGTABLE = 5, 7, 10, 26
+KPF_LRU, KPF_SLAB, KPF_BUDDY, KPF_NOPAGE, KPF_PGTABLE = 5, 7, 10, 20, 26
 
 
 def split_into_blocks(free: np.ndarray, pg_zone: np.ndarray,
@@ -134,8 +142,7 @@ def assign_pageblock_types(machine: Machine, st: State, kpf: np.ndarray | None,
     else:
         movable_score = np.zeros(npb_all)
     for zi, z in enumerate(machine.zones):
-        first, last = z.start_pfn >> pbo, (z.end_pfn - 1) >> pbo
-        pbs = np.arange(first, last + 1)
+        pbs = zone_pageblocks(st, z.start_pfn, z.end_pfn, zi, pbo)
         target = targets.get(zi)
         ev = evidence[pbs]
         types = np.full(len(pbs), -1, np.int8)
@@ -238,6 +245,9 @@ def initial_state_from_snapshot(machine: Machine, kpf: np.ndarray, pagetypeinfo,
     n = st.pg_zone.shape[0]
     free = np.zeros(n, bool)
     m = min(len(kpf), n)
+    # pfns without a struct page (memory holes) belong to no zone
+    nopage = ((kpf[:m] >> np.uint64(KPF_NOPAGE)) & np.uint64(1)) != 0
+    st.pg_zone[:m][nopage] = -1
     free[:m] = ((kpf[:m] >> np.uint64(KPF_BUDDY)) & np.uint64(1)) != 0
     free &= st.pg_zone >= 0
     changed = correct_free_set(free, ev, pfn, order, disp_direct, i_start, i_kpf_end)

@@ -136,8 +136,15 @@ def pageblock_counts(st: State, machine: Machine) -> np.ndarray:
     out = np.zeros((len(machine.zones), MIGRATE_TYPES), np.int64)
     pbo = machine.pageblock_order
     for i, z in enumerate(machine.zones):
-        first = z.start_pfn >> pbo
-        last = (z.end_pfn - 1) >> pbo
-        types = st.pb_mt[first : last + 1]
+        pbs = zone_pageblocks(st, z.start_pfn, z.end_pfn, i, pbo)
+        types = st.pb_mt[pbs]
         out[i] = np.bincount(types.astype(np.int64), minlength=MIGRATE_TYPES)[:MIGRATE_TYPES]
     return out
+
+
+def zone_pageblocks(st: State, start_pfn: int, end_pfn: int, zi: int, pbo: int) -> np.ndarray:
+    """The pageblocks pagetypeinfo counts for a zone: those whose pfn on the zone's stride
+    (start_pfn + k * pageblock_nr_pages) is a valid page of the zone (holes are skipped)."""
+    pfns = np.arange(start_pfn, end_pfn, 1 << pbo)
+    pfns = pfns[pfns < st.pg_zone.shape[0]]
+    return (pfns[st.pg_zone[pfns] == zi] >> pbo).astype(np.int64)
