@@ -54,6 +54,26 @@ def info(
     raise typer.Exit(run_info(source, as_json, strict, out, err))
 
 
+MachineOpt = Annotated[str | None, typer.Option(
+    "--machine", help="Machine for a bare trace, e.g. mem=4G,cpus=8,nodes=1.")]
+
+
+@app.command()
+def reconstruct(
+    source: SourceArg,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON "
+                                                  "('-' for stdout).")] = None,
+    machine: MachineOpt = None,
+) -> None:
+    """Follow the kernel's real buddy state through the trace; check it against /proc.
+
+    Exit status 0 when exact with no inconsistent event, 1 when not, 2 for unusable input.
+    """
+    from replay.commands.reconstruct_cmd import run_reconstruct
+
+    raise typer.Exit(run_reconstruct(source, json_out, machine, out, err))
+
+
 def main() -> None:
     """Entry point: run the app; a PageReplayError becomes one line on stderr and exit 2."""
     try:

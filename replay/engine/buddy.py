@@ -10,6 +10,7 @@ from __future__ import annotations
 from numba import njit
 
 from replay.engine.state import (
+    CFG_MAX_ORDER,
     CFG_PAGEBLOCK_ORDER,
     MAX_ORDER,
     NIL,
@@ -176,7 +177,7 @@ def split_around(st, z, head, high, pfn, low, mt):
 def buddy_merge_likely(st, z, pfn, buddy_pfn, order):
     """buddy_merge_likely(): is the merged block's own buddy one order up free? Then the block
     goes to the tail, to be merged soon rather than allocated."""
-    if order >= MAX_ORDER - 2:
+    if order >= st.config[CFG_MAX_ORDER] - 2:
         return False
     higher = buddy_pfn & pfn
     higher_buddy = higher ^ (1 << (order + 1))
@@ -194,7 +195,8 @@ def __free_one_page(st, z, pfn, order, mt, to_tail_forced):
     if mt != MIGRATE_ISOLATE:
         st.nr_free_pages[z] += 1 << order
     buddy_pfn = pfn ^ (1 << order)
-    while order < MAX_ORDER - 1:
+    max_order = st.config[CFG_MAX_ORDER]
+    while order < max_order - 1:
         buddy_pfn = pfn ^ (1 << order)
         if not page_is_buddy(st, z, buddy_pfn, order):
             break

@@ -131,7 +131,10 @@ class ReconstructResult:
 class Follower:
     """Runs follow_events over index ranges, keeping the per-event agreement arrays."""
 
-    def __init__(self, st: State, e: EventArrays, disp: np.ndarray) -> None:
+    def __init__(self, st: State, e: EventArrays, disp: np.ndarray, sampler=None,
+                 points=None) -> None:
+        self.sampler = sampler
+        self.points = np.asarray(points if points is not None else [], np.int64)
         self.st = st
         self.e = e
         self.disp = disp
@@ -143,6 +146,21 @@ class Follower:
         self.fallback = np.zeros(n, np.bool_)
 
     def run(self, i0: int, i1: int) -> None:
+        """Follow events [i0, i1), sampling at the sample points inside (i0, i1]."""
+        if i1 <= i0:
+            return
+        if self.sampler is None or not len(self.points):
+            self._run(i0, i1)
+            return
+        lo, hi = np.searchsorted(self.points, [i0 + 1, i1 + 1])
+        pos = i0
+        for p in self.points[lo:hi]:
+            self._run(pos, int(p))
+            self.sampler(self.st, int(p))
+            pos = int(p)
+        self._run(pos, i1)
+
+    def _run(self, i0: int, i1: int) -> None:
         if i1 <= i0:
             return
         e = self.e
@@ -234,15 +252,29 @@ def compute_agreement(f: Follower, i_from: int) -> Agreement:
                      int(match[determined].sum()), by_order, by_mt, by_fb)
 
 
-def reconstruct(data: TraceData, bundle=None, machine: Machine | None = None) -> ReconstructResult:
-    """Follow a trace from its start snapshot (or from boot state) and check it against /proc."""
-    e = event_arrays(data)
-    if machine is None:
-        if bundle is not None and bundle.start.zoneinfo is not None:
-            machine = machine_from_bundle(bundle, "start")
-        else:
-            raise InputError("no zoneinfo in the bundle: give --machine (e.g. mem=4G,cpus=8)")
-    cpus = max(machine.cpus, int(e.cpu.max()) + 1 if len(e) else 1)
+def bundle_machine(bundle, machine: Machine | None) -> Machine:
+    if machine is not None:
+        return machine
+    if bundle is not None and bundle.start.zoneinfo is not None:
+        return machine_from_bundle(bundle, "start")
+    raise InputError("no zoneinfo in the bundle: give --machine (e.g. mem=4G,cpus=8)")
+
+
+@dataclass
+class Start:
+    """Where a replay starts: the initial state, its event index and the free dispositions."""
+
+    state: State
+    i_start: int
+    disp: np.ndarray
+    marks: dict[str, int]
+    info: dict
+
+
+def prepare_start(e: EventArrays, data: TraceData, bundle, machine: Machine,
+                  cpus: int | None = None) -> Start:
+    """The initial state at the start.buddyinfo marker (or boot state without a snapshot)."""
+    cpus = cpus or max(machine.cpus, int(e.cpu.max()) + 1 if len(e) else 1)
     marks = marker_positions(data, e.seq)
     disp = plan_free_dispositions(e.ev, e.pfn, e.order, e.irq, e.preempt, machine.pageblock_order)
     direct = np.isin(disp, (D_DIRECT_LOOKAHEAD, D_DIRECT_IRQ, 5))
@@ -260,7 +292,23 @@ def reconstruct(data: TraceData, bundle=None, machine: Machine | None = None) ->
         i_start = 0
         st = initial_state_boot(machine, cpus)
         info["initial"] = "boot (all memory free, every pageblock Movable)"
-    f = Follower(st, e, disp)
+    return Start(st, i_start, disp, marks, info)
+
+
+def reconstruct(data: TraceData, bundle=None, machine: Machine | None = None,
+                sampler=None, points=None) -> ReconstructResult:
+    """Follow a trace from its start snapshot (or from boot state) and check it against /proc.
+
+    With a sampler, the state is also sampled at the event indices in `points`."""
+    e = event_arrays(data)
+    machine = bundle_machine(bundle, machine)
+    start = prepare_start(e, data, bundle, machine)
+    st, i_start, disp, marks, info = start.state, start.i_start, start.disp, start.marks, \
+        start.info
+    snap = bundle.start if bundle is not None else None
+    f = Follower(st, e, disp, sampler, points)
+    if sampler is not None:
+        sampler(st, i_start)
     start_chk = end_chk = pti_chk = pb_chk = None
     pos = i_start
     if snap is not None and snap.buddyinfo and "start.buddyinfo end" in marks:

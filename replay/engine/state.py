@@ -52,17 +52,18 @@ class State(NamedTuple):
     pcp_high: np.ndarray  # int64 [CPUS, Z]
     pcp_batch: np.ndarray  # int64 [CPUS, Z]
     pcp_free_factor: np.ndarray  # int64 [CPUS, Z]
-    # per zone parameters: start_pfn, end_pfn, min, low, high, boost, managed, reserved_ha
+    # per zone: start_pfn, end_pfn, min, low, high, boost, managed, reserved_ha, flags
     zone_param: np.ndarray  # int64 [Z, 8]
     lowmem_reserve: np.ndarray  # int64 [Z, 5] indexed by highest zone type
     zone_type: np.ndarray  # int64 [Z]
     zone_node: np.ndarray  # int64 [Z]
-    # [pageblock_order, mobility_grouping, watermark_boost_factor, fallback_policy]
+    # [pageblock_order, mobility_grouping, watermark_boost_factor, fallback_policy, max_order]
     config: np.ndarray
 
 
-ZP_START, ZP_END, ZP_MIN, ZP_LOW, ZP_HIGH, ZP_BOOST, ZP_MANAGED, ZP_RESERVED_HA = range(8)
-CFG_PAGEBLOCK_ORDER, CFG_MOBILITY, CFG_BOOST_FACTOR, CFG_FALLBACK_POLICY = range(4)
+ZP_START, ZP_END, ZP_MIN, ZP_LOW, ZP_HIGH, ZP_BOOST, ZP_MANAGED, ZP_RESERVED_HA, ZP_FLAGS = range(9)
+ZONE_BOOSTED_WATERMARK = 1
+CFG_PAGEBLOCK_ORDER, CFG_MOBILITY, CFG_BOOST_FACTOR, CFG_FALLBACK_POLICY, CFG_MAX_ORDER = range(5)
 
 
 def new_state(machine: Machine, cpus: int | None = None) -> State:
@@ -72,11 +73,11 @@ def new_state(machine: Machine, cpus: int | None = None) -> State:
     ncpu = max(cpus or machine.cpus, 1)
     pg_zone = machine.zone_index_array(npfn).astype(np.int8)
     pb = (npfn >> machine.pageblock_order) + 1
-    zone_param = np.zeros((nz, 8), np.int64)
+    zone_param = np.zeros((nz, 9), np.int64)
     lowmem = np.zeros((nz, 5), np.int64)
     for i, z in enumerate(machine.zones):
         zone_param[i] = (z.start_pfn, z.end_pfn, z.wmark_min, z.wmark_low, z.wmark_high,
-                         z.watermark_boost, z.managed, 0)
+                         z.watermark_boost, z.managed, 0, 0)
         lr = list(z.lowmem_reserve)[:5]
         lowmem[i, : len(lr)] = lr
     pcp_high = np.zeros((ncpu, nz), np.int64)
@@ -109,7 +110,7 @@ def new_state(machine: Machine, cpus: int | None = None) -> State:
         zone_type=np.array([z.zone_type for z in machine.zones], np.int64),
         zone_node=np.array([z.node for z in machine.zones], np.int64),
         config=np.array([machine.pageblock_order, int(machine.mobility_grouping),
-                         machine.watermark_boost_factor, 0], np.int64),
+                         machine.watermark_boost_factor, 0, machine.max_order], np.int64),
     )
 
 

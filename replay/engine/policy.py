@@ -1,0 +1,661 @@
+"""Linux 6.1's allocation policy on the model: the kernel's decisions, compiled.
+
+get_page_from_freelist (zonelist walk, watermarks, ALLOC_NOFRAGMENT) -> rmqueue (pcp or buddy)
+-> __rmqueue -> __rmqueue_smallest / __rmqueue_fallback -> steal_suitable_fallback; and the
+free side: free_unref_page_commit -> free_pcppages_bulk -> __free_one_page. Events are emitted
+where the kernel emits its tracepoints, in the ingest schema, so observed and simulated runs
+are measured by the same code. Departures from the kernel are listed in docs/model.md.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from replay.engine.buddy import (
+    MIGRATE_HIGHATOMIC,
+    MIGRATE_ISOLATE,
+    MIGRATE_MOVABLE,
+    __free_one_page,
+    _unlink,
+    expand,
+    move_to_free_list_tail,
+    order_to_pindex,
+    pcp_add,
+    pcp_allowed_order,
+    take_free_block,
+)
+from replay.engine.state import (
+    CFG_BOOST_FACTOR,
+    CFG_FALLBACK_POLICY,
+    CFG_MOBILITY,
+    CFG_PAGEBLOCK_ORDER,
+    MAX_ORDER,
+    NIL,
+    NR_PCP_LISTS,
+    PG_ALLOC,
+    PG_NONE,
+    PG_PCP,
+    ZONE_BOOSTED_WATERMARK,
+    ZP_BOOST,
+    ZP_END,
+    ZP_FLAGS,
+    ZP_HIGH,
+    ZP_LOW,
+    ZP_MANAGED,
+    ZP_MIN,
+    ZP_RESERVED_HA,
+    ZP_START,
+)
+from replay.trace.schema import (
+    EV_EXTFRAG,
+    EV_FREE,
+    EV_PCPU_DRAIN,
+    EV_ZONE_LOCKED,
+)
+
+MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE = 0, 2
+MIGRATE_PCPTYPES = 3
+PCP_BATCH_SCALE_MAX = 5
+
+# alloc_flags (mm/internal.h, 6.1.116+)
+ALLOC_WMARK_MIN, ALLOC_WMARK_LOW, ALLOC_WMARK_HIGH = 0, 1, 2
+ALLOC_NO_WATERMARKS = 0x04
+ALLOC_OOM = 0x08
+ALLOC_NON_BLOCK = 0x10
+ALLOC_MIN_RESERVE = 0x20
+ALLOC_HIGHATOMIC = 0x200
+ALLOC_KSWAPD = 0x800
+ALLOC_NOFRAGMENT = 0x100
+ALLOC_WMARK_MASK = 0x03
+
+__GFP_DMA, __GFP_HIGHMEM, __GFP_DMA32, __GFP_MOVABLE = 0x1, 0x2, 0x4, 0x8
+__GFP_HIGH, __GFP_DIRECT_RECLAIM, __GFP_KSWAPD_RECLAIM = 0x20, 0x400, 0x800
+__GFP_NOMEMALLOC = 0x80000
+
+ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE = 0, 1, 2, 3
+
+FALLBACK_LINUX, FALLBACK_NO_WHOLE_BLOCK, FALLBACK_NONE = 0, 1, 2
+FALLBACK_POLICIES = {"linux-6.1": FALLBACK_LINUX, "no-whole-block-steal": FALLBACK_NO_WHOLE_BLOCK,
+                     "no-fallback-below-pageblock": FALLBACK_NONE}
+
+# fallbacks[] (mm/page_alloc.c): the order in which other types' lists are tried.
+FALLBACKS = np.array([[2, 1], [2, 0], [0, 1], [-1, -1], [-1, -1]], np.int64)
+
+SIM_COUNTER_NAMES: tuple[str, ...] = (
+    "allocs", "alloc_failures", "pcp_hits", "pcp_refills", "pcp_refill_blocks", "buddy_allocs",
+    "fallbacks", "fragmenting_fallbacks", "ownership_changes", "pcp_drains",
+    "pcp_drained_pages", "frees", "pcp_frees", "direct_frees", "nofragment_retries",
+    "min_watermark_allocs", "no_watermark_allocs", "remote_node_allocs", "double_frees",
+    "free_of_unknown_page", "watermark_boosts", "highatomic_reserves", "lower_zone_allocs",
+)
+(S_ALLOCS, S_FAIL, S_PCPHIT, S_REFILLS, S_REFILL_BLOCKS, S_BUDDY, S_FALLBACKS, S_FRAG,
+ S_CHOWN, S_DRAINS, S_DRAINED, S_FREES, S_PCPFREES, S_DIRECTFREES, S_NOFRAG_RETRY, S_MINWM,
+ S_NOWM, S_REMOTE, S_DOUBLEFREE, S_UNKNOWNFREE, S_BOOSTS, S_HIGHATOMIC,
+ S_LOWERZONE) = range(23)
+
+
+class Emitter(NamedTuple):
+    """Preallocated columns of simulated events (the ingest schema's engine columns)."""
+
+    ev: np.ndarray
+    pfn: np.ndarray
+    order: np.ndarray
+    mt: np.ndarray
+    cpu: np.ndarray
+    refill: np.ndarray
+    ford: np.ndarray
+    fmt: np.ndarray
+    chown: np.ndarray
+    req: np.ndarray  # the index of the traced request that caused the event
+    n: np.ndarray  # int64[2]: [events written, overflowed]
+
+
+def new_emitter(capacity: int) -> Emitter:
+    mk = lambda: np.full(capacity, -1, np.int64)  # noqa: E731
+    return Emitter(mk(), mk(), mk(), mk(), mk(), mk(), mk(), mk(), mk(), mk(),
+                   np.zeros(2, np.int64))
+
+
+@njit(inline="always")
+def emit(out, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, req):
+    i = out.n[0]
+    if i >= out.ev.shape[0]:
+        out.n[1] = 1
+        return
+    out.ev[i] = ev
+    out.pfn[i] = pfn
+    out.order[i] = order
+    out.mt[i] = mt
+    out.cpu[i] = cpu
+    out.refill[i] = refill
+    out.ford[i] = ford
+    out.fmt[i] = fmt
+    out.chown[i] = chown
+    out.req[i] = req
+    out.n[0] = i + 1
+
+
+# ---- allocation ------------------------------------------------------------------------------
+
+@njit(cache=True)
+def __rmqueue_smallest(st, z, order, mt, out, cpu, req):
+    """Find a page of the appropriate size in the preferred list; split it with expand()."""
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    for o in range(order, MAX_ORDER):
+        page = st.fl_head[z, o, mt]
+        if page == NIL:
+            continue
+        take_free_block(st, z, page)
+        expand(st, z, page, order, o, mt)
+        st.nr_free_pages[z] += (1 << o) - (1 << order)
+        refill = 1 if (pcp_allowed_order(order, pbo) and mt < MIGRATE_PCPTYPES) else 0
+        emit(out, EV_ZONE_LOCKED, page, order, mt, cpu, refill, -1, -1, -1, req)
+        return page
+    return -1
+
+
+@njit(inline="always")
+def can_steal_fallback(st, order, start_mt):
+    """can_steal_fallback(): take the whole pageblock when the block is large or the request
+    is not movable. `order` is the fallback block's order, not the request's."""
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    if st.config[CFG_FALLBACK_POLICY] == FALLBACK_NO_WHOLE_BLOCK:
+        return order >= pbo
+    if order >= pbo:
+        return True
+    if (order >= pbo // 2 or start_mt == MIGRATE_RECLAIMABLE or start_mt == MIGRATE_UNMOVABLE
+            or st.config[CFG_MOBILITY] == 0):
+        return True
+    return False
+
+
+@njit(inline="always")
+def find_suitable_fallback(st, z, order, start_mt):
+    """find_suitable_fallback(): the first fallback type with a free block at this order;
+    returns (fallback type or -1, can_steal)."""
+    total = 0
+    for m in range(5):
+        total += st.fl_len[z, order, m]
+    if total == 0:
+        return -1, False
+    for i in range(2):
+        fmt = FALLBACKS[start_mt, i]
+        if fmt < 0:
+            return -1, False
+        if st.fl_head[z, order, fmt] == NIL:
+            continue
+        return fmt, can_steal_fallback(st, order, start_mt)
+    return -1, False
+
+
+@njit(inline="always")
+def boost_watermark(st, z):
+    """boost_watermark(): a fragmenting steal raises the zone's watermarks for a while."""
+    factor = st.config[CFG_BOOST_FACTOR]
+    pb = 1 << st.config[CFG_PAGEBLOCK_ORDER]
+    if factor == 0 or pb * 4 > st.zone_param[z, ZP_MANAGED]:
+        return False
+    max_boost = st.zone_param[z, ZP_HIGH] * factor // 10000
+    if max_boost == 0:
+        return False
+    max_boost = max(pb, max_boost)
+    st.zone_param[z, ZP_BOOST] = min(st.zone_param[z, ZP_BOOST] + pb, max_boost)
+    return True
+
+
+@njit(cache=True)
+def count_movable_pages(st, start, end):
+    """move_freepages_block()'s movable_pages: allocated pages that are LRU or movable (the
+    model's record of the requested type, or kpageflags' LRU bit for older pages)."""
+    n = 0
+    p = start
+    while p < end:
+        s = st.pg_state[p]
+        if s == PG_ALLOC:
+            if st.pg_mt[p] == MIGRATE_MOVABLE:
+                n += 1 << st.pg_order[p]
+            p += 1 << st.pg_order[p]
+            continue
+        if s == PG_NONE and st.pg_mt[p] == MIGRATE_MOVABLE:
+            n += 1
+        p += 1 if s != PG_PCP else 1 << st.pg_order[p]
+    return n
+
+
+@njit(cache=True)
+def steal_suitable_fallback(st, z, page, alloc_flags, start_mt, whole_block, current_order):
+    """steal_suitable_fallback(): move this block, or every free block of its pageblock, to
+    start_mt's lists; re-type the pageblock when at least half of it is free or alike."""
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    old = st.pb_mt[page >> pbo]
+    if old == MIGRATE_HIGHATOMIC:
+        move_to_free_list_tail(st, z, page, start_mt)
+        return
+    if current_order >= pbo:
+        for b in range(page >> pbo, (page + (1 << current_order)) >> pbo):
+            st.pb_mt[b] = start_mt  # change_pageblock_range()
+        move_to_free_list_tail(st, z, page, start_mt)
+        return
+    if boost_watermark(st, z) and (alloc_flags & ALLOC_KSWAPD):
+        st.zone_param[z, ZP_FLAGS] |= ZONE_BOOSTED_WATERMARK
+    if not whole_block:
+        move_to_free_list_tail(st, z, page, start_mt)
+        return
+    start = (page >> pbo) << pbo
+    end = start + (1 << pbo)
+    if start < st.zone_param[z, ZP_START] or end > st.zone_param[z, ZP_END]:
+        move_to_free_list_tail(st, z, page, start_mt)
+        return
+    free_pages = 0
+    p = start
+    while p < end:
+        if st.pg_state[p] == 1:  # PG_BUDDY
+            o = st.pg_order[p]
+            move_to_free_list_tail(st, z, p, start_mt)
+            free_pages += 1 << o
+            p += 1 << o
+        else:
+            p += 1
+    if free_pages == 0:
+        move_to_free_list_tail(st, z, page, start_mt)
+        return
+    movable = count_movable_pages(st, start, end)
+    if start_mt == MIGRATE_MOVABLE:
+        alike = movable
+    elif old == MIGRATE_MOVABLE:
+        alike = (1 << pbo) - free_pages - movable
+    else:
+        alike = 0
+    if free_pages + alike >= (1 << (pbo - 1)) or st.config[CFG_MOBILITY] == 0:
+        st.pb_mt[page >> pbo] = start_mt
+
+
+@njit(cache=True)
+def __rmqueue_fallback(st, z, order, start_mt, alloc_flags, out, cpu, req, counters):
+    """__rmqueue_fallback(): steal the largest suitable block of another type (or, for movable
+    requests that cannot steal, the smallest), emitting mm_page_alloc_extfrag."""
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    min_order = order
+    if (alloc_flags & ALLOC_NOFRAGMENT) and order < pbo:
+        min_order = pbo
+    if st.config[CFG_FALLBACK_POLICY] == FALLBACK_NONE and order < pbo:
+        min_order = pbo
+    found = -1
+    fmt = -1
+    can_steal = False
+    for current in range(MAX_ORDER - 1, min_order - 1, -1):
+        fmt, can_steal = find_suitable_fallback(st, z, current, start_mt)
+        if fmt == -1:
+            continue
+        if (not can_steal) and start_mt == MIGRATE_MOVABLE and current > order:
+            # find_smallest: a movable request that cannot steal takes the smallest block
+            for c2 in range(order, MAX_ORDER):
+                fmt, can_steal = find_suitable_fallback(st, z, c2, start_mt)
+                if fmt != -1:
+                    found = c2
+                    break
+        else:
+            found = current
+        break
+    if found < 0 or fmt < 0:
+        return False
+    page = st.fl_head[z, found, fmt]
+    steal_suitable_fallback(st, z, page, alloc_flags, start_mt, can_steal, found)
+    chown = 1 if st.pb_mt[page >> pbo] == start_mt else 0
+    frag = 1 if found < pbo else 0
+    emit(out, EV_EXTFRAG, page, order, start_mt, cpu, -1, found, fmt, chown, req)
+    counters[S_FALLBACKS] += 1
+    counters[S_FRAG] += frag
+    counters[S_CHOWN] += chown
+    return True
+
+
+@njit(cache=True)
+def __rmqueue(st, z, order, mt, alloc_flags, out, cpu, req, counters):
+    """__rmqueue(): the preferred list, else steal from a fallback type and retry."""
+    while True:
+        page = __rmqueue_smallest(st, z, order, mt, out, cpu, req)
+        if page >= 0:
+            return page
+        if not __rmqueue_fallback(st, z, order, mt, alloc_flags, out, cpu, req, counters):
+            return -1
+
+
+@njit(cache=True)
+def rmqueue_bulk(st, z, order, count, mt, alloc_flags, cpu, out, req, counters):
+    """rmqueue_bulk(): `count` blocks onto the pcp list's tail, in the order they came off."""
+    got = 0
+    for _ in range(count):
+        page = __rmqueue(st, z, order, mt, alloc_flags, out, cpu, req, counters)
+        if page < 0:
+            break
+        st.nr_free_pages[z] -= 1 << order
+        pcp_add(st, cpu, z, page, order, mt, True)
+        got += 1
+    return got
+
+
+@njit(cache=True)
+def rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu, out, req, counters):
+    """rmqueue_pcplist(): the head of this CPU's list, refilled with batch blocks if empty."""
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    st.pcp_free_factor[cpu, z] >>= 1
+    lmt = mt if mt < MIGRATE_PCPTYPES else MIGRATE_MOVABLE
+    pidx = order_to_pindex(lmt, order, pbo)
+    if st.pcp_head[cpu, z, pidx] == NIL:
+        batch = st.pcp_batch[cpu, z]
+        if batch > 1:
+            batch = max(batch >> order, 2)
+        got = rmqueue_bulk(st, z, order, batch, mt, alloc_flags, cpu, out, req, counters)
+        counters[S_REFILLS] += 1
+        counters[S_REFILL_BLOCKS] += got
+        if got == 0:
+            return -1
+    else:
+        counters[S_PCPHIT] += 1
+    page = st.pcp_head[cpu, z, pidx]
+    _unlink(st.pcp_head, st.pcp_tail, (int(cpu), int(z), int(pidx)), st, page)
+    st.pcp_count[cpu, z] -= 1 << order
+    st.pg_cpu[page] = -1
+    return page
+
+
+@njit(cache=True)
+def rmqueue_buddy(st, z, order, alloc_flags, mt, cpu, out, req, counters):
+    """rmqueue_buddy(): the HIGHATOMIC reserve first for ALLOC_HIGHATOMIC, then __rmqueue."""
+    page = -1
+    if alloc_flags & ALLOC_HIGHATOMIC:
+        page = __rmqueue_smallest(st, z, order, MIGRATE_HIGHATOMIC, out, cpu, req)
+    if page < 0:
+        page = __rmqueue(st, z, order, mt, alloc_flags, out, cpu, req, counters)
+        if page < 0 and (alloc_flags & (ALLOC_OOM | ALLOC_NON_BLOCK)):
+            page = __rmqueue_smallest(st, z, order, MIGRATE_HIGHATOMIC, out, cpu, req)
+    if page >= 0:
+        st.nr_free_pages[z] -= 1 << order
+        counters[S_BUDDY] += 1
+    return page
+
+
+@njit(cache=True)
+def rmqueue(st, z, order, alloc_flags, mt, cpu, out, req, counters):
+    """rmqueue(): pcp for pcp orders, else (or on pcp failure) the buddy lists."""
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    page = -1
+    if pcp_allowed_order(order, pbo):
+        page = rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu, out, req, counters)
+    if page < 0:
+        page = rmqueue_buddy(st, z, order, alloc_flags, mt, cpu, out, req, counters)
+    # ZONE_BOOSTED_WATERMARK: kswapd is woken; the model lets the boost lapse at once
+    if st.zone_param[z, ZP_FLAGS] & ZONE_BOOSTED_WATERMARK:
+        st.zone_param[z, ZP_FLAGS] &= ~ZONE_BOOSTED_WATERMARK
+        st.zone_param[z, ZP_BOOST] = 0
+    return page
+
+
+@njit(cache=True)
+def zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags):
+    """__zone_watermark_ok(): enough free pages above the mark and the lowmem reserve, and for
+    order > 0 a free block big enough on a list this request may use."""
+    free = st.nr_free_pages[z] - ((1 << order) - 1)
+    if not (alloc_flags & (ALLOC_HIGHATOMIC | ALLOC_OOM | ALLOC_MIN_RESERVE | ALLOC_NON_BLOCK)):
+        free -= st.zone_param[z, ZP_RESERVED_HA]
+    mn = mark
+    if alloc_flags & ALLOC_MIN_RESERVE:
+        mn -= mn // 2
+        if alloc_flags & ALLOC_NON_BLOCK:
+            mn -= mn // 4
+    elif alloc_flags & ALLOC_NON_BLOCK:
+        mn -= mn // 4
+    if alloc_flags & ALLOC_OOM:
+        mn -= mn // 2
+    if free <= mn + st.lowmem_reserve[z, highest_zoneidx]:
+        return False
+    if order == 0:
+        return True
+    for o in range(order, MAX_ORDER):
+        for m in range(MIGRATE_PCPTYPES):
+            if st.fl_head[z, o, m] != NIL:
+                return True
+        if (alloc_flags & (ALLOC_HIGHATOMIC | ALLOC_OOM)) and st.fl_head[z, o, 3] != NIL:
+            return True
+    return False
+
+
+@njit(inline="always")
+def wmark_of(st, z, alloc_flags):
+    w = alloc_flags & ALLOC_WMARK_MASK
+    base = st.zone_param[z, ZP_MIN] if w == ALLOC_WMARK_MIN else (
+        st.zone_param[z, ZP_LOW] if w == ALLOC_WMARK_LOW else st.zone_param[z, ZP_HIGH])
+    return base + st.zone_param[z, ZP_BOOST]
+
+
+@njit(inline="always")
+def gfp_zone(gfp):
+    """gfp_zone() on x86_64: the highest zone type the request may use."""
+    if gfp & __GFP_DMA:
+        return ZONE_DMA
+    if gfp & __GFP_DMA32:
+        return ZONE_DMA32
+    if (gfp & __GFP_MOVABLE) and (gfp & __GFP_HIGHMEM):
+        return ZONE_MOVABLE
+    return ZONE_NORMAL
+
+
+@njit(cache=True)
+def get_page_from_freelist(st, zonelist, nz, order, alloc_flags, highest, mt, cpu, out, req,
+                           counters, no_watermarks):
+    """get_page_from_freelist(): the zonelist from the preferred zone down; a remote node while
+    ALLOC_NOFRAGMENT drops the flag and restarts the scan."""
+    local_node = st.zone_node[zonelist[0]] if nz > 0 else 0
+    while True:
+        restart = False
+        for k in range(nz):
+            z = zonelist[k]
+            if (alloc_flags & ALLOC_NOFRAGMENT) and st.zone_node[z] != local_node and k > 0:
+                alloc_flags &= ~ALLOC_NOFRAGMENT
+                restart = True
+                break
+            if not no_watermarks:
+                mark = wmark_of(st, z, alloc_flags)
+                if not zone_watermark_ok(st, z, order, mark, highest, alloc_flags):
+                    continue
+            page = rmqueue(st, z, order, alloc_flags, mt, cpu, out, req, counters)
+            if page >= 0:
+                if st.zone_node[z] != local_node:
+                    counters[S_REMOTE] += 1
+                if k > 0 and st.zone_node[z] == local_node:
+                    counters[S_LOWERZONE] += 1
+                if alloc_flags & ALLOC_HIGHATOMIC:
+                    reserve_highatomic_pageblock(st, z, page, counters)
+                return page, z
+        if restart:
+            continue
+        if alloc_flags & ALLOC_NOFRAGMENT:
+            alloc_flags &= ~ALLOC_NOFRAGMENT
+            counters[S_NOFRAG_RETRY] += 1
+            continue
+        return -1, -1
+
+
+@njit(cache=True)
+def reserve_highatomic_pageblock(st, z, page, counters):
+    """reserve_highatomic_pageblock(): up to ~1% of the zone becomes the HIGHATOMIC reserve."""
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    reserved = st.zone_param[z, ZP_RESERVED_HA]
+    max_managed = st.zone_param[z, ZP_MANAGED] // 100 + (1 << pbo)
+    if reserved >= max_managed:
+        return
+    old = st.pb_mt[page >> pbo]
+    if old < MIGRATE_PCPTYPES:
+        st.zone_param[z, ZP_RESERVED_HA] += 1 << pbo
+        st.pb_mt[page >> pbo] = MIGRATE_HIGHATOMIC
+        start = (page >> pbo) << pbo
+        p = start
+        while p < start + (1 << pbo):
+            if st.pg_state[p] == 1:
+                o = st.pg_order[p]
+                move_to_free_list_tail(st, z, p, MIGRATE_HIGHATOMIC)
+                p += 1 << o
+            else:
+                p += 1
+        counters[S_HIGHATOMIC] += 1
+
+
+@njit(cache=True)
+def build_zonelist(st, node, highest, zonelist):
+    """The node's zones from the highest allowed type down, then the other nodes' zones."""
+    nz = 0
+    nzones = st.zone_type.shape[0]
+    for t in range(highest, -1, -1):
+        for z in range(nzones):
+            if st.zone_node[z] == node and st.zone_type[z] == t:
+                zonelist[nz] = z
+                nz += 1
+    for other in range(64):
+        if other == node:
+            continue
+        for t in range(highest, -1, -1):
+            for z in range(nzones):
+                if st.zone_node[z] == other and st.zone_type[z] == t:
+                    zonelist[nz] = z
+                    nz += 1
+    return nz
+
+
+@njit(cache=True)
+def __alloc_pages(st, gfp, order, mt, cpu, node, out, req, counters, zonelist):
+    """__alloc_pages(): the fast path at the low watermark (ALLOC_NOFRAGMENT when the preferred
+    zone is Normal), then the slow path's min-watermark retry; the model has no reclaim, so a
+    last pass ignores watermarks (counted) before an allocation fails."""
+    highest = gfp_zone(gfp)
+    nz = build_zonelist(st, node, highest, zonelist)
+    if nz == 0:
+        return -1, -1
+    alloc_flags = ALLOC_WMARK_LOW
+    if gfp & __GFP_KSWAPD_RECLAIM:
+        alloc_flags |= ALLOC_KSWAPD
+    if st.zone_type[zonelist[0]] == ZONE_NORMAL:
+        alloc_flags |= ALLOC_NOFRAGMENT
+    page, z = get_page_from_freelist(st, zonelist, nz, order, alloc_flags, highest, mt, cpu,
+                                     out, req, counters, False)
+    if page >= 0:
+        return page, z
+    # slow path: gfp_to_alloc_flags()
+    alloc_flags = ALLOC_WMARK_MIN
+    if gfp & __GFP_KSWAPD_RECLAIM:
+        alloc_flags |= ALLOC_KSWAPD
+    if gfp & __GFP_HIGH:
+        alloc_flags |= ALLOC_MIN_RESERVE
+    if not (gfp & __GFP_DIRECT_RECLAIM) and not (gfp & __GFP_NOMEMALLOC):
+        alloc_flags |= ALLOC_NON_BLOCK
+        if order > 0 and (gfp & __GFP_HIGH):
+            alloc_flags |= ALLOC_HIGHATOMIC
+    page, z = get_page_from_freelist(st, zonelist, nz, order, alloc_flags, highest, mt, cpu,
+                                     out, req, counters, False)
+    if page >= 0:
+        counters[S_MINWM] += 1
+        return page, z
+    page, z = get_page_from_freelist(st, zonelist, nz, order, alloc_flags | ALLOC_OOM, highest,
+                                     mt, cpu, out, req, counters, True)
+    if page >= 0:
+        counters[S_NOWM] += 1
+    return page, z
+
+
+# ---- free --------------------------------------------------------------------------------------
+
+@njit(inline="always")
+def nr_pcp_free(st, cpu, z, high, batch, free_high):
+    """nr_pcp_free(): how many pages to drain; grows with free_factor on repeated frees."""
+    if free_high:
+        return st.pcp_count[cpu, z]
+    if high < batch:
+        return 1
+    min_nr = batch
+    max_nr = high - batch
+    n = batch << st.pcp_free_factor[cpu, z]
+    if n < max_nr and st.pcp_free_factor[cpu, z] < PCP_BATCH_SCALE_MAX:
+        st.pcp_free_factor[cpu, z] += 1
+    return max(min_nr, min(n, max_nr))
+
+
+@njit(cache=True)
+def free_pcppages_bulk(st, z, count, cpu, pindex, out, req, counters):
+    """free_pcppages_bulk(): round-robin over the lists from the freed page's, each drained
+    from its tail (oldest first) into __free_one_page."""
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    count = min(st.pcp_count[cpu, z], count)
+    pindex = pindex - 1
+    min_p = 0
+    max_p = NR_PCP_LISTS - 1
+    drained_any = False
+    while count > 0:
+        while True:
+            pindex += 1
+            if pindex > max_p:
+                pindex = min_p
+            if st.pcp_head[cpu, z, pindex] != NIL:
+                break
+            if pindex == max_p:
+                max_p -= 1
+            if pindex == min_p:
+                min_p += 1
+            if min_p > max_p:
+                return
+        order = pindex // 3 if pindex < 12 else pbo
+        while True:
+            page = st.pcp_tail[cpu, z, pindex]
+            mt = st.pg_mt[page]
+            _unlink(st.pcp_head, st.pcp_tail, (int(cpu), int(z), int(pindex)), st, page)
+            st.pg_state[page] = PG_NONE
+            st.pg_cpu[page] = -1
+            count -= 1 << order
+            st.pcp_count[cpu, z] -= 1 << order
+            __free_one_page(st, z, page, order, mt, False)
+            emit(out, EV_PCPU_DRAIN, page, order, mt, cpu, -1, -1, -1, -1, req)
+            counters[S_DRAINED] += 1 << order
+            drained_any = True
+            if count <= 0 or st.pcp_head[cpu, z, pindex] == NIL:
+                break
+    if drained_any:
+        counters[S_DRAINS] += 1
+
+
+@njit(cache=True)
+def free_unref_page(st, z, page, order, cpu, direct, out, req, counters):
+    """free_unref_page() + free_unref_page_commit(): onto this CPU's list head; drain when the
+    list is over pcp->high (all of it when free_high). `direct`: the pcp trylock failed."""
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    mt = st.pb_mt[page >> pbo]
+    if mt == MIGRATE_ISOLATE or direct:
+        st.pg_state[page] = PG_NONE
+        __free_one_page(st, z, page, order, mt, False)
+        counters[S_DIRECTFREES] += 1
+        return
+    pcp_add(st, cpu, z, page, order, mt, False)
+    counters[S_PCPFREES] += 1
+    free_high = st.pcp_free_factor[cpu, z] > 0 and 1 <= order <= 3
+    high = st.pcp_high[cpu, z]
+    if free_high:
+        high = 0
+    if st.pcp_count[cpu, z] >= high:
+        lmt = mt if mt < MIGRATE_PCPTYPES else MIGRATE_MOVABLE
+        pindex = order_to_pindex(lmt, order, pbo)
+        n = nr_pcp_free(st, cpu, z, high, st.pcp_batch[cpu, z], free_high)
+        free_pcppages_bulk(st, z, n, cpu, pindex, out, req, counters)
+
+
+@njit(cache=True)
+def free_the_page(st, z, page, order, cpu, direct, out, req, counters):
+    """free_the_page(): pcp orders to free_unref_page, others to __free_one_page directly."""
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    emit(out, EV_FREE, page, order, -1, cpu, -1, -1, -1, -1, req)
+    if pcp_allowed_order(order, pbo):
+        free_unref_page(st, z, page, order, cpu, direct, out, req, counters)
+    else:
+        st.pg_state[page] = PG_NONE
+        __free_one_page(st, z, page, order, st.pb_mt[page >> pbo], False)
+        counters[S_DIRECTFREES] += 1

@@ -1,0 +1,386 @@
+"""Simulate: the trace's requests through the model, which makes every decision itself.
+
+Each traced mm_page_alloc becomes an allocation (order, migratetype, gfp, CPU) and each traced
+free frees the model's page standing for the traced pfn (a page allocated before the trace
+frees that same pfn). The model picks its own pfns and emits its own events in the ingest
+schema. The buddy-level events of the trace (zone_locked, pcpu_drain, extfrag) are not inputs:
+they are what the model is compared against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pyarrow as pa
+from numba import njit
+
+from replay.engine.buddy import find_free_block
+from replay.engine.events import EventArrays
+from replay.engine.follow import D_DEFER, D_DIRECT_IRQ, D_DIRECT_LOOKAHEAD, plan_free_dispositions
+from replay.engine.machine import Machine, recompute_pcp, recompute_watermarks
+from replay.engine.policy import (
+    FALLBACK_POLICIES,
+    S_ALLOCS,
+    S_DOUBLEFREE,
+    S_FAIL,
+    S_FREES,
+    S_UNKNOWNFREE,
+    SIM_COUNTER_NAMES,
+    Emitter,
+    __alloc_pages,
+    emit,
+    free_the_page,
+    new_emitter,
+)
+from replay.engine.state import (
+    CFG_FALLBACK_POLICY,
+    CFG_MOBILITY,
+    PG_ALLOC,
+    PG_PCP,
+    State,
+)
+from replay.errors import SettingsError
+from replay.trace.schema import EV_ALLOC, EV_FREE, EV_FREE_BATCHED, EVENT_NAMES
+
+
+@njit(nogil=True, cache=True)
+def simulate_requests(st, ev, pfn, order, mt, cpu, gfp, disp, i0, i1, cpu_map, cpu_node,
+                      mobility, pfn_map, out, counters, zonelist):
+    """Feed requests [i0, i1) through the policy. pfn_map: traced pfn -> model pfn (-1 none)."""
+    for i in range(i0, i1):
+        e = ev[i]
+        if e == EV_ALLOC:
+            p = pfn[i]
+            o = order[i]
+            c = cpu_map[cpu[i]]
+            m = mt[i] if mobility else 0
+            page, z = __alloc_pages(st, gfp[i], o, m, c, cpu_node[c], out, i, counters,
+                                    zonelist)
+            counters[S_ALLOCS] += 1
+            if page < 0:
+                counters[S_FAIL] += 1
+                emit(out, EV_ALLOC, -1, o, m, c, -1, -1, -1, -1, i)
+                continue
+            st.pg_state[page] = PG_ALLOC
+            st.pg_order[page] = o
+            st.pg_mt[page] = m
+            emit(out, EV_ALLOC, page, o, m, c, -1, -1, -1, -1, i)
+            if p >= 0:
+                for k in range(1 << o):
+                    if p + k < pfn_map.shape[0]:
+                        pfn_map[p + k] = page + k
+        elif e == EV_FREE or e == EV_FREE_BATCHED:
+            d = disp[i]
+            if d == D_DEFER or d == 0:
+                continue
+            p = pfn[i]
+            if p < 0 or p >= pfn_map.shape[0]:
+                continue
+            o = order[i]
+            q = pfn_map[p]
+            if q < 0:
+                q = p
+                counters[S_UNKNOWNFREE] += 1
+            if find_free_block(st, q) >= 0 or st.pg_state[q] == PG_PCP:
+                counters[S_DOUBLEFREE] += 1
+                continue
+            z = st.pg_zone[q]
+            if z < 0:
+                continue
+            c = cpu_map[cpu[i]]
+            direct = d == D_DIRECT_LOOKAHEAD or d == D_DIRECT_IRQ
+            free_the_page(st, z, q, o, c, direct, out, i, counters)
+            counters[S_FREES] += 1
+            for k in range(1 << o):
+                if p + k < pfn_map.shape[0]:
+                    pfn_map[p + k] = -1
+    return 0
+
+
+SETTINGS_HELP = {
+    "pageblock_order": "pageblock order (default 9; 1..max_order-1)",
+    "max_order": "MAX_ORDER, exclusive (default 11; pageblock_order+1..11)",
+    "pcp_batch": "pcp batch for every zone (default: the kernel's zone_batchsize)",
+    "pcp_high": "pcp high for every zone (default: the kernel's zone_highsize)",
+    "percpu_pagelist_high_fraction": "vm.percpu_pagelist_high_fraction (0 or >= 8)",
+    "min_free_kbytes": "vm.min_free_kbytes (watermarks and pcp sizes follow)",
+    "watermark_scale_factor": "vm.watermark_scale_factor (1..3000)",
+    "watermark_boost_factor": "vm.watermark_boost_factor (0 disables boosting)",
+    "mobility_grouping": "on/off: group pages by mobility (off: everything is Unmovable)",
+    "cpus": "CPUs in the model (the trace's CPU n runs on n mod cpus)",
+    "fallback_policy": "linux-6.1 | no-whole-block-steal | no-fallback-below-pageblock",
+}
+
+
+@dataclass
+class Settings:
+    """What-if settings (`--set KEY=VALUE`); None means the kernel's (or the trace's) value."""
+
+    values: dict[str, object] = field(default_factory=dict)
+
+    @staticmethod
+    def parse(items: list[str] | None) -> Settings:
+        vals: dict[str, object] = {}
+        for item in items or []:
+            if "=" not in item:
+                raise SettingsError(f"--set {item!r}: expected KEY=VALUE")
+            key, raw = (x.strip() for x in item.split("=", 1))
+            if key not in SETTINGS_HELP:
+                raise SettingsError(f"--set {key}: unknown setting; known: "
+                                    + ", ".join(sorted(SETTINGS_HELP)))
+            vals[key] = _parse_value(key, raw)
+        return Settings(vals)
+
+    def get(self, key: str, default=None):
+        return self.values.get(key, default)
+
+    def as_dict(self) -> dict:
+        return dict(self.values)
+
+
+def _parse_value(key: str, raw: str) -> object:
+    if key == "fallback_policy":
+        if raw not in FALLBACK_POLICIES:
+            raise SettingsError(f"--set fallback_policy={raw}: choose one of "
+                                + ", ".join(FALLBACK_POLICIES))
+        return raw
+    if key == "mobility_grouping":
+        low = raw.lower()
+        if low in ("on", "1", "true", "yes"):
+            return True
+        if low in ("off", "0", "false", "no"):
+            return False
+        raise SettingsError(f"--set mobility_grouping={raw}: use on or off")
+    try:
+        v = int(raw)
+    except ValueError:
+        raise SettingsError(f"--set {key}={raw}: not a whole number") from None
+    limits = {"pageblock_order": (1, 10), "max_order": (2, 11), "pcp_batch": (1, 1 << 16),
+              "pcp_high": (0, 1 << 24), "percpu_pagelist_high_fraction": (0, 1 << 20),
+              "min_free_kbytes": (128, 1 << 22), "watermark_scale_factor": (1, 3000),
+              "watermark_boost_factor": (0, 1 << 20), "cpus": (1, 4096)}
+    lo, hi = limits[key]
+    if not lo <= v <= hi:
+        raise SettingsError(f"--set {key}={v}: must be between {lo} and {hi}")
+    if key == "percpu_pagelist_high_fraction" and 0 < v < 8:
+        raise SettingsError("--set percpu_pagelist_high_fraction: 0 or at least 8 (the sysctl's"
+                            " minimum)")
+    return v
+
+
+def apply_settings(machine: Machine, s: Settings) -> Machine:
+    """The machine under what-if settings (watermarks and pcp sizes follow the kernel's
+    formulas when their inputs change)."""
+    m = machine
+    pbo = s.get("pageblock_order")
+    max_order = s.get("max_order")
+    if pbo is not None or max_order is not None:
+        pbo = pbo if pbo is not None else m.pageblock_order
+        max_order = max_order if max_order is not None else m.max_order
+        if pbo >= max_order:
+            raise SettingsError(f"pageblock_order ({pbo}) must be below max_order ({max_order})")
+        m = replace(m, pageblock_order=pbo, max_order=max_order)
+    if s.get("min_free_kbytes") is not None or s.get("watermark_scale_factor") is not None:
+        m = recompute_watermarks(m, min_free_kbytes=s.get("min_free_kbytes"),
+                                 watermark_scale_factor=s.get("watermark_scale_factor"))
+    if s.get("cpus") is not None:
+        from replay.engine.machine import even_cpu_to_node
+
+        cpus = int(s.get("cpus"))
+        m = replace(m, cpus=cpus, cpu_to_node=even_cpu_to_node(cpus, m.nodes))
+        m = recompute_pcp(m)
+    if any(s.get(k) is not None for k in ("pcp_batch", "pcp_high",
+                                           "percpu_pagelist_high_fraction")):
+        m = recompute_pcp(m, pcp_batch=s.get("pcp_batch"), pcp_high=s.get("pcp_high"),
+                          high_fraction=s.get("percpu_pagelist_high_fraction"))
+    if s.get("watermark_boost_factor") is not None:
+        m = replace(m, watermark_boost_factor=int(s.get("watermark_boost_factor")))
+    if s.get("mobility_grouping") is not None:
+        m = replace(m, mobility_grouping=bool(s.get("mobility_grouping")))
+    return m
+
+
+def retype_for_pageblock_order(st_pb: np.ndarray, old_pbo: int, new_pbo: int,
+                               npfn: int) -> np.ndarray:
+    """Pageblock types carried over to another pageblock_order (each new pageblock takes the
+    type of the old one holding its first page)."""
+    n_new = (npfn >> new_pbo) + 1
+    first_pfn = np.arange(n_new, dtype=np.int64) << new_pbo
+    return st_pb[np.minimum(first_pfn >> old_pbo, len(st_pb) - 1)].copy()
+
+
+@dataclass
+class SimulateResult:
+    machine: Machine
+    settings: Settings
+    state: State
+    counters: dict[str, int]
+    events: pa.Table  # simulated events, ingest schema
+    emitted: Emitter
+    n_emitted: int
+    samples: object  # sampling.Samples: metrics over time
+
+
+def cpu_mapping(machine: Machine, trace_cpus: int) -> tuple[np.ndarray, np.ndarray]:
+    cpus = max(machine.cpus, 1)
+    cpu_map = (np.arange(max(trace_cpus, 1)) % cpus).astype(np.int64)
+    cpu_node = np.array([machine.cpu_to_node[c] if c < len(machine.cpu_to_node) else 0
+                         for c in range(cpus)], np.int64)
+    return cpu_map, cpu_node
+
+
+def run_simulation(st: State, machine: Machine, settings: Settings, e: EventArrays,  # noqa: PLR0913
+                   i_start: int, disp: np.ndarray | None = None,
+                   sample_points=None, sampler=None) -> tuple[dict, Emitter]:
+    """Run the model over the trace's requests from i_start; returns counters and events."""
+    if disp is None:
+        disp = plan_free_dispositions(e.ev, e.pfn, e.order, e.irq, e.preempt,
+                                      machine.pageblock_order)
+    st.config[CFG_MOBILITY] = int(machine.mobility_grouping)
+    st.config[CFG_FALLBACK_POLICY] = FALLBACK_POLICIES[settings.get("fallback_policy",
+                                                                    "linux-6.1")]
+    trace_cpus = int(e.cpu.max()) + 1 if len(e) else 1
+    cpu_map, cpu_node = cpu_mapping(machine, trace_cpus)
+    n_req = int(np.count_nonzero(np.isin(e.ev[i_start:], (EV_ALLOC, EV_FREE, EV_FREE_BATCHED))))
+    capacity = max(1 << 16, n_req * 3)
+    counters = np.zeros(len(SIM_COUNTER_NAMES), np.int64)
+    pfn_map = np.full(st.pg_zone.shape[0], -1, np.int64)
+    zonelist = np.zeros(64, np.int64)
+    out = new_emitter(capacity)
+    points = list(sample_points) if sample_points is not None else [len(e)]
+    max_high = int(st.pcp_high.max()) if st.pcp_high.size else 0
+    pos = i_start
+    if sampler is not None:
+        sampler(st, pos)
+    for nxt in points:
+        if nxt <= pos:
+            continue
+        need = int(out.n[0]) + (nxt - pos) * 4 + 4 * max_high + 20000
+        if need > len(out.ev):
+            out = _grow(out, max(need, 2 * len(out.ev)))
+        simulate_requests(st, e.ev, e.pfn, e.order, e.mt, e.cpu, e.gfp, disp, pos, nxt,
+                          cpu_map, cpu_node, bool(machine.mobility_grouping), pfn_map, out,
+                          counters, zonelist)
+        if out.n[1]:
+            raise RuntimeError("simulated event buffer overflowed")
+        pos = nxt
+        if sampler is not None:
+            sampler(st, pos)
+    return ({name: int(counters[i]) for i, name in enumerate(SIM_COUNTER_NAMES)}, out)
+
+
+def _grow(out: Emitter, capacity: int) -> Emitter:
+    grown = new_emitter(capacity)
+    n = int(out.n[0])
+    for a, b in zip(grown[:-1], out[:-1], strict=True):
+        a[:n] = b[:n]
+    grown.n[0] = n
+    return grown
+
+
+def emitted_table(out: Emitter, e: EventArrays, pageblock_order: int = 9) -> pa.Table:
+    """Simulated events as an events table (seq = emission order; time, pid from the request)."""
+    from replay.trace.schema import EVENTS_SCHEMA
+
+    n = int(out.n[0])
+    req = out.req[:n]
+    ts = e.ts[req] if n else np.zeros(0, np.int64)
+    pid = e.pid[req] if n else np.zeros(0, np.int64)
+    evc = out.ev[:n]
+    pfn = out.pfn[:n]
+    failed = (evc == EV_ALLOC) & (pfn < 0)
+
+    def opt(a, typ):
+        return pa.array(a, typ, mask=a < 0)
+
+    gfp = np.where(evc == EV_ALLOC, e.gfp[req] if n else 0, -1)
+    cols = [
+        pa.array(np.arange(1, n + 1), pa.int64()), pa.array(ts, pa.int64()),
+        pa.array(out.cpu[:n], pa.int16()), pa.array(pid, pa.int32()),
+        pa.nulls(n, pa.int32()),
+        pa.DictionaryArray.from_arrays(pa.nulls(n, pa.int32()), pa.array([], pa.string())),
+        pa.array(np.zeros(n, np.uint8)), pa.nulls(n, pa.uint8()), pa.nulls(n, pa.uint8()),
+        pa.DictionaryArray.from_arrays(pa.array(evc.astype(np.int32)),
+                                       pa.array(EVENT_NAMES, pa.string())),
+        pa.array(np.maximum(pfn, 0).astype(np.uint64), pa.uint64(), mask=pfn < 0),
+        pa.array(failed), opt(out.order[:n], pa.int8()), opt(out.mt[:n], pa.int8()),
+        pa.array(gfp, pa.uint32(), mask=gfp < 0),
+        pa.DictionaryArray.from_arrays(pa.nulls(n, pa.int32()), pa.array([], pa.string())),
+        opt(out.refill[:n], pa.int8()), opt(out.ford[:n], pa.int8()),
+        pa.array(np.where(evc == 5, pageblock_order, -1), pa.int8(), mask=evc != 5),
+        opt(out.fmt[:n], pa.int8()),
+        pa.array(np.where(evc == 5, (out.ford[:n] < pageblock_order).astype(np.int8), -1),
+                 pa.int8(),
+                 mask=evc != 5),
+        opt(out.chown[:n], pa.int8()),
+    ]
+    return pa.Table.from_arrays(cols, schema=EVENTS_SCHEMA)
+
+
+def transform_state(st: State, base: Machine, sim: Machine) -> State:
+    """Carry a state built for the bundle's machine over to the what-if machine: pageblock
+    types to another pageblock_order, free blocks split below a smaller max_order, and the
+    what-if watermarks and pcp sizes."""
+    from replay.engine.initial import build_free_lists
+    from replay.engine.state import CFG_MAX_ORDER, CFG_PAGEBLOCK_ORDER, MAX_ORDER, NIL, PG_BUDDY
+
+    if sim.pageblock_order != base.pageblock_order:
+        pb = retype_for_pageblock_order(st.pb_mt, base.pageblock_order, sim.pageblock_order,
+                                        st.pg_zone.shape[0])
+        st = st._replace(pb_mt=pb)
+        st.config[CFG_PAGEBLOCK_ORDER] = sim.pageblock_order
+    if sim.max_order < base.max_order:
+        heads = np.flatnonzero(st.pg_state == PG_BUDDY)
+        orders = st.pg_order[heads].astype(np.int64)
+        types = st.pg_mt[heads].astype(np.int64)
+        st.pg_state[heads] = 0
+        st.fl_head[:] = NIL
+        st.fl_tail[:] = NIL
+        st.fl_len[:] = 0
+        st.nr_free_pages[:] = 0
+        new_heads = []
+        for o in range(MAX_ORDER):
+            sel = orders == o
+            h, t = heads[sel], types[sel]
+            if o >= sim.max_order:
+                k = 1 << (o - sim.max_order + 1)
+                h = (h[:, None] + (np.arange(k) << (sim.max_order - 1))[None, :]).ravel()
+                t = np.repeat(t, k)
+                o = sim.max_order - 1
+            new_heads.append((o, h, t))
+        per_order_h = [np.empty(0, np.int64)] * MAX_ORDER
+        per_order_t = [np.empty(0, np.int64)] * MAX_ORDER
+        for o, h, t in new_heads:
+            per_order_h[o] = np.concatenate([per_order_h[o], h])
+            per_order_t[o] = np.concatenate([per_order_t[o], t])
+        build_free_lists(st, per_order_h, per_order_t)
+        st.config[CFG_MAX_ORDER] = sim.max_order
+    for i, z in enumerate(sim.zones):
+        st.zone_param[i, 2:5] = (z.wmark_min, z.wmark_low, z.wmark_high)
+        st.pcp_high[:, i] = z.pcp_high
+        st.pcp_batch[:, i] = max(z.pcp_batch, 1)
+    return st
+
+
+def simulate(data, bundle=None, settings: Settings | None = None,
+             machine: Machine | None = None, points=None, sampler_factory=None
+             ) -> SimulateResult:
+    """Simulate a trace's requests from its start state under (what-if) settings."""
+    from replay.engine.events import event_arrays
+    from replay.engine.reconstruct import bundle_machine, prepare_start
+
+    settings = settings or Settings()
+    e = event_arrays(data)
+    base = bundle_machine(bundle, machine)
+    sim_machine = apply_settings(base, settings)
+    init_machine = replace(sim_machine, pageblock_order=base.pageblock_order,
+                           max_order=base.max_order)
+    start = prepare_start(e, data, bundle, init_machine, cpus=sim_machine.cpus)
+    st = transform_state(start.state, base, sim_machine)
+    sampler = sampler_factory(sim_machine, e) if sampler_factory else None
+    counters, out = run_simulation(st, sim_machine, settings, e, start.i_start, start.disp,
+                                   points, sampler)
+    table = emitted_table(out, e, sim_machine.pageblock_order)
+    return SimulateResult(sim_machine, settings, st, counters, table, out, int(out.n[0]),
+                          sampler.samples if sampler else None)
