@@ -74,6 +74,28 @@ def reconstruct(
     raise typer.Exit(run_reconstruct(source, json_out, machine, out, err))
 
 
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="What-if setting KEY=VALUE (repeatable): pageblock_order, max_order, pcp_batch, "
+    "pcp_high, percpu_pagelist_high_fraction, min_free_kbytes, watermark_scale_factor, "
+    "watermark_boost_factor, mobility_grouping, cpus, fallback_policy.")]
+
+
+@app.command()
+def simulate(
+    source: SourceArg,
+    sets: SetOpt = None,
+    outdir: Annotated[Path | None, typer.Option("-o", "--output", help="Directory for "
+                                                "simulated.parquet and simulate.json.")] = None,
+    agreement: Annotated[bool, typer.Option("--agreement", help="Also measure how often the "
+                                            "model picks the kernel's block.")] = False,
+    machine: MachineOpt = None,
+) -> None:
+    """Feed the trace's requests through the model; it makes every decision itself."""
+    from replay.commands.simulate_cmd import run_simulate
+
+    raise typer.Exit(run_simulate(source, sets, outdir, agreement, machine, out, err))
+
+
 def main() -> None:
     """Entry point: run the app; a PageReplayError becomes one line on stderr and exit 2."""
     try:

@@ -1,0 +1,102 @@
+"""`pagereplay simulate`: the model makes the decisions; compare its counts with the trace's."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+from replay.engine.simulate import Settings
+from replay.pipeline import load, observe, simulate_run
+
+
+def traced_counts(events) -> dict[str, int]:
+    """The trace's own buddy-level counts, to set beside the model's."""
+    df = pl.from_arrow(events.select(["event", "order", "percpu_refill", "fragmenting",
+                                      "change_ownership", "failed"]))
+    ev = pl.col("event").cast(pl.Utf8)
+    row = df.select(
+        allocs=(ev == "mm_page_alloc").sum(),
+        alloc_failures=((ev == "mm_page_alloc") & pl.col("failed")).sum(),
+        pcp_refill_blocks=((ev == "mm_page_alloc_zone_locked")
+                           & (pl.col("percpu_refill") == 1)).sum(),
+        buddy_allocs=((ev == "mm_page_alloc_zone_locked") & (pl.col("percpu_refill") == 0)).sum(),
+        pcp_drain_events=(ev == "mm_page_pcpu_drain").sum(),
+        pcp_drained_pages=pl.when(ev == "mm_page_pcpu_drain")
+        .then(pl.lit(2, pl.Int64).pow(pl.col("order").cast(pl.Int64))).otherwise(0).sum(),
+        fallbacks=(ev == "mm_page_alloc_extfrag").sum(),
+        fragmenting_fallbacks=((ev == "mm_page_alloc_extfrag")
+                               & (pl.col("fragmenting") == 1)).sum(),
+        ownership_changes=((ev == "mm_page_alloc_extfrag")
+                           & (pl.col("change_ownership") == 1)).sum(),
+    ).row(0, named=True)
+    return {k: int(v or 0) for k, v in row.items()}
+
+
+def model_counts(c: dict[str, int], events) -> dict[str, int]:
+    t = traced_counts(events)
+    return {
+        "allocs": c["allocs"], "alloc_failures": c["alloc_failures"],
+        "pcp_refill_blocks": t["pcp_refill_blocks"], "buddy_allocs": t["buddy_allocs"],
+        "pcp_drain_events": t["pcp_drain_events"], "pcp_drained_pages": c["pcp_drained_pages"],
+        "fallbacks": c["fallbacks"], "fragmenting_fallbacks": c["fragmenting_fallbacks"],
+        "ownership_changes": c["ownership_changes"],
+    }
+
+
+def run_simulate(source: str, sets: list[str] | None, outdir: Path | None, agreement: bool,
+                 machine: str | None, out: Console, err: Console) -> int:
+    settings = Settings.parse(sets)
+    t0 = time.perf_counter()
+    run = load(source, machine)
+    t1 = time.perf_counter()
+    sim = simulate_run(run, settings, samples=False)
+    t2 = time.perf_counter()
+    # observed counts only over the replayed part of the trace (after the start snapshot)
+    from replay.engine.events import event_arrays, marker_positions
+
+    e = event_arrays(run.data)
+    i_start = marker_positions(run.data, e.seq).get("start.buddyinfo begin", 0)
+    obs = traced_counts(run.data.events.slice(i_start))
+    mod = model_counts(sim.counters, sim.events)
+    t = Table(title=f"{source}: simulated vs traced", header_style="bold")
+    for col in ("metric", "trace", "model", "gap"):
+        t.add_column(col, justify="right" if col != "metric" else "left")
+    for k in obs:
+        gap = (mod[k] - obs[k]) / obs[k] * 100 if obs[k] else 0.0
+        t.add_row(k, f"{obs[k]:,}", f"{mod[k]:,}", f"{gap:+.1f}%" if obs[k] else "-")
+    out.print(t)
+    n = len(e) - i_start
+    out.print(f"settings: {settings.as_dict() or 'the kernel’s'}; {n:,} trace events simulated in "
+              f"{t2 - t1:.2f}s ({n / max(t2 - t1, 1e-9) / 1e6:.2f} M events/s; load "
+              f"{t1 - t0:.2f}s)", highlight=False)
+    result = {"source": source, "settings": settings.as_dict(), "trace": obs, "model": mod,
+              "model_counters": sim.counters, "seconds": round(t2 - t1, 3)}
+    if agreement:
+        r, _ = observe(run, samples=False)
+        a = r.agreement
+        result["agreement"] = a.as_dict()
+        out.print(f"agreement: {a.exact:,}/{a.decisions:,} = {100 * a.rate:.3f}% "
+                  f"(determined by the trace: {100 * a.determined_rate:.3f}% of "
+                  f"{a.determined:,})", highlight=False)
+        at = Table(show_header=True, header_style="bold")
+        at.add_column("by")
+        at.add_column("decisions", justify="right")
+        at.add_column("exact", justify="right")
+        for group, rows in (("order", a.by_order), ("migratetype", a.by_migratetype),
+                            ("", a.by_fallback)):
+            for k, (d, x) in rows.items():
+                at.add_row(f"{group} {k}".strip(), f"{d:,}", f"{100 * x / d:.3f}%" if d else "-")
+        out.print(at)
+    if outdir is not None:
+        outdir.mkdir(parents=True, exist_ok=True)
+        import pyarrow.parquet as pq
+
+        pq.write_table(sim.events, outdir / "simulated.parquet", compression="zstd")
+        (outdir / "simulate.json").write_text(json.dumps(result, indent=2))
+        out.print(f"wrote {outdir / 'simulated.parquet'} and {outdir / 'simulate.json'}")
+    return 0

@@ -1,0 +1,62 @@
+"""The shared pipeline behind simulate, compare, report and sweep: load, observe, simulate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from replay.engine.machine import Machine, machine_from_description
+from replay.engine.reconstruct import ReconstructResult, reconstruct
+from replay.engine.sampling import Sampler, sample_points
+from replay.engine.simulate import Settings, SimulateResult, simulate
+from replay.trace.result import TraceData
+
+
+@dataclass
+class Loaded:
+    source: str
+    data: TraceData
+    bundle: object | None
+    machine: Machine | None
+
+
+def load(source: str | Path, machine_desc: str | None = None) -> Loaded:
+    """Read a trace (a file, a bundle directory, or an ingested .parquet) and its bundle."""
+    from replay.trace.ingest import read_parquet, read_trace
+    from replay.trace.snapshots import open_bundle
+    from replay.trace.sources import resolve
+
+    src = str(source)
+    if src.endswith(".parquet") and Path(src).is_file():
+        data, bundle = read_parquet(src), None
+    else:
+        _, bundle_dir = resolve(src)
+        bundle = open_bundle(bundle_dir) if bundle_dir is not None else None
+        data = read_trace(src)
+    machine = machine_from_description(machine_desc) if machine_desc else None
+    return Loaded(src, data, bundle, machine)
+
+
+def observe(run: Loaded, every_events: int | None = None, every_ms: float | None = None,
+            samples: bool = True) -> tuple[ReconstructResult, object]:
+    """Reconstruct the observed state, sampled over time."""
+    from replay.engine.events import event_arrays
+    from replay.engine.reconstruct import bundle_machine
+
+    machine = bundle_machine(run.bundle, run.machine)
+    e = event_arrays(run.data)
+    sampler = Sampler(machine, e) if samples else None
+    points = sample_points(e, 0, every_events, every_ms) if samples else None
+    r = reconstruct(run.data, run.bundle, run.machine, sampler, points)
+    return r, sampler.samples if sampler else None
+
+
+def simulate_run(run: Loaded, settings: Settings | None = None, every_events: int | None = None,
+                 every_ms: float | None = None, samples: bool = True) -> SimulateResult:
+    """Simulate the trace's requests under settings, sampled at the same points as observe."""
+    from replay.engine.events import event_arrays
+
+    e = event_arrays(run.data)
+    points = sample_points(e, 0, every_events, every_ms) if samples else None
+    return simulate(run.data, run.bundle, settings, run.machine, points,
+                    Sampler if samples else None)
