@@ -29,7 +29,8 @@ StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail on the first bad
 @app.command()
 def ingest(
     source: SourceArg,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Events Parquet file.")] = None,
+    output: Annotated[Path | None,
+                      typer.Option("-o", "--output", help="Events Parquet file.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="auto, ftrace or trace-cmd.")] = "auto",
     strict: StrictOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the accounting as JSON.")] = False,

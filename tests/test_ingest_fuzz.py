@@ -7,10 +7,11 @@ from hypothesis import strategies as st
 
 from replay.trace.ingest import read_trace
 
+FIXTURE_OK = [HealthCheck.function_scoped_fixture]
 COMM_CHARS = st.characters(min_codepoint=32, max_codepoint=126, exclude_characters="\n")
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(st.lists(st.binary(max_size=200), max_size=20))
 def test_random_bytes_never_crash(tmp_path, chunks):
     p = tmp_path / "t.txt"
@@ -26,7 +27,7 @@ def test_random_bytes_never_crash(tmp_path, chunks):
     assert st_.lines >= st_.events
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(
     comm=st.text(COMM_CHARS, min_size=1, max_size=20).filter(lambda s: s.strip() == s),
     pid=st.integers(0, 4_000_000),

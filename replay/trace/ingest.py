@@ -75,7 +75,8 @@ def _scan(block: _Block) -> _Scanned:
         spec = sc.Specials(speccap).rec
         counts = np.zeros(sc.N_COUNTS, np.int64)
         rows, nent, nspec, status = sc.scan_block(
-            block.buf, block.buf.view(np.uint64), block.nbytes, sc.NAME_BYTES, sc.NAME_LENS, sc._NAME_EVENT, sc.REQUIRED,
+            block.buf, block.buf.view(np.uint64), block.nbytes, sc.NAME_BYTES, sc.NAME_LENS,
+            sc.NAME_EVENT, sc.REQUIRED,
             *cols.arrays(), table.keys, table.vals, table.ent, table.counts, spec, counts,
         )
         if status == 0:

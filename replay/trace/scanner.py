@@ -50,7 +50,7 @@ _NAMES = (
     "tracing_mark_write",
     "print",
 )
-_NAME_EVENT = np.array([0, 1, 2, 3, 4, 5, 1, 2, -2, -2], dtype=np.int8)  # -2: marker
+NAME_EVENT = np.array([0, 1, 2, 3, 4, 5, 1, 2, -2, -2], dtype=np.int8)  # -2: marker
 NAME_BYTES = np.zeros((len(_NAMES), 32), dtype=np.uint8)
 NAME_LENS = np.zeros(len(_NAMES), dtype=np.int64)
 for _i, _n in enumerate(_NAMES):
@@ -497,7 +497,6 @@ def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba
             pbord_v = -1
             amt = -1
             fmt_v = -1
-            frag_v = -1
             chown_v = -1
             r = pstart
             if r < e and buf[r] == 91:  # '[FAILED TO PARSE]'
@@ -596,8 +595,7 @@ def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba
                 elif klen == 20 and c0 == 102:  # fallback_migratetype
                     fmt_v = iv
                     have |= F_FMT
-                elif klen == 11 and c0 == 102:  # fragmenting
-                    frag_v = iv
+                elif klen == 11 and c0 == 102:  # fragmenting (recomputed below)
                     have |= F_FRAG
                 elif klen == 16 and c0 == 99:  # change_ownership
                     chown_v = iv

@@ -1,4 +1,4 @@
-"""The events table: one schema for every input (ftrace text, trace-cmd text, trace.dat, simulation).
+"""The events table: one schema for every input (ftrace text, trace-cmd, trace.dat, simulation).
 
 Documented for users in docs/schema.md. Codes here are data tables, as in the kernel.
 """
@@ -24,8 +24,10 @@ EVENT_CODE = {name: i for i, name in enumerate(EVENT_NAMES)}
 EVENT_ALIASES = {"mm_page_free_direct": EV_FREE, "mm_pagevec_free": EV_FREE_BATCHED}
 
 # include/linux/mmzone.h enum migratetype, Debian 12 config (CONFIG_CMA off).
-MIGRATETYPE_NAMES: tuple[str, ...] = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "Isolate")
-MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_HIGHATOMIC, MIGRATE_ISOLATE = range(5)
+MIGRATETYPE_NAMES: tuple[str, ...] = (
+    "Unmovable", "Movable", "Reclaimable", "HighAtomic", "Isolate")
+MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_HIGHATOMIC = range(4)
+MIGRATE_ISOLATE = 4
 MIGRATE_PCPTYPES = 3
 MIGRATE_TYPES = 5
 
