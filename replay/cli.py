@@ -97,6 +97,51 @@ def simulate(
     raise typer.Exit(run_simulate(source, sets, outdir, agreement, machine, out, err))
 
 
+OutDirOpt = Annotated[Path | None, typer.Option("-o", "--output", help="Output directory.")]
+TimeOpt = Annotated[str | None, typer.Option(
+    "--time", help="Limit to START,END seconds (as the trace prints them), like perf kmem --time.")]
+WindowMsOpt = Annotated[float | None, typer.Option(
+    "--window-ms", help="Sample the state every N ms of trace time (default: 100 samples).")]
+WindowEvOpt = Annotated[int | None, typer.Option("--window-events",
+                                                 help="Sample the state every N events.")]
+PlotlyOpt = Annotated[str, typer.Option("--plotlyjs", help="inline (offline, ~5 MB) or cdn.")]
+
+
+@app.command()
+def report(
+    source: SourceArg,
+    outdir: OutDirOpt = None,
+    time_window: TimeOpt = None,
+    window_ms: WindowMsOpt = None,
+    window_events: WindowEvOpt = None,
+    plotlyjs: PlotlyOpt = "inline",
+    machine: MachineOpt = None,
+) -> None:
+    """The observed trace alone: summary.json, report.md and dashboard.html."""
+    from replay.commands.report_cmd import run_report
+
+    raise typer.Exit(run_report(source, outdir, time_window, window_ms, window_events,
+                                plotlyjs, machine, None, False, out, err))
+
+
+@app.command()
+def compare(
+    source: SourceArg,
+    sets: SetOpt = None,
+    outdir: OutDirOpt = None,
+    time_window: TimeOpt = None,
+    window_ms: WindowMsOpt = None,
+    window_events: WindowEvOpt = None,
+    plotlyjs: PlotlyOpt = "inline",
+    machine: MachineOpt = None,
+) -> None:
+    """Reconstruct, simulate and agreement; observed vs simulated for every metric."""
+    from replay.commands.report_cmd import run_report
+
+    raise typer.Exit(run_report(source, outdir, time_window, window_ms, window_events,
+                                plotlyjs, machine, sets, True, out, err))
+
+
 def main() -> None:
     """Entry point: run the app; a PageReplayError becomes one line on stderr and exit 2."""
     try:

@@ -46,7 +46,7 @@ def observe(run: Loaded, every_events: int | None = None, every_ms: float | None
     machine = bundle_machine(run.bundle, run.machine)
     e = event_arrays(run.data)
     sampler = Sampler(machine, e) if samples else None
-    points = sample_points(e, 0, every_events, every_ms) if samples else None
+    points = _points(run, e, every_events, every_ms) if samples else None
     r = reconstruct(run.data, run.bundle, run.machine, sampler, points)
     return r, sampler.samples if sampler else None
 
@@ -57,6 +57,19 @@ def simulate_run(run: Loaded, settings: Settings | None = None, every_events: in
     from replay.engine.events import event_arrays
 
     e = event_arrays(run.data)
-    points = sample_points(e, 0, every_events, every_ms) if samples else None
+    points = _points(run, e, every_events, every_ms) if samples else None
     return simulate(run.data, run.bundle, settings, run.machine, points,
                     Sampler if samples else None)
+
+
+def _points(run: Loaded, e, every_events: int | None, every_ms: float | None):
+    """Sample points, plus the end.buddyinfo marker so both sides are read where /proc was."""
+    import numpy as np
+
+    from replay.engine.events import marker_positions
+
+    pts = sample_points(e, 0, every_events, every_ms)
+    mark = marker_positions(run.data, e.seq).get("end.buddyinfo begin")
+    if mark is not None:
+        pts = np.unique(np.append(pts, mark))
+    return pts

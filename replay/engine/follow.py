@@ -143,14 +143,16 @@ def rmqueue_smallest_head(st, z, order, mt):
 
 @njit(inline="always")
 def take(st, z, pfn, order, mt, counters):
-    """A traced take of [pfn, pfn + 2^order) from the buddy lists (zone_locked)."""
+    """A traced take of [pfn, pfn + 2^order) from the buddy lists (zone_locked); returns
+    whether the block taken had been placed by the trace (warm)."""
     head = find_free_block(st, pfn)
     if head < 0:
         free_pcp_pages_in(st, pfn, pfn + (1 << order), counters)
         head = find_free_block(st, pfn)
     if head < 0:
         counters[C_BADTAKE] += 1
-        return False
+        return 0
+    warm = st.pg_warm[head]
     fix_list_type(st, z, head, mt, counters)
     high = take_free_block(st, z, head)
     if high < order:  # the model's block is smaller than the kernel's: take the rest too
@@ -163,11 +165,11 @@ def take(st, z, pfn, order, mt, counters):
                 p = h2 + (1 << o2)
             else:
                 p += 1
-        return True
-    keep = split_around(st, z, head, high, pfn, order, mt)
+        return warm
+    split_around(st, z, head, high, pfn, order, mt)
     # expand() hands the rest back to NR_FREE_PAGES
     st.nr_free_pages[z] += (1 << high) - (1 << order)
-    return keep == pfn
+    return warm
 
 
 @njit(inline="always")
@@ -253,11 +255,9 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
             pred[i] = h
             if h >= 0:
                 pred_warm[i] = st.pg_warm[h]
-            fb = find_free_block(st, p)
-            taken_warm[i] = st.pg_warm[fb] if fb >= 0 else 0
             fallback_flag[i] = in_fallback
             in_fallback = False
-            take(st, z, p, o, m, counters)
+            taken_warm[i] = take(st, z, p, o, m, counters)
             counters[C_TAKES] += 1
             if refill[i] == 1:
                 pcp_add(st, cpu[i], z, p, o, m, True)
@@ -269,7 +269,7 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
             s = st.pg_state[p]
             if s == PG_PCP:
                 pcp_del(st, z, p)
-            elif s == PG_BUDDY or find_free_block(st, p) >= 0:
+            elif s == PG_BUDDY or (s == PG_NONE and find_free_block(st, p) >= 0):
                 counters[C_BADALLOC] += 1
                 take(st, z, p, o, mt[i], counters)
             elif s == PG_NONE:
@@ -284,7 +284,7 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
             if d == D_DEFER or d == D_NONE:
                 continue
             s = st.pg_state[p]
-            if s == PG_BUDDY or find_free_block(st, p) >= 0:
+            if s == PG_BUDDY or (s == PG_NONE and find_free_block(st, p) >= 0):
                 counters[C_DOUBLEFREE] += 1
                 continue
             if s == PG_PCP:
@@ -306,7 +306,7 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
             s = st.pg_state[p]
             if s == PG_PCP:
                 pcp_del(st, z, p)
-            elif s == PG_BUDDY or find_free_block(st, p) >= 0:
+            elif s == PG_BUDDY or (s == PG_NONE and find_free_block(st, p) >= 0):
                 counters[C_BADDRAIN] += 1
                 continue
             else:

@@ -338,7 +338,7 @@ def rmqueue_bulk(st, z, order, count, mt, alloc_flags, cpu, out, req, counters):
     return got
 
 
-@njit(cache=True)
+@njit(inline="always")
 def rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu, out, req, counters):
     """rmqueue_pcplist(): the head of this CPU's list, refilled with batch blocks if empty."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
@@ -379,7 +379,7 @@ def rmqueue_buddy(st, z, order, alloc_flags, mt, cpu, out, req, counters):
     return page
 
 
-@njit(cache=True)
+@njit(inline="always")
 def rmqueue(st, z, order, alloc_flags, mt, cpu, out, req, counters):
     """rmqueue(): pcp for pcp orders, else (or on pcp failure) the buddy lists."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
@@ -395,7 +395,7 @@ def rmqueue(st, z, order, alloc_flags, mt, cpu, out, req, counters):
     return page
 
 
-@njit(cache=True)
+@njit(inline="always")
 def zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags):
     """__zone_watermark_ok(): enough free pages above the mark and the lowmem reserve, and for
     order > 0 a free block big enough on a list this request may use."""
@@ -444,7 +444,7 @@ def gfp_zone(gfp):
     return ZONE_NORMAL
 
 
-@njit(cache=True)
+@njit(inline="always")
 def get_page_from_freelist(st, zonelist, nz, order, alloc_flags, highest, mt, cpu, out, req,
                            counters, no_watermarks):
     """get_page_from_freelist(): the zonelist from the preferred zone down; a remote node while
@@ -504,34 +504,34 @@ def reserve_highatomic_pageblock(st, z, page, counters):
         counters[S_HIGHATOMIC] += 1
 
 
-@njit(cache=True)
-def build_zonelist(st, node, highest, zonelist):
-    """The node's zones from the highest allowed type down, then the other nodes' zones."""
-    nz = 0
-    nzones = st.zone_type.shape[0]
-    for t in range(highest, -1, -1):
-        for z in range(nzones):
-            if st.zone_node[z] == node and st.zone_type[z] == t:
-                zonelist[nz] = z
-                nz += 1
-    for other in range(64):
-        if other == node:
-            continue
-        for t in range(highest, -1, -1):
-            for z in range(nzones):
-                if st.zone_node[z] == other and st.zone_type[z] == t:
-                    zonelist[nz] = z
-                    nz += 1
-    return nz
+def build_zonelists(zone_node: np.ndarray, zone_type: np.ndarray, nodes: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """zonelists[node, highest_zoneidx]: the node's zones from the highest allowed type down,
+    then the other nodes' zones in node order (build_zonelists(), without NUMA distances)."""
+    nzones = len(zone_node)
+    lists = np.full((nodes, 4, max(nzones, 1)), -1, np.int64)
+    lens = np.zeros((nodes, 4), np.int64)
+    for node in range(nodes):
+        for highest in range(4):
+            k = 0
+            for other in [node] + [n for n in range(nodes) if n != node]:
+                for t in range(highest, -1, -1):
+                    for z in range(nzones):
+                        if zone_node[z] == other and zone_type[z] == t:
+                            lists[node, highest, k] = z
+                            k += 1
+            lens[node, highest] = k
+    return lists, lens
 
 
-@njit(cache=True)
-def __alloc_pages(st, gfp, order, mt, cpu, node, out, req, counters, zonelist):
+@njit(inline="always")
+def __alloc_pages(st, gfp, order, mt, cpu, node, out, req, counters, zonelists, zl_len):
     """__alloc_pages(): the fast path at the low watermark (ALLOC_NOFRAGMENT when the preferred
     zone is Normal), then the slow path's min-watermark retry; the model has no reclaim, so a
     last pass ignores watermarks (counted) before an allocation fails."""
     highest = gfp_zone(gfp)
-    nz = build_zonelist(st, node, highest, zonelist)
+    zonelist = zonelists[node, highest]
+    nz = zl_len[node, highest]
     if nz == 0:
         return -1, -1
     alloc_flags = ALLOC_WMARK_LOW
@@ -624,7 +624,7 @@ def free_pcppages_bulk(st, z, count, cpu, pindex, out, req, counters):
         counters[S_DRAINS] += 1
 
 
-@njit(cache=True)
+@njit(inline="always")
 def free_unref_page(st, z, page, order, cpu, direct, out, req, counters):
     """free_unref_page() + free_unref_page_commit(): onto this CPU's list head; drain when the
     list is over pcp->high (all of it when free_high). `direct`: the pcp trylock failed."""
@@ -648,7 +648,7 @@ def free_unref_page(st, z, page, order, cpu, direct, out, req, counters):
         free_pcppages_bulk(st, z, n, cpu, pindex, out, req, counters)
 
 
-@njit(cache=True)
+@njit(inline="always")
 def free_the_page(st, z, page, order, cpu, direct, out, req, counters):
     """free_the_page(): pcp orders to free_unref_page, others to __free_one_page directly."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]

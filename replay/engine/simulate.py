@@ -29,6 +29,7 @@ from replay.engine.policy import (
     SIM_COUNTER_NAMES,
     Emitter,
     __alloc_pages,
+    build_zonelists,
     emit,
     free_the_page,
     new_emitter,
@@ -46,7 +47,7 @@ from replay.trace.schema import EV_ALLOC, EV_FREE, EV_FREE_BATCHED, EVENT_NAMES
 
 @njit(nogil=True, cache=True)
 def simulate_requests(st, ev, pfn, order, mt, cpu, gfp, disp, i0, i1, cpu_map, cpu_node,
-                      mobility, pfn_map, out, counters, zonelist):
+                      mobility, pfn_map, out, counters, zonelists, zl_len):
     """Feed requests [i0, i1) through the policy. pfn_map: traced pfn -> model pfn (-1 none)."""
     for i in range(i0, i1):
         e = ev[i]
@@ -56,7 +57,7 @@ def simulate_requests(st, ev, pfn, order, mt, cpu, gfp, disp, i0, i1, cpu_map, c
             c = cpu_map[cpu[i]]
             m = mt[i] if mobility else 0
             page, z = __alloc_pages(st, gfp[i], o, m, c, cpu_node[c], out, i, counters,
-                                    zonelist)
+                                    zonelists, zl_len)
             counters[S_ALLOCS] += 1
             if page < 0:
                 counters[S_FAIL] += 1
@@ -246,7 +247,7 @@ def run_simulation(st: State, machine: Machine, settings: Settings, e: EventArra
     capacity = max(1 << 16, n_req * 3)
     counters = np.zeros(len(SIM_COUNTER_NAMES), np.int64)
     pfn_map = np.full(st.pg_zone.shape[0], -1, np.int64)
-    zonelist = np.zeros(64, np.int64)
+    zonelists, zl_len = build_zonelists(st.zone_node, st.zone_type, machine.nodes)
     out = new_emitter(capacity)
     points = list(sample_points) if sample_points is not None else [len(e)]
     max_high = int(st.pcp_high.max()) if st.pcp_high.size else 0
@@ -261,7 +262,7 @@ def run_simulation(st: State, machine: Machine, settings: Settings, e: EventArra
             out = _grow(out, max(need, 2 * len(out.ev)))
         simulate_requests(st, e.ev, e.pfn, e.order, e.mt, e.cpu, e.gfp, disp, pos, nxt,
                           cpu_map, cpu_node, bool(machine.mobility_grouping), pfn_map, out,
-                          counters, zonelist)
+                          counters, zonelists, zl_len)
         if out.n[1]:
             raise RuntimeError("simulated event buffer overflowed")
         pos = nxt

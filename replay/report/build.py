@@ -1,0 +1,307 @@
+"""Assemble what `report` and `compare` write: one JSON-ready dict (docs/report-schema.md).
+
+The same metric functions run on observed and simulated events and states, so every number has
+its counterpart on the other side.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from replay.engine.sampling import Samples
+from replay.metrics.fallbacks import fallback_summary, pcp_summary
+from replay.metrics.fragmentation import (
+    fragmentation_index_all,
+    free_pageblocks,
+    largest_free_order,
+    unusable_index_all,
+)
+from replay.metrics.peers import live_pages, page_summary, per_process
+from replay.trace.schema import MIGRATETYPE_NAMES
+
+SCHEMA_VERSION = 1
+
+
+def events_frame(table, time_window: tuple[float, float] | None = None,
+                 i_from: int = 0) -> pl.DataFrame:
+    """Events as polars, from index i_from, optionally limited to [start, end] seconds."""
+    df = pl.from_arrow(table.slice(i_from)) if i_from else pl.from_arrow(table)
+    df = df.with_columns(pl.col("event").cast(pl.Utf8))
+    if time_window is not None:
+        lo, hi = (int(round(t * 1e9)) for t in time_window)
+        df = df.filter((pl.col("ts_ns") >= lo) & (pl.col("ts_ns") <= hi))
+    return df
+
+
+def zone_metrics(free_blocks: dict[str, list[int]], pageblock_order: int) -> dict:
+    """End-of-trace per-zone fragmentation numbers from free blocks per order."""
+    out: dict = {"end_free_blocks": {}, "end_unusable_index": {},
+                 "end_fragmentation_index": {}, "end_largest_free_order": {},
+                 "end_free_pageblocks": {}, "end_free_pages": {}}
+    for zone, counts in free_blocks.items():
+        c = np.asarray(counts, np.int64)
+        out["end_free_blocks"][zone] = c.tolist()
+        out["end_unusable_index"][zone] = unusable_index_all(c).tolist()
+        out["end_fragmentation_index"][zone] = fragmentation_index_all(c).tolist()
+        out["end_largest_free_order"][zone] = int(largest_free_order(c))
+        out["end_free_pageblocks"][zone] = int(free_pageblocks(c, pageblock_order))
+        out["end_free_pages"][zone] = int((c << np.arange(len(c))).sum())
+    return out
+
+
+def side_metrics(df: pl.DataFrame, free_blocks: dict[str, list[int]], samples: Samples | None,
+                 end_index: int | None, pageblock_order: int) -> dict:
+    """The observed or simulated side of comparison.json."""
+    fb = fallback_summary(df)
+    pcp = pcp_summary(df)
+    d = {
+        "allocs": fb["allocs"],
+        "fallbacks": fb["fallbacks"],
+        "fragmenting_fallbacks": fb["fragmenting"],
+        "ownership_changes": fb["ownership_changes"],
+        "severe_fallbacks": fb["severe"],
+        "moderate_fallbacks": fb["moderate"],
+        "fallback_rate_per_1000": fb["fallback_rate_per_1000"],
+        "fallbacks_by_pair": fb["by_pair"],
+        "pcp_refill_blocks": pcp["refill_blocks"],
+        "pcp_refills": pcp["refill_runs"],
+        "pcp_drained_pages": pcp["drained_pages"],
+        "pcp_drains": pcp["drain_runs"],
+    }
+    d.update(zone_metrics(free_blocks, pageblock_order))
+    if samples is not None and samples.index:
+        k = _sample_at(samples, end_index)
+        d["end_pageblocks_by_type"] = {
+            zone: dict(zip(MIGRATETYPE_NAMES, samples.pageblocks[k][zi].tolist(), strict=False))
+            for zi, zone in enumerate(samples.zones)}
+        d["end_mixed_pageblocks"] = {zone: int(samples.mixed_pageblocks[k][zi])
+                                     for zi, zone in enumerate(samples.zones)}
+    return d
+
+
+def _sample_at(samples: Samples, index: int | None) -> int:
+    if index is None:
+        return len(samples.index) - 1
+    idx = np.asarray(samples.index)
+    return int(np.clip(np.searchsorted(idx, index), 0, len(idx) - 1))
+
+
+def samples_free_blocks(samples: Samples, index: int | None) -> dict[str, list[int]]:
+    k = _sample_at(samples, index)
+    return {zone: samples.free_blocks[k][zi].tolist() for zi, zone in enumerate(samples.zones)}
+
+
+def timeseries(samples: Samples | None, pageblock_order: int,
+               time_window: tuple[float, float] | None = None) -> dict:
+    """Per zone over time: free blocks per order, unusable index at pageblock_order, pageblocks
+    by owner type, mixed pageblocks, free pages (in the samples' order)."""
+    if samples is None or not samples.index:
+        return {}
+    t = np.asarray(samples.ts_ns) / 1e9
+    keep = np.ones(len(t), bool)
+    if time_window is not None:
+        keep = (t >= time_window[0]) & (t <= time_window[1])
+    fb = np.stack(samples.free_blocks)[keep]  # [S, Z, O]
+    pbs = np.stack(samples.pageblocks)[keep]  # [S, Z, T]
+    mixed = np.stack(samples.mixed_pageblocks)[keep]
+    pcp = np.stack(samples.pcp_pages)[keep]
+    out = {"t_s": np.round(t[keep], 6).tolist(), "zones": {}}
+    for zi, zone in enumerate(samples.zones):
+        counts = fb[:, zi, :]
+        out["zones"][zone] = {
+            "free_blocks": counts.tolist(),
+            "free_pages": (counts << np.arange(counts.shape[1])).sum(axis=1).tolist(),
+            "unusable_index_pb": unusable_index_all(counts)[:, pageblock_order].tolist(),
+            "pageblocks": {name: pbs[:, zi, k].tolist() for k, name in
+                           enumerate(MIGRATETYPE_NAMES)},
+            "mixed_pageblocks": mixed[:, zi].tolist(),
+            "pcp_pages": pcp[:, zi].tolist(),
+        }
+    return out
+
+
+def fallback_events(df: pl.DataFrame, limit: int = 20000) -> list[dict]:
+    """Each mm_page_alloc_extfrag event for the time line (at most `limit`, evenly taken)."""
+    ex = df.filter(pl.col("event") == "mm_page_alloc_extfrag")
+    if ex.height > limit:
+        ex = ex.gather_every(ex.height // limit + 1)
+    names = dict(enumerate(MIGRATETYPE_NAMES))
+    return [
+        {"t_s": r["ts_ns"] / 1e9, "alloc_mt": names.get(r["migratetype"], str(r["migratetype"])),
+         "fallback_mt": names.get(r["fallback_migratetype"], str(r["fallback_migratetype"])),
+         "fallback_order": r["fallback_order"], "fragmenting": bool(r["fragmenting"]),
+         "change_ownership": bool(r["change_ownership"])}
+        for r in ex.select("ts_ns", "migratetype", "fallback_migratetype", "fallback_order",
+                           "fragmenting", "change_ownership").iter_rows(named=True)
+    ]
+
+
+def pcp_rates(df: pl.DataFrame, edges_s: list[float]) -> dict:
+    """pcp refill blocks and drained pages per window (between consecutive sample times)."""
+    if len(edges_s) < 2:
+        return {"t_s": [], "refill_blocks": [], "drained_pages": []}
+    edges = (np.asarray(edges_s) * 1e9).astype(np.int64)
+    refill = df.filter((pl.col("event") == "mm_page_alloc_zone_locked")
+                       & (pl.col("percpu_refill") == 1))["ts_ns"].to_numpy()
+    drains = df.filter(pl.col("event") == "mm_page_pcpu_drain")
+    dts = drains["ts_ns"].to_numpy()
+    dpages = (1 << drains["order"].fill_null(0).cast(pl.Int64).to_numpy()) if drains.height \
+        else np.zeros(0, np.int64)
+    r, _ = np.histogram(refill, bins=edges)
+    d, _ = np.histogram(dts, bins=edges, weights=dpages)
+    return {"t_s": np.round(edges[1:] / 1e9, 6).tolist(), "refill_blocks": r.tolist(),
+            "drained_pages": d.astype(np.int64).tolist()}
+
+
+def order_migratetype_matrix(df: pl.DataFrame) -> dict:
+    ps = page_summary(df)
+    return ps["by_order_migratetype"]
+
+
+def end_marker_index(run, e) -> int | None:
+    """The event index of the end.buddyinfo marker (where the kernel's end state was read)."""
+    from replay.engine.events import marker_positions
+
+    return marker_positions(run.data, e.seq).get("end.buddyinfo begin")
+
+
+def trace_section(run, recon_i_start: int) -> dict:
+    st = run.data.stats
+    ev = run.data.events
+    ts = ev["ts_ns"].to_numpy() if ev.num_rows else np.zeros(0)
+    return {
+        "source": run.source,
+        "kernel_release": st.kernel_release,
+        "layout": st.layout,
+        "lines": st.lines,
+        "events": st.events,
+        "events_by_kind": st.events_by_kind,
+        "bad_lines": st.bad_total,
+        "bad_lines_by_reason": st.bad_lines,
+        "lost_events": st.lost_events,
+        "markers": st.markers,
+        "cpus": st.cpus,
+        "start_s": float(ts.min() / 1e9) if len(ts) else None,
+        "end_s": float(ts.max() / 1e9) if len(ts) else None,
+        "replayed_from_event": recon_i_start,
+    }
+
+
+def verdict(d: dict) -> str:
+    """One line a person reads first."""
+    parts = []
+    rec = d.get("reconstruct")
+    if rec is not None:
+        if rec.get("checked"):
+            parts.append("reconstruction EXACT against /proc/buddyinfo" if rec["exact"] else
+                         f"reconstruction NOT exact (L1 {sum(rec['l1_by_zone'].values())} blocks)")
+            bad = sum(rec["inconsistencies"].values())
+            parts.append(f"{bad} inconsistent events")
+        else:
+            parts.append("no end snapshot to check the reconstruction against")
+    ag = d.get("agreement")
+    if ag:
+        parts.append(f"model agrees with the kernel on {100 * ag['rate']:.3f}% of "
+                     f"{ag['decisions']:,} block choices")
+    obs, sim = d.get("observed"), d.get("simulated")
+    if obs:
+        parts.append(f"observed {obs['fallback_rate_per_1000']:.2f} fallbacks per 1,000 allocations")
+    if sim:
+        parts.append(f"simulated {sim['fallback_rate_per_1000']:.2f}")
+    return "; ".join(parts)
+
+
+def recon_section(recon) -> dict:
+    if recon is None:
+        return {}
+    d = recon.as_dict()
+    return {
+        "checked": recon.end is not None,
+        "exact": recon.exact,
+        "l1_by_zone": d["l1_by_zone"],
+        "inconsistencies": d["inconsistencies"],
+        "expected": d["expected"],
+        "reconstructed": d["reconstructed"],
+        "start_exact": recon.start.exact if recon.start else None,
+        "end_pagetypeinfo_exact": recon.end_pagetypeinfo.exact if recon.end_pagetypeinfo
+        else None,
+        "end_pageblocks_exact": recon.end_pageblocks.exact if recon.end_pageblocks else None,
+        "counters": d["counters"],
+    }
+
+
+def build(run, recon, obs_samples: Samples | None, sim=None, settings: dict | None = None,
+          time_window: tuple[float, float] | None = None, kind: str = "report") -> dict:
+    """The whole report dict for `report` (sim None) or `compare`."""
+    pbo = recon.machine.pageblock_order
+    i0 = recon.i_start
+    end_idx = end_marker_index(run, recon.events)
+    obs_df = events_frame(run.data.events, time_window, i0)
+    obs_free = _observed_end_free(run, recon, obs_samples, end_idx, time_window)
+    d: dict = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": kind,
+        "trace": trace_section(run, i0),
+        "time_window_s": list(time_window) if time_window else None,
+        "machine": {"zones": [z.key for z in recon.machine.zones], "cpus": recon.machine.cpus,
+                    "pageblock_order": pbo, "nodes": recon.machine.nodes},
+        "reconstruct": recon_section(recon),
+        "agreement": {k: v for k, v in recon.agreement.as_dict().items()},
+        "observed": side_metrics(obs_df, obs_free, obs_samples, end_idx, pbo),
+        "settings": settings or {},
+        "per_process": per_process(obs_df).to_dicts(),
+        "page_summary": page_summary(obs_df),
+        "live_pages": live_pages(obs_df).height,
+        "timeseries": {"observed": timeseries(obs_samples, pbo, time_window)},
+        "fallback_events": {"observed": fallback_events(obs_df)},
+    }
+    edges = d["timeseries"]["observed"].get("t_s", [])
+    d["pcp_rates"] = {"observed": pcp_rates(obs_df, edges)}
+    if sim is not None:
+        sim_df = events_frame(sim.events, time_window)
+        sim_pbo = sim.machine.pageblock_order
+        sim_free = samples_free_blocks(sim.samples, end_idx) if sim.samples else {}
+        d["simulated"] = side_metrics(sim_df, sim_free, sim.samples, end_idx, sim_pbo)
+        d["simulated"]["counters"] = sim.counters
+        d["timeseries"]["simulated"] = timeseries(sim.samples, sim_pbo, time_window)
+        d["fallback_events"]["simulated"] = fallback_events(sim_df)
+        d["pcp_rates"]["simulated"] = pcp_rates(sim_df, edges)
+        d["page_summary_simulated"] = page_summary(sim_df)
+        d["gaps"] = gaps(d["observed"], d["simulated"])
+    d["verdict"] = verdict(d)
+    return d
+
+
+def _observed_end_free(run, recon, samples, end_idx, time_window) -> dict[str, list[int]]:
+    """The kernel's own end.buddyinfo where the bundle has one (and no time window cuts the
+    trace short); else the reconstructed state."""
+    if time_window is None and run.bundle is not None and run.bundle.end.buddyinfo:
+        return {f"{n}/{z}": list(c) for (n, z), c in run.bundle.end.buddyinfo.items()
+                if f"{n}/{z}" in {zz.key for zz in recon.machine.zones}}
+    if samples is not None and samples.index:
+        idx = end_idx
+        if time_window is not None:
+            idx = int(np.searchsorted(recon.events.ts, int(time_window[1] * 1e9)))
+        return samples_free_blocks(samples, idx)
+    from replay.engine.state import buddyinfo
+
+    b = buddyinfo(recon.state)
+    return {z.key: b[i].tolist() for i, z in enumerate(recon.machine.zones)}
+
+
+def gaps(obs: dict, sim: dict) -> dict:
+    """Simulated minus observed, for the headline numbers (relative where meaningful)."""
+    out = {}
+    for k in ("allocs", "fallbacks", "fragmenting_fallbacks", "ownership_changes",
+              "fallback_rate_per_1000", "pcp_refill_blocks", "pcp_drained_pages"):
+        o, s = obs.get(k, 0), sim.get(k, 0)
+        out[k] = {"observed": o, "simulated": s, "diff": s - o,
+                  "relative": (s - o) / o if o else None}
+    l1 = {}
+    for zone, oc in obs.get("end_free_blocks", {}).items():
+        sc = sim.get("end_free_blocks", {}).get(zone)
+        if sc is not None:
+            l1[zone] = int(np.abs(np.asarray(oc) - np.asarray(sc)).sum())
+    out["end_free_blocks_l1"] = l1
+    return out
