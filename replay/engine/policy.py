@@ -20,12 +20,12 @@ from replay.engine.buddy import (
     MIGRATE_MOVABLE,
     __free_one_page,
     _unlink,
+    del_page_from_free_list,
     expand,
     move_to_free_list_tail,
     order_to_pindex,
     pcp_add,
     pcp_allowed_order,
-    take_free_block,
 )
 from replay.engine.state import (
     CFG_BOOST_FACTOR,
@@ -148,9 +148,8 @@ def __rmqueue_smallest(st, z, order, mt, out, cpu, req):
         page = st.fl_head[z, o, mt]
         if page == NIL:
             continue
-        take_free_block(st, z, page)
+        del_page_from_free_list(st, z, page)  # NR_FREE_PAGES: the caller's job
         expand(st, z, page, order, o, mt)
-        st.nr_free_pages[z] += (1 << o) - (1 << order)
         refill = 1 if (pcp_allowed_order(order, pbo) and mt < MIGRATE_PCPTYPES) else 0
         emit(out, EV_ZONE_LOCKED, page, order, mt, cpu, refill, -1, -1, -1, req)
         return page

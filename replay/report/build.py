@@ -206,7 +206,8 @@ def verdict(d: dict) -> str:
                      f"{ag['decisions']:,} block choices")
     obs, sim = d.get("observed"), d.get("simulated")
     if obs:
-        parts.append(f"observed {obs['fallback_rate_per_1000']:.2f} fallbacks per 1,000 allocations")
+        rate = obs["fallback_rate_per_1000"]
+        parts.append(f"observed {rate:.2f} fallbacks per 1,000 allocations")
     if sim:
         parts.append(f"simulated {sim['fallback_rate_per_1000']:.2f}")
     return "; ".join(parts)
