@@ -142,6 +142,40 @@ def compare(
                                 plotlyjs, machine, sets, True, out, err))
 
 
+ThresholdsOpt = Annotated[Path | None, typer.Option(
+    "--thresholds", help="TOML file of per-metric thresholds (docs/ci.md); default thresholds "
+    "otherwise.")]
+
+
+@app.command()
+def check(
+    current: Annotated[str, typer.Argument(help="comparison.json / summary.json (or a report "
+                                           "directory), or a bundle to compare first.")],
+    baseline: Annotated[str, typer.Option("--baseline", help="The baseline: a report JSON or a "
+                                          "bundle, like CURRENT.")],
+    thresholds: ThresholdsOpt = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML (one test case "
+                                               "per metric).")] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown table "
+                                                  "for a PR comment.")] = None,
+    sets: SetOpt = None,
+    baseline_sets: Annotated[list[str] | None, typer.Option(
+        "--baseline-set", help="What-if setting KEY=VALUE for a bundle BASE (repeatable).")] = None,
+    outdir: Annotated[Path | None, typer.Option("-o", "--output", help="Write the reports "
+                                                "computed from bundles here.")] = None,
+    plotlyjs: PlotlyOpt = "inline",
+    machine: MachineOpt = None,
+) -> None:
+    """Gate CURRENT against a baseline, metric by metric.
+
+    Exit status 0 when nothing regressed, 1 when something did, 2 for unusable input.
+    """
+    from replay.commands.check_cmd import run_check
+
+    raise typer.Exit(run_check(current, baseline, sets, baseline_sets, thresholds, junit,
+                               markdown, outdir, machine, plotlyjs, out, err))
+
+
 def main() -> None:
     """Entry point: run the app; a PageReplayError becomes one line on stderr and exit 2."""
     try:

@@ -232,7 +232,7 @@ def move_freepages_block(st, z, pfn, mt):
     return moved
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)  # no allocation inside: no reference counting
 def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i0, i1,
                   counters, pred, pred_warm, taken_warm, fallback_flag):
     """Apply events [i0, i1). For each zone_locked at index i, pred[i] is the pfn the model

@@ -140,7 +140,7 @@ def emit(out, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, req):
 
 # ---- allocation ------------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def __rmqueue_smallest(st, z, order, mt, out, cpu, req):
     """Find a page of the appropriate size in the preferred list; split it with expand()."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
@@ -205,7 +205,7 @@ def boost_watermark(st, z):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def count_movable_pages(st, start, end):
     """move_freepages_block()'s movable_pages: allocated pages that are LRU or movable (the
     model's record of the requested type, or kpageflags' LRU bit for older pages)."""
@@ -224,7 +224,7 @@ def count_movable_pages(st, start, end):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def steal_suitable_fallback(st, z, page, alloc_flags, start_mt, whole_block, current_order):
     """steal_suitable_fallback(): move this block, or every free block of its pageblock, to
     start_mt's lists; re-type the pageblock when at least half of it is free or alike."""
@@ -272,7 +272,7 @@ def steal_suitable_fallback(st, z, page, alloc_flags, start_mt, whole_block, cur
         st.pb_mt[page >> pbo] = start_mt
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def __rmqueue_fallback(st, z, order, start_mt, alloc_flags, out, cpu, req, counters):
     """__rmqueue_fallback(): steal the largest suitable block of another type (or, for movable
     requests that cannot steal, the smallest), emitting mm_page_alloc_extfrag."""
@@ -312,7 +312,7 @@ def __rmqueue_fallback(st, z, order, start_mt, alloc_flags, out, cpu, req, count
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def __rmqueue(st, z, order, mt, alloc_flags, out, cpu, req, counters):
     """__rmqueue(): the preferred list, else steal from a fallback type and retry."""
     while True:
@@ -323,7 +323,7 @@ def __rmqueue(st, z, order, mt, alloc_flags, out, cpu, req, counters):
             return -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def rmqueue_bulk(st, z, order, count, mt, alloc_flags, cpu, out, req, counters):
     """rmqueue_bulk(): `count` blocks onto the pcp list's tail, in the order they came off."""
     got = 0
@@ -362,7 +362,7 @@ def rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu, out, req, counters):
     return page
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def rmqueue_buddy(st, z, order, alloc_flags, mt, cpu, out, req, counters):
     """rmqueue_buddy(): the HIGHATOMIC reserve first for ALLOC_HIGHATOMIC, then __rmqueue."""
     page = -1
@@ -479,7 +479,7 @@ def get_page_from_freelist(st, zonelist, nz, order, alloc_flags, highest, mt, cp
         return -1, -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def reserve_highatomic_pageblock(st, z, page, counters):
     """reserve_highatomic_pageblock(): up to ~1% of the zone becomes the HIGHATOMIC reserve."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
@@ -581,7 +581,7 @@ def nr_pcp_free(st, cpu, z, high, batch, free_high):
     return max(min_nr, min(n, max_nr))
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def free_pcppages_bulk(st, z, count, cpu, pindex, out, req, counters):
     """free_pcppages_bulk(): round-robin over the lists from the freed page's, each drained
     from its tail (oldest first) into __free_one_page."""

@@ -45,7 +45,7 @@ from replay.errors import SettingsError
 from replay.trace.schema import EV_ALLOC, EV_FREE, EV_FREE_BATCHED, EVENT_NAMES
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def simulate_requests(st, ev, pfn, order, mt, cpu, gfp, disp, i0, i1, cpu_map, cpu_node,
                       mobility, pfn_map, out, counters, zonelists, zl_len):
     """Feed requests [i0, i1) through the policy. pfn_map: traced pfn -> model pfn (-1 none)."""

@@ -2,7 +2,8 @@
 
 One file, plotly figures drawn by plotly.js (inlined by default, so it opens offline; "cdn" for
 a small file that needs the network). A zone selector at the top switches every per-zone figure
-at once; the page starts on the busiest zone (the one whose free memory moved most).
+at once; the page starts on the busiest zone (the one whose free memory moved most), or on the
+zone named in the address's fragment (`dashboard.html#zone=0/Normal`).
 
 The page reports on itself for headless checks: a hidden `#dash-status` element gets
 `data-state="done"` once every figure has been drawn, with `data-figures` (figures asked for),
@@ -33,6 +34,7 @@ from replay.report.markdown import (
     fmt_signed,
     is_compare,
     order_type_matrix,
+    process_cell,
 )
 
 SIDES = ("observed", "simulated")
@@ -115,6 +117,11 @@ def time_label(d: Mapping) -> str:
     return "trace time (s, ftrace clock)"
 
 
+def _line_key(d: Mapping) -> str:
+    """' Solid: observed; dashed: simulated.' when the dict has both sides."""
+    return " Solid: observed; dashed: simulated." if is_compare(d) else ""
+
+
 def _dash(side: str) -> str:
     return "solid" if side == "observed" else "dash"
 
@@ -181,8 +188,10 @@ def fig_free_heatmap(d: Mapping, visible_zone: str | None) -> Panel:
     fig.update_xaxes(title_text=time_label(d))
     fig.update_yaxes(title_text="order (block = 2^order pages)", dtick=1, row=1, col=1)
     fig.update_layout(plot_bgcolor="#f4f4f4")
-    return Panel("free", title, _layout(fig, 420), "Colour: free pages held in blocks of each "
-                 "order (blocks × 2^order), log scale; grey: no free block of that order.", True)
+    note = ("Colour: free pages held in blocks of each order (blocks × 2^order), log scale; "
+            "grey: no free block of that order.")
+    return Panel("free", title, _layout(fig, 400, margin=dict(l=70, r=30, t=40, b=60)), note,
+                 True)
 
 
 def fig_unusable(d: Mapping) -> Panel:
@@ -194,9 +203,11 @@ def fig_unusable(d: Mapping) -> Panel:
         return Panel("unusable", title, None, "No samples over time in this report.")
     fig = go.Figure()
     colours = dict(zip(zones_of(d), ZONE_COLOURS * 4, strict=False))
+    top = 0.0
     for side, ts in sides:
         for zone, zv in (ts.get("zones") or {}).items():
             y = np.asarray(zv.get("unusable_index_pb") or [], float) / 1000
+            top = max(top, float(y.max()) if y.size else 0.0)
             label = f"{zone} {side}" + (f" (order {pbo[side]})" if pbo[side] != pbo["observed"]
                                         else "")
             fig.add_trace(go.Scatter(
@@ -204,10 +215,11 @@ def fig_unusable(d: Mapping) -> Panel:
                 line=dict(color=colours.get(zone), dash=_dash(side), width=2),
                 hovertemplate=f"{label}<br>t %{{x:.3f}} s<br>unusable %{{y:.3f}}<extra></extra>"))
     fig.update_xaxes(title_text=time_label(d))
-    fig.update_yaxes(title_text="unusable index (fraction of free memory, 0–1)", range=[0, 1.02])
+    fig.update_yaxes(title_text="unusable index (fraction of free memory, 0–1)",
+                     range=[0, min(1.02, top * 1.15 + 0.02)])
     return Panel("unusable", title, _layout(fig, 380), "Share of each zone's free memory that a "
-                 "pageblock-sized allocation could not use (0: all usable, 1: none). Solid: "
-                 "observed; dashed: simulated.")
+                 "pageblock-sized allocation could not use (0: all usable, 1: none)."
+                 + _line_key(d))
 
 
 def _pair_name(e: Mapping) -> str:
@@ -351,7 +363,7 @@ def fig_pcp(d: Mapping) -> Panel:
     fig.update_yaxes(title_text="pages", row=3, col=1)
     fig.update_xaxes(title_text=time_label(d), row=3, col=1)
     return Panel("pcp", title, _layout(fig, 620), "Rates per sampling window (events in the "
-                 "window ÷ its length). Solid: observed; dashed: simulated.")
+                 "window ÷ its length)." + _line_key(d))
 
 
 def fig_end_buddyinfo(d: Mapping, visible_zone: str | None) -> Panel:
@@ -397,7 +409,8 @@ def fig_matrix(d: Mapping) -> Panel:
     fig.update_xaxes(title_text="migratetype (Linux 6.1 names)", side="bottom")
     fig.update_yaxes(title_text="order (block = 2^order pages)", autorange="reversed")
     fig.update_layout(plot_bgcolor="#f4f4f4")
-    return Panel("matrix", title, _layout(fig, 140 + 40 * len(orders)),
+    return Panel("matrix", title, _layout(fig, 120 + 40 * len(orders),
+                                          margin=dict(l=90, r=30, t=20, b=60)),
                  "mm_page_alloc requests (perf kmem page's order × migratetype table).")
 
 
@@ -409,7 +422,7 @@ def fig_processes(d: Mapping) -> Panel:
         return Panel("processes", title, None, "No per-process table in this report.")
     ranked = sorted(procs, key=lambda r: -(r.get("allocs") or 0))[:MAX_PROCESS_ROWS]
     cols = [(k, label) for k, label in PROCESS_COLUMNS if any(k in r for r in ranked)]
-    values = [[r.get(k) if k == "comm" else fmt_num(r.get(k)) for r in ranked] for k, _ in cols]
+    values = [[html.escape(process_cell(r, k)) for r in ranked] for k, _ in cols]
     fig = go.Figure(go.Table(
         columnwidth=[2.2, 1] + [1.3] * (len(cols) - 2),
         header=dict(values=[f"<b>{html.escape(label)}</b>" for _, label in cols],
@@ -419,9 +432,10 @@ def fig_processes(d: Mapping) -> Panel:
     shown = f"top {len(ranked)} of {len(procs)}" if len(procs) > len(ranked) else \
         f"all {len(procs)}"
     height = 80 + 22 * min(len(ranked), 24) + 40
+    note = "Counts are events unless marked pages." + (
+        " Scroll the table for more rows." if len(ranked) > 24 else "")
     return Panel("processes", f"{title} ({shown})", _layout(fig, height, margin=dict(
-        l=10, r=10, t=30, b=10)), "Counts are events unless marked pages; scroll the table "
-                 "for more rows.")
+        l=10, r=10, t=30, b=10)), note)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -573,6 +587,10 @@ DRAW_SCRIPT = """<script>
     status.setAttribute('data-errors', window.__dashErrors.join('\\n'));
     status.setAttribute('data-state', 'done');
   }
+  function afterLoad() {
+    if (document.readyState === 'complete') { setTimeout(finish, 0); return; }
+    window.addEventListener('load', function () { setTimeout(finish, 0); });
+  }
   function showZone(zone) {
     Object.keys(figs).forEach(function (id) {
       var el = document.getElementById(id);
@@ -580,6 +598,9 @@ DRAW_SCRIPT = """<script>
       var vis = el.data.map(function (t) { return t.meta === undefined || t.meta === zone; });
       Plotly.restyle(el, {visible: vis});
     });
+    zoneLabels(zone);
+  }
+  function zoneLabels(zone) {
     document.querySelectorAll('.zonename').forEach(function (s) {
       s.textContent = '(zone ' + zone + ')';
     });
@@ -594,12 +615,18 @@ DRAW_SCRIPT = """<script>
     var sel = document.getElementById('zone');
     if (sel) {
       sel.addEventListener('change', function () { showZone(sel.value); });
-      document.querySelectorAll('.zonename').forEach(function (s) {
-        s.textContent = '(zone ' + sel.value + ')';
-      });
+      var m = /zone=([^&]+)/.exec(window.location.hash);
+      var wanted = m ? decodeURIComponent(m[1]) : null;
+      if (wanted && Array.prototype.some.call(sel.options, function (o) {
+        return o.value === wanted; })) {
+        sel.value = wanted;
+        jobs = [Promise.all(jobs).then(function () { showZone(wanted); })];
+      } else {
+        zoneLabels(sel.value);
+      }
     }
-    Promise.all(jobs).then(finish, function (err) {
-      window.__dashErrors.push('newPlot: ' + err); finish();
+    Promise.all(jobs).then(afterLoad, function (err) {
+      window.__dashErrors.push('newPlot: ' + err); afterLoad();
     });
   } catch (err) {
     window.__dashErrors.push('draw: ' + (err.stack || err)); finish();

@@ -22,8 +22,8 @@ KEY_METRICS: tuple[tuple[str, str, str], ...] = (
     ("fallback_rate_per_1000", "fallback rate", "per 1,000 allocations"),
     ("fragmenting_fallbacks", "fragmenting fallbacks", "events"),
     ("ownership_changes", "pageblock ownership changes", "events"),
-    ("severe_fallbacks", "severe fallbacks", "events"),
-    ("moderate_fallbacks", "moderate fallbacks", "events"),
+    ("severe_fallbacks", "severe fallbacks (fragmenting, order ≤ 3)", "events"),
+    ("moderate_fallbacks", "moderate fallbacks (fragmenting, order > 3)", "events"),
     ("pcp_refill_blocks", "pcp refill", "blocks"),
     ("pcp_drained_pages", "pcp drained", "pages"),
 )
@@ -75,6 +75,8 @@ def fmt_signed(value: Any, decimals: int = 2) -> str:
     """A difference with its sign ('+3', '−0.02'); '–' for None."""
     if value is None:
         return "–"
+    if isinstance(value, float) and round(value, decimals) == 0:
+        value = 0.0
     text = fmt_num(value, decimals)
     if isinstance(value, int | float) and value > 0:
         return "+" + text
@@ -85,8 +87,9 @@ def fmt_pct(fraction: float | None, decimals: int = 1, signed: bool = False) -> 
     """A fraction as a percentage ('18.2%', '+18.2%' when signed)."""
     if fraction is None:
         return "–"
-    text = f"{100 * fraction:.{decimals}f}%"
-    return "+" + text if signed and fraction > 0 else text
+    pct = round(100 * fraction, decimals) + 0.0  # no "-0.0%"
+    text = f"{pct:.{decimals}f}%"
+    return "+" + text if signed and pct > 0 else text
 
 
 def fmt_thousandths(value: Any) -> str:
@@ -107,7 +110,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
           align: Sequence[str] | None = None) -> str:
     """A GFM table; `align` per column is 'l' or 'r' (default: first left, rest right)."""
     rows = list(rows)
-    align = align or ["l"] + ["r"] * (len(headers) - 1)
+    align = list(align or ["l"])[: len(headers)]
+    align += ["r"] * (len(headers) - len(align))
     rule = ["---:" if a == "r" else ":---" for a in align]
     lines = ["| " + " | ".join(cell(h) for h in headers) + " |",
              "| " + " | ".join(rule) + " |"]
@@ -402,7 +406,7 @@ def section_pcp(d: Mapping) -> str:
     rows = _metric_rows(d, PCP_METRICS)
     if not rows:
         return ""
-    sides = [d[name] for name in ("observed", "simulated") if d.get(name)]
+    sides = [d.get("observed") or {}] + ([d["simulated"]] if is_compare(d) else [])
     for num, den, label, unit in (("pcp_refill_blocks", "pcp_refills", "blocks per refill",
                                    "blocks/batch"),
                                   ("pcp_drained_pages", "pcp_drains", "pages per drain",
@@ -420,6 +424,17 @@ def section_pcp(d: Mapping) -> str:
                                                  ["l", "l", "r", "r", "r", "r"])
 
 
+def process_cell(row: Mapping, key: str) -> str:
+    """One per-process value as text: comm as the trace printed it, pid bare, counts with
+    separators."""
+    value = row.get(key)
+    if key == "comm":
+        return "<...>" if value is None else str(value)  # <...>: pid not in saved_cmdlines
+    if key == "pid":
+        return "–" if value is None else str(value)
+    return fmt_num(value)
+
+
 def section_processes(d: Mapping, top: int = TOP_PROCESSES) -> str:
     """The busiest processes by allocations (perf kmem-style counts)."""
     procs = d.get("per_process")
@@ -427,11 +442,9 @@ def section_processes(d: Mapping, top: int = TOP_PROCESSES) -> str:
         return ""
     ranked = sorted(procs, key=lambda r: -(r.get("allocs") or 0))[:top]
     cols = [(k, label) for k, label in PROCESS_COLUMNS if any(k in r for r in ranked)]
-    rows = [[r.get(k) if k in ("comm", "pid") and r.get(k) is not None else fmt_num(r.get(k))
-             for k, _ in cols] for r in ranked]
-    for row in rows:
-        row[0] = row[0] if row[0] is not None else "<unknown>"
-    title = f"### Top {len(ranked)} of {len(procs)} processes by allocations"
+    rows = [[process_cell(r, k) for k, _ in cols] for r in ranked]
+    title = (f"### Top {len(ranked)} of {len(procs)} processes by allocations"
+             if len(procs) > len(ranked) else f"### All {len(procs)} processes by allocations")
     note = "Counts are events unless marked pages."
     return "\n\n".join([title, note, table([label for _, label in cols], rows,
                                            ["l"] + ["r"] * (len(cols) - 1))])
@@ -441,10 +454,10 @@ def _page_summary_lines(ps: Mapping) -> list[str]:
     rows = [
         ("allocation requests", ps.get("alloc_requests"), ps.get("alloc_kb")),
         ("free requests", ps.get("free_requests"), ps.get("free_kb")),
-        ("alloc+freed requests", ps.get("alloc_and_freed"), None),
-        ("alloc-only requests", ps.get("alloc_only"), None),
-        ("free-only requests", ps.get("free_only"), None),
-        ("allocation failures", ps.get("alloc_failures"), None),
+        ("alloc+freed requests", ps.get("alloc_and_freed"), ps.get("alloc_and_freed_kb")),
+        ("alloc-only requests", ps.get("alloc_only"), ps.get("alloc_only_kb")),
+        ("free-only requests", ps.get("free_only"), ps.get("free_only_kb")),
+        ("allocation failures", ps.get("alloc_failures"), ps.get("alloc_failures_kb")),
     ]
     return [table(["total", "requests", "size (KiB)"],
                   [[name, fmt_num(n), fmt_num(kb)] for name, n, kb in rows
@@ -452,11 +465,14 @@ def _page_summary_lines(ps: Mapping) -> list[str]:
 
 
 def order_type_matrix(by: Mapping) -> tuple[list[str], list[str], list[list[int]]]:
-    """(orders, migratetypes, counts[order][type]) from {order: {type: n}}."""
+    """(orders, migratetypes, counts[order][type]) from {order: {type: n}}, without the
+    all-zero orders above the highest order requested."""
     orders = sorted((str(o) for o in by), key=order_sort_key)
     types = type_columns({t for inner in by.values() for t in (inner or {})})
     lookup = {str(o): inner or {} for o, inner in by.items()}
-    counts = [[int(lookup[o].get(t, 0)) for t in types] for o in orders]
+    counts = [[int(lookup[o].get(t) or 0) for t in types] for o in orders]
+    while counts and not any(counts[-1]):
+        orders, counts = orders[:-1], counts[:-1]
     return orders, types, counts
 
 
