@@ -239,12 +239,13 @@ def build(run, recon, obs_samples: Samples | None, sim=None, settings: dict | No
     i0 = recon.i_start
     end_idx = end_marker_index(run, recon.events)
     obs_df = events_frame(run.data.events, time_window, i0)
-    obs_free = _observed_end_free(run, recon, obs_samples, end_idx, time_window)
+    obs_free, end_source = _observed_end_free(run, recon, obs_samples, end_idx, time_window)
     d: dict = {
         "schema_version": SCHEMA_VERSION,
         "kind": kind,
         "trace": trace_section(run, i0),
-        "time_window_s": list(time_window) if time_window else None,
+        "time_window_s": [None if not np.isfinite(t) else t for t in time_window]
+        if time_window else None,
         "machine": {"zones": [z.key for z in recon.machine.zones], "cpus": recon.machine.cpus,
                     "pageblock_order": pbo, "nodes": recon.machine.nodes},
         "reconstruct": recon_section(recon),
@@ -252,11 +253,12 @@ def build(run, recon, obs_samples: Samples | None, sim=None, settings: dict | No
         "observed": side_metrics(obs_df, obs_free, obs_samples, end_idx, pbo),
         "settings": settings or {},
         "per_process": per_process(obs_df).to_dicts(),
-        "page_summary": page_summary(obs_df),
+        "page_summary": _str_keys(page_summary(obs_df)),
         "live_pages": live_pages(obs_df).height,
         "timeseries": {"observed": timeseries(obs_samples, pbo, time_window)},
         "fallback_events": {"observed": fallback_events(obs_df)},
     }
+    d["observed"]["end_source"] = end_source
     edges = d["timeseries"]["observed"].get("t_s", [])
     d["pcp_rates"] = {"observed": pcp_rates(obs_df, edges)}
     if sim is not None:
@@ -268,27 +270,38 @@ def build(run, recon, obs_samples: Samples | None, sim=None, settings: dict | No
         d["timeseries"]["simulated"] = timeseries(sim.samples, sim_pbo, time_window)
         d["fallback_events"]["simulated"] = fallback_events(sim_df)
         d["pcp_rates"]["simulated"] = pcp_rates(sim_df, edges)
-        d["page_summary_simulated"] = page_summary(sim_df)
+        d["page_summary_simulated"] = _str_keys(page_summary(sim_df))
+        d["simulated"]["machine"] = {"pageblock_order": sim_pbo, "cpus": sim.machine.cpus,
+                                     "max_order": sim.machine.max_order}
         d["gaps"] = gaps(d["observed"], d["simulated"])
     d["verdict"] = verdict(d)
     return d
 
 
-def _observed_end_free(run, recon, samples, end_idx, time_window) -> dict[str, list[int]]:
+def _str_keys(ps: dict) -> dict:
+    """JSON object keys are strings: make the order keys so before serialising."""
+    out = dict(ps)
+    if "by_order_migratetype" in out:
+        out["by_order_migratetype"] = {str(k): v for k, v in out["by_order_migratetype"].items()}
+    return out
+
+
+def _observed_end_free(run, recon, samples, end_idx, time_window
+                       ) -> tuple[dict[str, list[int]], str]:
     """The kernel's own end.buddyinfo where the bundle has one (and no time window cuts the
     trace short); else the reconstructed state."""
     if time_window is None and run.bundle is not None and run.bundle.end.buddyinfo:
         return {f"{n}/{z}": list(c) for (n, z), c in run.bundle.end.buddyinfo.items()
-                if f"{n}/{z}" in {zz.key for zz in recon.machine.zones}}
+                if f"{n}/{z}" in {zz.key for zz in recon.machine.zones}}, "snapshot"
     if samples is not None and samples.index:
         idx = end_idx
         if time_window is not None:
             idx = int(np.searchsorted(recon.events.ts, int(time_window[1] * 1e9)))
-        return samples_free_blocks(samples, idx)
+        return samples_free_blocks(samples, idx), "replay"
     from replay.engine.state import buddyinfo
 
     b = buddyinfo(recon.state)
-    return {z.key: b[i].tolist() for i, z in enumerate(recon.machine.zones)}
+    return {z.key: b[i].tolist() for i, z in enumerate(recon.machine.zones)}, "replay"
 
 
 def gaps(obs: dict, sim: dict) -> dict:
