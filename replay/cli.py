@@ -176,6 +176,34 @@ def check(
                                markdown, outdir, machine, plotlyjs, out, err))
 
 
+@app.command()
+def sweep(
+    sources: Annotated[list[str], typer.Argument(help="Bundle directories or trace files.")],
+    grid: Annotated[list[str] | None, typer.Option(
+        "--grid", help="KEY=V1,V2,... (repeatable; every combination runs). 'default' leaves "
+        "the knob at the trace's value.")] = None,
+    outdir: Annotated[Path, typer.Option("-o", "--output", help="Directory for sweep.parquet, "
+                                         "sweep.md and sweep.html.")] = Path("sweep"),
+    workers: Annotated[int, typer.Option("--workers", help="Local worker processes.")] = 2,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Address of an existing Dask scheduler (tcp://host:8786); "
+        "--workers is then ignored.")] = None,
+    cache: Annotated[Path | None, typer.Option(
+        "--cache", help="Folder for ingested traces (shared storage on a multi-node cluster); "
+        "default ~/.cache/pagereplay/ingested.")] = None,
+    machine: MachineOpt = None,
+) -> None:
+    """Simulate every trace under every combination of settings, in parallel on Dask.
+
+    Exit status 0 when every point ran, 1 when some failed (they are in the table with their
+    error), 2 for unusable input.
+    """
+    from replay.commands.sweep_cmd import run_sweep
+
+    raise typer.Exit(run_sweep(sources, grid, outdir, workers, scheduler, cache, machine, out,
+                               err))
+
+
 def main() -> None:
     """Entry point: run the app; a PageReplayError becomes one line on stderr and exit 2."""
     try:

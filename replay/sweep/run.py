@@ -83,13 +83,14 @@ def run_on(client, jobs: list[TraceJob], points: list[Point], cache_dir: Path,
     for fut in as_completed(futures):
         kind, job, point = meta[fut.key]
         try:
-            res, error = fut.result(), None
+            res = fut.result()
         except Exception as exc:  # noqa: BLE001 - recorded in the row; the sweep goes on
-            res, error = None, f"{type(exc).__name__}: {exc}"
+            res = {"error": f"{type(exc).__name__}: {exc}"}
+        error = res.get("error")
         if kind == "observe":
-            observed[job.name] = res if res is not None else {"error": error}
+            observed[job.name] = res
         else:
-            done[(job.name, point.index)] = res if res is not None else {"error": error}
+            done[(job.name, point.index)] = res
         if advance is not None:
             advance(f"{job.name} {point.label if point else 'observed'}"
                     + (" FAILED" if error else ""))

@@ -7,10 +7,12 @@ Parquet once.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import OrderedDict
 from pathlib import Path
 
+from replay.errors import PageReplayError
 from replay.pipeline import Loaded
 
 _LOADED: OrderedDict[tuple, Loaded] = OrderedDict()
@@ -49,6 +51,21 @@ def ingest_task(source: str, cache_dir: str, threads: int = 2) -> str:
     return str(ensure_ingested(source, Path(cache_dir), threads))
 
 
+def _input_errors(task):
+    """A PageReplayError (bad settings for this point, unusable input) comes back as
+    {"error": ...} instead of a Dask task error, so the worker's log keeps to real faults."""
+
+    @functools.wraps(task)
+    def run(*args, **kwargs) -> dict:
+        try:
+            return task(*args, **kwargs)
+        except PageReplayError as exc:
+            return {"error": f"{type(exc).__name__}: {exc}", "worker": worker_name()}
+
+    return run
+
+
+@_input_errors
 def observe_task(source: str, events: str, machine: str | None) -> dict:
     """The observed side of a trace (once per trace, whatever the settings): its metrics, as
     `report` computes them, and the model's agreement with the kernel."""
@@ -66,6 +83,7 @@ def observe_task(source: str, events: str, machine: str | None) -> dict:
             "seconds": time.perf_counter() - t0, "worker": worker_name()}
 
 
+@_input_errors
 def point_task(source: str, events: str, machine: str | None, items: list[str]) -> dict:
     """Simulate one settings point; the simulated side's metrics as `compare` computes them."""
     from replay.ci.metrics import side_scalars

@@ -1,0 +1,74 @@
+"""The sweep as Markdown: what ran, which knob moved fragmentation most, every point."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from replay.ci.text import fmt_value
+from replay.sweep.effects import FRAGMENTATION, main_effects, rank_knobs, top_per_metric
+
+# Columns of the per-point table: (column, header).
+POINT_COLUMNS = (
+    ("simulated.fallbacks_per_1000", "fallbacks /1k"),
+    ("simulated.fragmenting_per_1000", "fragmenting /1k"),
+    ("simulated.unusable_index_pb.all", "unusable@pb all"),
+    ("simulated.unusable_index_pb.worst", "unusable@pb worst"),
+    ("simulated.free_pageblocks.total", "free pageblocks"),
+    ("simulated.mixed_pageblocks.total", "mixed pageblocks"),
+    ("agreement_rate", "agreement"),
+    ("seconds", "seconds"),
+)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+
+
+def fragmentation_lines(df: pl.DataFrame, knobs: list[str]) -> list[str]:
+    """The knobs' main effects on each fragmentation metric, and the overall winner."""
+    effects = main_effects(df, knobs)
+    if not effects:
+        return ["No knob has two values with results, so no effect to rank."]
+    names = dict(FRAGMENTATION)
+    ranked = rank_knobs(effects)
+    top = top_per_metric(effects)
+    by = {(e.knob, e.metric): e.mean_effect for e in effects}
+    metrics = [m for m, _ in FRAGMENTATION if m in top]
+    rows = [[names[m], *(fmt_value(round(by.get((k, m), 0.0), 3)) for k in knobs),
+             f"`{top[m].knob}`"] for m in metrics]
+    lines = [f"**The knob that moved fragmentation most: `{ranked[0][0]}`** "
+             f"(score {ranked[0][1]:.2f}; 1.00 = the largest effect on every metric).", "",
+             "Mean over traces of each knob's main effect (the range of the metric's mean at "
+             "each of the knob's values):", ""]
+    return lines + _table(["metric", *(f"`{k}`" for k in knobs), "moved most by"], rows)
+
+
+def _cell(value: float | None, column: str) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2f}" if column == "seconds" else fmt_value(value)
+
+
+def render_summary(df: pl.DataFrame, knobs: list[str], seconds: float, workers: int) -> str:
+    """The whole Markdown summary."""
+    ok = df.filter(pl.col("status") == "ok") if df.height else df
+    traces = df["trace"].n_unique() if df.height else 0
+    lines = ["# pagereplay sweep", "",
+             f"{df.height} points ({traces} traces x {df.height // max(traces, 1)} settings) "
+             f"on {workers} Dask workers in {seconds:.1f} s; {ok.height} ok, "
+             f"{df.height - ok.height} failed.", "", "## Fragmentation", ""]
+    lines += fragmentation_lines(df, knobs)
+    failed = df.filter(pl.col("status") != "ok") if df.height else df
+    if failed.height:
+        lines += ["", "## Failed points", ""]
+        lines += _table(["trace", "settings", "error"],
+                        [[r["trace"], r["settings"], str(r["error"])]
+                         for r in failed.iter_rows(named=True)])
+    lines += ["", "## Points", "", "Simulated side; `agreement` is the model's agreement with "
+              "the kernel's block choices on the trace (the same for every setting).", ""]
+    cols = [(c, h) for c, h in POINT_COLUMNS if c in df.columns]
+    rows = [[r["trace"], r["settings"], r["status"], *(_cell(r[c], c) for c, _ in cols)]
+            for r in df.iter_rows(named=True)]
+    lines += _table(["trace", "settings", "status", *(h for _, h in cols)], rows)
+    return "\n".join(lines) + "\n"
