@@ -30,7 +30,9 @@ def load(source: str | Path, machine_desc: str | None = None) -> Loaded:
     if src.endswith(".parquet") and Path(src).is_file():
         data, bundle = read_parquet(src), None
     else:
-        _, bundle_dir = resolve(src)
+        trace_file, bundle_dir = resolve(src)
+        if bundle_dir is None and trace_file is not None and _has_snapshots(trace_file.parent):
+            bundle_dir = trace_file.parent  # e.g. bundle/trace.dat.gz: its snapshots are beside it
         bundle = open_bundle(bundle_dir) if bundle_dir is not None else None
         data = read_trace(src)
     machine = machine_from_description(machine_desc) if machine_desc else None
@@ -73,3 +75,7 @@ def _points(run: Loaded, e, every_events: int | None, every_ms: float | None):
     if mark is not None:
         pts = np.unique(np.append(pts, mark))
     return pts
+
+
+def _has_snapshots(directory: Path) -> bool:
+    return any((directory / f"start.{name}").exists() for name in ("buddyinfo", "zoneinfo"))

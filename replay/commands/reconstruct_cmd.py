@@ -14,10 +14,15 @@ from replay.engine.reconstruct import ReconstructResult, reconstruct_source
 
 def print_result(r: ReconstructResult, source: str, seconds: float, out: Console) -> None:
     n = len(r.events)
-    verdict = "[bold green]EXACT[/]" if r.exact else "[bold red]NOT EXACT[/]"
     bad = sum(r.inconsistencies.values())
-    out.print(f"{source}: {verdict} against /proc/buddyinfo; {bad} inconsistent events; "
-              f"{n:,} events in {seconds:.2f}s", highlight=False)
+    if r.end is None:
+        out.print(f"{source}: no end snapshot, nothing to check against; started from "
+                  f"{r.info.get('initial')}; {bad} inconsistent events (expected when the start "
+                  f"state is a guess); {n:,} events in {seconds:.2f}s", highlight=False)
+    else:
+        verdict = "[bold green]EXACT[/]" if r.exact else "[bold red]NOT EXACT[/]"
+        out.print(f"{source}: {verdict} against /proc/buddyinfo; {bad} inconsistent events; "
+                  f"{n:,} events in {seconds:.2f}s", highlight=False)
     t = Table(show_header=True, header_style="bold")
     t.add_column("check")
     t.add_column("zone")

@@ -57,10 +57,7 @@ def run_simulate(source: str, sets: list[str] | None, outdir: Path | None, agree
     sim = simulate_run(run, settings, samples=False)
     t2 = time.perf_counter()
     # observed counts only over the replayed part of the trace (after the start snapshot)
-    from replay.engine.events import event_arrays, marker_positions
-
-    e = event_arrays(run.data)
-    i_start = marker_positions(run.data, e.seq).get("start.buddyinfo begin", 0)
+    i_start = sim.i_start
     obs = traced_counts(run.data.events.slice(i_start))
     mod = model_counts(sim.counters, sim.events)
     t = Table(title=f"{source}: simulated vs traced", header_style="bold")
@@ -70,7 +67,7 @@ def run_simulate(source: str, sets: list[str] | None, outdir: Path | None, agree
         gap = (mod[k] - obs[k]) / obs[k] * 100 if obs[k] else 0.0
         t.add_row(k, f"{obs[k]:,}", f"{mod[k]:,}", f"{gap:+.1f}%" if obs[k] else "-")
     out.print(t)
-    n = len(e) - i_start
+    n = run.data.events.num_rows - i_start
     out.print(f"settings: {settings.as_dict() or 'the kernel’s'}; {n:,} trace events simulated in "
               f"{t2 - t1:.2f}s ({n / max(t2 - t1, 1e-9) / 1e6:.2f} M events/s; load "
               f"{t1 - t0:.2f}s)", highlight=False)

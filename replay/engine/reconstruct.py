@@ -24,7 +24,7 @@ from replay.engine.follow import (
     plan_free_dispositions,
 )
 from replay.engine.initial import initial_state_boot, initial_state_from_snapshot
-from replay.engine.machine import Machine, machine_from_bundle, machine_from_description
+from replay.engine.machine import Machine, machine_from_bundle
 from replay.engine.state import MAX_ORDER, MIGRATE_TYPES, State, buddyinfo, pageblock_counts
 from replay.errors import InputError
 from replay.trace.result import TraceData
@@ -351,12 +351,8 @@ def reconstruct(data: TraceData, bundle=None, machine: Machine | None = None,
 
 def reconstruct_source(source: str | Path, machine_desc: str | None = None) -> ReconstructResult:
     """Read a trace (file or bundle) and reconstruct it."""
-    from replay.trace.ingest import read_trace
-    from replay.trace.snapshots import open_bundle
-    from replay.trace.sources import resolve
 
-    _, bundle_dir = resolve(source)
-    bundle = open_bundle(bundle_dir) if bundle_dir is not None else None
-    data = read_trace(source)
-    machine = machine_from_description(machine_desc) if machine_desc else None
-    return reconstruct(data, bundle, machine)
+    from replay.pipeline import load
+
+    run = load(source, machine_desc)
+    return reconstruct(run.data, run.bundle, run.machine)

@@ -221,6 +221,7 @@ class SimulateResult:
     emitted: Emitter
     n_emitted: int
     samples: object  # sampling.Samples: metrics over time
+    i_start: int = 0  # the trace event the simulation started from
 
 
 def cpu_mapping(machine: Machine, trace_cpus: int) -> tuple[np.ndarray, np.ndarray]:
@@ -384,4 +385,4 @@ def simulate(data, bundle=None, settings: Settings | None = None,
                                    points, sampler)
     table = emitted_table(out, e, sim_machine.pageblock_order)
     return SimulateResult(sim_machine, settings, st, counters, table, out, int(out.n[0]),
-                          sampler.samples if sampler else None)
+                          sampler.samples if sampler else None, start.i_start)
