@@ -99,10 +99,27 @@ def merge_thresholds(doc: dict, where: str = "thresholds") -> list[Threshold]:
     if not isinstance(table, dict):
         raise SettingsError(f"{where}: metrics must be a table of metrics.NAME tables")
     by_pattern = {t.pattern: t for t in DEFAULTS} if inherit else {}
-    for pattern, fields in table.items():
+    for pattern, fields in _flatten(table):
         base = by_pattern.get(pattern, Threshold(pattern))
         by_pattern[pattern] = _apply(base, fields, f"{where}: metrics.{pattern}")
     return list(by_pattern.values())
+
+
+def _flatten(table: dict, prefix: str = "") -> list[tuple[str, object]]:
+    """Dotted TOML keys back into metric names: [metrics.free_pageblocks.total] is the table
+    {"free_pageblocks": {"total": {...}}}; a table's plain values are its own fields."""
+    out: list[tuple[str, object]] = []
+    for key, value in table.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if not isinstance(value, dict):
+            out.append((name, value))  # not a table: _apply reports it
+            continue
+        fields = {k: v for k, v in value.items() if not isinstance(v, dict)}
+        children = {k: v for k, v in value.items() if isinstance(v, dict)}
+        if fields or not children:
+            out.append((name, fields))
+        out += _flatten(children, name)
+    return out
 
 
 def _apply(base: Threshold, fields: object, where: str) -> Threshold:

@@ -36,7 +36,11 @@ from replay.errors import InputError, SettingsError
 from replay.trace.snapshots import Bundle, PageTypeInfo, ZoneInfo
 
 ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE, ZONE_DEVICE = range(5)
-ZONE_NAMES: tuple[str, ...] = ("DMA", "DMA32", "Normal", "Movable", "Device")
+# ZONE_HIGHMEM exists only on 32-bit machine descriptions; it gets an index of its own after
+# the x86_64 ones so zoneinfo's protection arrays keep their meaning, and sorts above Normal.
+ZONE_HIGHMEM = 5
+ZONE_NAMES: tuple[str, ...] = ("DMA", "DMA32", "Normal", "Movable", "Device", "HighMem")
+MAX_HIGHMEM_PFN_32 = (896 << 20) >> 12  # 896 MiB: the top of lowmem on i386
 ZONE_TYPE: dict[str, int] = {name: i for i, name in enumerate(ZONE_NAMES)}
 MAX_NR_ZONES = 5
 
@@ -133,6 +137,7 @@ class Machine:
     mobility_grouping: bool = True
     percpu_pagelist_high_fraction: int = 0
     lowmem_reserve_ratio: tuple[int, ...] = LOWMEM_RESERVE_RATIO
+    arch: str = "x86_64"  # or "i386": DMA, Normal to 896 MiB, HighMem above
 
     @property
     def total_pfns(self) -> int:
@@ -484,7 +489,7 @@ def recompute_watermarks(
 # Machine descriptions: "mem=4G,cpus=8,nodes=1"
 
 _SIZE = re.compile(r"^(\d+)\s*([kmgt]?)(?:i?b)?$", re.IGNORECASE)
-_DESCRIPTION_KEYS = ("mem", "cpus", "nodes", "below4g", "thp")
+_DESCRIPTION_KEYS = ("mem", "cpus", "nodes", "below4g", "thp", "arch")
 LEGACY_HOLE = (0x9F, 0x100)  # pfns of the 640 KiB-1 MiB hole (EBDA page + VGA/BIOS area)
 LOW_RESERVED_PFN = 0x100  # x86 reserves the first MiB (arch/x86/kernel/setup.c)
 
@@ -613,7 +618,8 @@ def _thp_enabled(value: str, managed_pages: int) -> bool:
 
 
 def machine_from_description(text: str) -> Machine:
-    """An x86_64 machine from `mem=SIZE[,cpus=N][,nodes=N][,below4g=SIZE][,thp=MODE]`.
+    """An x86_64 machine from `mem=SIZE[,cpus=N][,nodes=N][,below4g=SIZE][,thp=MODE]`
+    (or a 32-bit one with `arch=i386`: see machine_i386).
 
     Layout: RAM from pfn 1 (page 0 is reserved) up to `below4g` (default: all of it, up to
     4 GiB), the rest from 4 GiB; split evenly across nodes in address order, CPUs too. Zones:
@@ -627,6 +633,10 @@ def machine_from_description(text: str) -> Machine:
     min_free_kbytes (thp=auto: on from 512 MiB of RAM), and pcp high/batch.
     """
     desc = _parse_description(text)
+    if desc.get("arch", "x86_64") in ("i386", "x86", "32"):
+        return machine_i386(desc)
+    if desc.get("arch", "x86_64") not in ("x86_64", "amd64"):
+        raise SettingsError(f"arch={desc['arch']}: expected x86_64 or i386")
     mem_pages = parse_size(desc["mem"]) >> PAGE_SHIFT
     if mem_pages < 2 * MAX_DMA_PFN:
         raise SettingsError(f"mem={desc['mem']} is too small (at least 32M)")
@@ -650,3 +660,51 @@ def machine_from_description(text: str) -> Machine:
         mobility_grouping=mobility_grouping_enabled(zones),
     )
     return recompute_pcp(machine)
+
+
+def machine_i386(desc: dict[str, str]) -> Machine:
+    """A 32-bit x86 machine (one node): DMA below 16 MiB, Normal to 896 MiB, HighMem above.
+
+    lowmem_reserve ratios are the 32-bit ones (DMA 256, Normal 32); HighMem's min watermark is
+    managed/1024 clamped to [SWAP_CLUSTER_MAX, 128] as __setup_per_zone_wmarks does for it."""
+    mem_pages = parse_size(desc["mem"]) >> PAGE_SHIFT
+    if mem_pages < 2 * MAX_DMA_PFN:
+        raise SettingsError(f"mem={desc['mem']} is too small (at least 32M)")
+    cpus = _positive_int(desc, "cpus", 1)
+    spans = [(ZONE_DMA, 1, MAX_DMA_PFN), (ZONE_NORMAL, MAX_DMA_PFN,
+                                          min(mem_pages, MAX_HIGHMEM_PFN_32))]
+    if mem_pages > MAX_HIGHMEM_PFN_32:
+        spans.append((ZONE_HIGHMEM, MAX_HIGHMEM_PFN_32, mem_pages))
+    zones = [ZoneSpec(node=0, zone_type=t, start_pfn=lo, spanned=hi - lo, present=hi - lo,
+                      managed=hi - lo) for t, lo, hi in spans if hi > lo]
+    lowmem = [z for z in zones if z.zone_type != ZONE_HIGHMEM]
+    lowmem_kb = 4 * sum(z.managed for z in lowmem)
+    mfk = calculate_min_free_kbytes(lowmem_kb // 4)
+    total_low = sum(z.managed for z in lowmem)
+    out = []
+    for z in zones:
+        if z.zone_type == ZONE_HIGHMEM:
+            wmin = max(SWAP_CLUSTER_MAX, min(z.managed // 1024, 128))
+        else:
+            wmin = (mfk >> (PAGE_SHIFT - 10)) * z.managed // max(total_low, 1)
+        delta = max(wmin // 4, z.managed * WATERMARK_SCALE_FACTOR // 10000)
+        reserve = [0] * 6
+        upper = 0
+        ratios = {ZONE_DMA: 256, ZONE_NORMAL: 32}
+        for other in sorted((o for o in zones if o.zone_type != z.zone_type
+                             and _rank32(o.zone_type) > _rank32(z.zone_type)),
+                            key=lambda o: _rank32(o.zone_type)):
+            upper += other.managed
+            ratio = ratios.get(z.zone_type, 0)
+            reserve[other.zone_type] = upper // ratio if ratio else 0
+        out.append(replace(z, wmark_min=wmin, wmark_low=wmin + delta,
+                           wmark_high=wmin + 2 * delta, lowmem_reserve=tuple(reserve),
+                           cpus=tuple(range(cpus))))
+    machine = Machine(zones=tuple(sorted(out, key=lambda z: z.start_pfn)), cpus=cpus,
+                      cpu_to_node=(0,) * cpus, nodes=1, min_free_kbytes=mfk, arch="i386")
+    return recompute_pcp(machine)
+
+
+def _rank32(zone_type: int) -> int:
+    """Zone order on i386: DMA < Normal < HighMem."""
+    return {ZONE_DMA: 0, ZONE_NORMAL: 1, ZONE_HIGHMEM: 2}.get(zone_type, 3)

@@ -35,6 +35,7 @@ from replay.engine.state import (
     MAX_ORDER,
     NIL,
     NR_PCP_LISTS,
+    NR_ZONE_TYPES,
     PG_ALLOC,
     PG_NONE,
     PG_PCP,
@@ -432,15 +433,9 @@ def wmark_of(st, z, alloc_flags):
 
 
 @njit(inline="always")
-def gfp_zone(gfp):
-    """gfp_zone() on x86_64: the highest zone type the request may use."""
-    if gfp & __GFP_DMA:
-        return ZONE_DMA
-    if gfp & __GFP_DMA32:
-        return ZONE_DMA32
-    if (gfp & __GFP_MOVABLE) and (gfp & __GFP_HIGHMEM):
-        return ZONE_MOVABLE
-    return ZONE_NORMAL
+def gfp_zone(st, gfp):
+    """gfp_zone(): the highest zone type the request may use (GFP_ZONE_TABLE of the arch)."""
+    return st.gfpzone[gfp & 0xF]
 
 
 @njit(inline="always")
@@ -508,10 +503,10 @@ def build_zonelists(zone_node: np.ndarray, zone_type: np.ndarray, nodes: int
     """zonelists[node, highest_zoneidx]: the node's zones from the highest allowed type down,
     then the other nodes' zones in node order (build_zonelists(), without NUMA distances)."""
     nzones = len(zone_node)
-    lists = np.full((nodes, 4, max(nzones, 1)), -1, np.int64)
-    lens = np.zeros((nodes, 4), np.int64)
+    lists = np.full((nodes, NR_ZONE_TYPES, max(nzones, 1)), -1, np.int64)
+    lens = np.zeros((nodes, NR_ZONE_TYPES), np.int64)
     for node in range(nodes):
-        for highest in range(4):
+        for highest in range(NR_ZONE_TYPES):
             k = 0
             for other in [node] + [n for n in range(nodes) if n != node]:
                 for t in range(highest, -1, -1):
@@ -528,7 +523,7 @@ def __alloc_pages(st, gfp, order, mt, cpu, node, out, req, counters, zonelists, 
     """__alloc_pages(): the fast path at the low watermark (ALLOC_NOFRAGMENT when the preferred
     zone is Normal), then the slow path's min-watermark retry; the model has no reclaim, so a
     last pass ignores watermarks (counted) before an allocation fails."""
-    highest = gfp_zone(gfp)
+    highest = gfp_zone(st, gfp)
     zonelist = zonelists[node, highest]
     nz = zl_len[node, highest]
     if nz == 0:

@@ -386,3 +386,33 @@ def simulate(data, bundle=None, settings: Settings | None = None,
     table = emitted_table(out, e, sim_machine.pageblock_order)
     return SimulateResult(sim_machine, settings, st, counters, table, out, int(out.n[0]),
                           sampler.samples if sampler else None, start.i_start)
+
+
+@njit(cache=True, _nrt=False)
+def alloc_one(st, gfp, order, cpu, node, out, counters, zonelists, zl_len):
+    """One __alloc_pages() call (the Python API's entry); returns the pfn or -1."""
+    mt = ((gfp & 0x18) >> 3) if st.config[CFG_MOBILITY] else 0
+    page, z = __alloc_pages(st, gfp, order, mt, cpu, node, out, -1, counters, zonelists, zl_len)
+    counters[S_ALLOCS] += 1
+    if page < 0:
+        counters[S_FAIL] += 1
+        emit(out, EV_ALLOC, -1, order, mt, cpu, -1, -1, -1, -1, -1)
+        return -1
+    st.pg_state[page] = PG_ALLOC
+    st.pg_order[page] = order
+    st.pg_mt[page] = mt
+    emit(out, EV_ALLOC, page, order, mt, cpu, -1, -1, -1, -1, -1)
+    return page
+
+
+@njit(cache=True, _nrt=False)
+def free_one(st, page, order, cpu, out, counters):
+    """One __free_pages() call; returns False for a page that is not allocated."""
+    if page < 0 or page >= st.pg_state.shape[0] or st.pg_zone[page] < 0:
+        return False
+    if find_free_block(st, page) >= 0 or st.pg_state[page] == PG_PCP:
+        counters[S_DOUBLEFREE] += 1
+        return False
+    free_the_page(st, st.pg_zone[page], page, order, cpu, False, out, -1, counters)
+    counters[S_FREES] += 1
+    return True

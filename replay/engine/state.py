@@ -54,11 +54,34 @@ class State(NamedTuple):
     pcp_free_factor: np.ndarray  # int64 [CPUS, Z]
     # per zone: start_pfn, end_pfn, min, low, high, boost, managed, reserved_ha, flags
     zone_param: np.ndarray  # int64 [Z, 8]
-    lowmem_reserve: np.ndarray  # int64 [Z, 5] indexed by highest zone type
+    lowmem_reserve: np.ndarray  # int64 [Z, 6] indexed by highest zone type
+    gfpzone: np.ndarray  # int64 [16]: gfp_zone() of the four zone-modifier bits
     zone_type: np.ndarray  # int64 [Z]
     zone_node: np.ndarray  # int64 [Z]
     # [pageblock_order, mobility_grouping, watermark_boost_factor, fallback_policy, max_order]
     config: np.ndarray
+
+
+NR_ZONE_TYPES = 6  # DMA, DMA32, Normal, Movable, Device, HighMem (i386 only)
+
+
+def gfp_zone_table(arch: str) -> np.ndarray:
+    """gfp_zone() for each combination of __GFP_DMA, __GFP_HIGHMEM, __GFP_DMA32, __GFP_MOVABLE
+    (include/linux/gfp.h GFP_ZONE_TABLE): the highest zone type a request may use."""
+    dma, dma32, normal, movable, highmem = 0, 1, 2, 3, 5
+    if arch == "i386":
+        dma32, movable_high = normal, highmem  # no ZONE_DMA32; HighMem|Movable -> HighMem
+    else:
+        highmem, movable_high = normal, movable  # x86_64: __GFP_HIGHMEM means Normal
+    t = np.full(16, normal, np.int64)
+    t[0x1] = dma
+    t[0x2] = highmem
+    t[0x4] = dma32
+    t[0x8] = normal
+    t[0x9] = dma
+    t[0xA] = movable_high
+    t[0xC] = dma32
+    return t
 
 
 ZP_START, ZP_END, ZP_MIN, ZP_LOW, ZP_HIGH, ZP_BOOST, ZP_MANAGED, ZP_RESERVED_HA, ZP_FLAGS = range(9)
@@ -74,11 +97,11 @@ def new_state(machine: Machine, cpus: int | None = None) -> State:
     pg_zone = machine.zone_index_array(npfn).astype(np.int8)
     pb = (npfn >> machine.pageblock_order) + 1
     zone_param = np.zeros((nz, 9), np.int64)
-    lowmem = np.zeros((nz, 5), np.int64)
+    lowmem = np.zeros((nz, NR_ZONE_TYPES), np.int64)
     for i, z in enumerate(machine.zones):
         zone_param[i] = (z.start_pfn, z.end_pfn, z.wmark_min, z.wmark_low, z.wmark_high,
                          z.watermark_boost, z.managed, 0, 0)
-        lr = list(z.lowmem_reserve)[:5]
+        lr = list(z.lowmem_reserve)[:NR_ZONE_TYPES]
         lowmem[i, : len(lr)] = lr
     pcp_high = np.zeros((ncpu, nz), np.int64)
     pcp_batch = np.ones((ncpu, nz), np.int64)
@@ -107,6 +130,7 @@ def new_state(machine: Machine, cpus: int | None = None) -> State:
         pcp_free_factor=np.zeros((ncpu, nz), np.int64),
         zone_param=zone_param,
         lowmem_reserve=lowmem,
+        gfpzone=gfp_zone_table(getattr(machine, "arch", "x86_64")),
         zone_type=np.array([z.zone_type for z in machine.zones], np.int64),
         zone_node=np.array([z.node for z in machine.zones], np.int64),
         config=np.array([machine.pageblock_order, int(machine.mobility_grouping),

@@ -81,9 +81,11 @@ def rank_knobs(effects: list[Effect]) -> list[tuple[str, float]]:
 
 
 def top_per_metric(effects: list[Effect]) -> dict[str, Effect]:
-    """The knob with the largest effect on each metric."""
+    """The knob with the largest effect on each metric (metrics no knob moved are left out)."""
     out: dict[str, Effect] = {}
     for e in effects:
+        if e.mean_effect <= 0:
+            continue
         if e.metric not in out or e.mean_effect > out[e.metric].mean_effect:
             out[e.metric] = e
     return out

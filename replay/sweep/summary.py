@@ -28,15 +28,15 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def fragmentation_lines(df: pl.DataFrame, knobs: list[str]) -> list[str]:
     """The knobs' main effects on each fragmentation metric, and the overall winner."""
     effects = main_effects(df, knobs)
-    if not effects:
-        return ["No knob has two values with results, so no effect to rank."]
+    if not any(e.mean_effect > 0 for e in effects):
+        return ["No knob moved a fragmentation metric (or none has two values with results)."]
     names = dict(FRAGMENTATION)
     ranked = rank_knobs(effects)
     top = top_per_metric(effects)
     by = {(e.knob, e.metric): e.mean_effect for e in effects}
-    metrics = [m for m, _ in FRAGMENTATION if m in top]
+    metrics = [m for m, _ in FRAGMENTATION if any(e.metric == m for e in effects)]
     rows = [[names[m], *(fmt_value(round(by.get((k, m), 0.0), 3)) for k in knobs),
-             f"`{top[m].knob}`"] for m in metrics]
+             f"`{top[m].knob}`" if m in top else "none"] for m in metrics]
     lines = [f"**The knob that moved fragmentation most: `{ranked[0][0]}`** "
              f"(score {ranked[0][1]:.2f}; 1.00 = the largest effect on every metric).", "",
              "Mean over traces of each knob's main effect (the range of the metric's mean at "
