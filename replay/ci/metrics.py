@@ -15,18 +15,6 @@ from dataclasses import dataclass, field
 COUNTERS = ("allocs", "fallbacks", "fragmenting_fallbacks", "ownership_changes",
             "severe_fallbacks", "moderate_fallbacks", "pcp_refill_blocks", "pcp_drained_pages")
 
-# What each metric means, for reports and docs/ci.md.
-DESCRIPTIONS = {
-    "fallbacks_per_1000": "fallbacks per 1,000 allocations",
-    "fragmenting_per_1000": "fragmenting fallbacks per 1,000 allocations",
-    "fragmenting_fallbacks": "fragmenting fallbacks (sub-pageblock steals)",
-    "unusable_index_pb": "unusable index at pageblock_order at the end (thousandths)",
-    "free_pageblocks": "whole free pageblocks at the end",
-    "mixed_pageblocks": "mixed pageblocks at the end",
-    "free_pages": "free pages in the buddy lists at the end",
-    "agreement_rate": "share of the kernel's block choices the model makes too",
-}
-
 
 @dataclass
 class ReportMetrics:

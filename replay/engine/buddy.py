@@ -26,18 +26,18 @@ MIGRATE_ISOLATE = 4
 MIGRATE_MOVABLE = 1
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def pageblock_mt(st, pfn):
     """get_pageblock_migratetype()"""
     return st.pb_mt[pfn >> st.config[CFG_PAGEBLOCK_ORDER]]
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def set_pageblock_mt(st, pfn, mt):
     st.pb_mt[pfn >> st.config[CFG_PAGEBLOCK_ORDER]] = mt
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def _link_head(head, tail, idx, st, pfn):
     first = head[idx]
     st.pg_prev[pfn] = NIL
@@ -49,7 +49,7 @@ def _link_head(head, tail, idx, st, pfn):
     head[idx] = pfn
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def _link_tail(head, tail, idx, st, pfn):
     last = tail[idx]
     st.pg_next[pfn] = NIL
@@ -61,7 +61,7 @@ def _link_tail(head, tail, idx, st, pfn):
     tail[idx] = pfn
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def _unlink(head, tail, idx, st, pfn):
     prv = st.pg_prev[pfn]
     nxt = st.pg_next[pfn]
@@ -77,7 +77,7 @@ def _unlink(head, tail, idx, st, pfn):
     st.pg_prev[pfn] = NIL
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def add_to_free_list(st, z, pfn, order, mt, tail):
     """__add_to_free_list(): a free block onto free_area[order].free_list[mt], head or tail."""
     idx = (int(z), int(order), int(mt))
@@ -91,7 +91,7 @@ def add_to_free_list(st, z, pfn, order, mt, tail):
     st.pg_mt[pfn] = mt
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def del_page_from_free_list(st, z, pfn):
     """del_page_from_free_list(): off whatever free list it is on."""
     order = st.pg_order[pfn]
@@ -101,7 +101,7 @@ def del_page_from_free_list(st, z, pfn):
     st.pg_state[pfn] = PG_NONE
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def move_to_free_list_tail(st, z, pfn, mt):
     """move_to_free_list(): list_move_tail onto another type's list (steals)."""
     order = st.pg_order[pfn]
@@ -109,12 +109,12 @@ def move_to_free_list_tail(st, z, pfn, mt):
     add_to_free_list(st, z, pfn, order, mt, True)
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def zone_contains(st, z, pfn):
     return st.zone_param[z, ZP_START] <= pfn < st.zone_param[z, ZP_END]
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def page_is_buddy(st, z, buddy, order):
     """page_is_buddy(): a free block of exactly this order, in the same zone."""
     if buddy < 0 or buddy >= st.pg_state.shape[0]:
@@ -123,7 +123,7 @@ def page_is_buddy(st, z, buddy, order):
             and st.pg_zone[buddy] == z)
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def find_free_block(st, pfn):
     """The head of the free block containing pfn, or -1 (walks up the orders, as PageBuddy)."""
     for o in range(MAX_ORDER):
@@ -134,7 +134,7 @@ def find_free_block(st, pfn):
     return -1
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def find_pcp_block(st, pfn):
     """The head of the pcp entry containing pfn, or -1."""
     for o in range(MAX_ORDER):
@@ -144,7 +144,7 @@ def find_pcp_block(st, pfn):
     return -1
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def expand(st, z, pfn, low, high, mt):
     """expand(): split a block of order `high` down to `low`; the lowest part is allocated and
     each upper half goes to the head of the `mt` list (the requested type)."""
@@ -156,7 +156,7 @@ def expand(st, z, pfn, low, high, mt):
         st.pg_warm[pfn + size] = 1
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def split_around(st, z, head, high, pfn, low, mt):
     """Like expand(), but keeps the part containing `pfn` (a resync when the model's block is
     larger than the kernel's or the traced page is not its lowest part)."""
@@ -173,7 +173,7 @@ def split_around(st, z, head, high, pfn, low, mt):
     return head
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def buddy_merge_likely(st, z, pfn, buddy_pfn, order):
     """buddy_merge_likely(): is the merged block's own buddy one order up free? Then the block
     goes to the tail, to be merged soon rather than allocated."""
@@ -184,7 +184,7 @@ def buddy_merge_likely(st, z, pfn, buddy_pfn, order):
     return page_is_buddy(st, z, higher_buddy, order + 1)
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def __free_one_page(st, z, pfn, order, mt, to_tail_forced):
     """__free_one_page(): merge with free buddies up the orders, then list at head or tail.
 
@@ -217,7 +217,7 @@ def __free_one_page(st, z, pfn, order, mt, to_tail_forced):
     return pfn
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def take_free_block(st, z, head):
     """Take a whole free block off its list and out of NR_FREE_PAGES."""
     order = st.pg_order[head]
@@ -228,7 +228,7 @@ def take_free_block(st, z, head):
 
 # ---- per-CPU lists -------------------------------------------------------------------------
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def order_to_pindex(mt, order, pbo):
     """order_to_pindex(): 3 * order + mt for orders 0-3; THP lists 12 (non-movable), 13."""
     if order > 3:
@@ -236,14 +236,14 @@ def order_to_pindex(mt, order, pbo):
     return 3 * order + mt
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def pindex_to_order(pindex):
     if pindex >= 12:
         return -1  # pageblock_order: the caller knows it
     return pindex // 3
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def pcp_add(st, cpu, z, pfn, order, mt, tail):
     """A block onto a pcp list (list_add at the head on free; tail on refill)."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
@@ -260,7 +260,7 @@ def pcp_add(st, cpu, z, pfn, order, mt, tail):
     st.pcp_count[cpu, z] += 1 << order
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def pcp_del(st, z, pfn):
     """A block off whichever pcp list holds it."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
@@ -276,7 +276,7 @@ def pcp_del(st, z, pfn):
     return cpu
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def pcp_allowed_order(order, pbo):
     """pcp_allowed_order(): orders 0..PAGE_ALLOC_COSTLY_ORDER and pageblock_order (THP)."""
     return order <= 3 or order == pbo

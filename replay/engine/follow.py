@@ -78,14 +78,14 @@ C_LISTFIX, C_PBFIX, C_STEALS, C_RETYPE = 8, 9, 10, 11
 C_BADTAKE, C_BADDRAIN, C_BADALLOC, C_DOUBLEFREE, C_BADSTEAL, C_OUTSIDE, C_PCPMISS = range(12, 19)
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def zone_of(st, pfn):
     if pfn < 0 or pfn >= st.pg_zone.shape[0]:
         return -1
     return st.pg_zone[pfn]
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def fix_list_type(st, z, head, mt, counters):
     """The kernel took `head` from the `mt` list: if the model had it elsewhere, move it there
     and move a cold block of the same order the other way, so per-type counts stay right."""
@@ -106,13 +106,13 @@ def fix_list_type(st, z, head, mt, counters):
     _relist(st, z, head, order, mt, from_tail)
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def _relist(st, z, pfn, order, mt, tail):
     # re-add without touching NR_FREE_PAGES (del_page_from_free_list does not change it)
     add_to_free_list(st, z, pfn, order, mt, tail)
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def free_pcp_pages_in(st, lo, hi, counters):
     """Pages of [lo, hi) that the model thinks are on pcp lists went to buddy directly."""
     p = lo
@@ -130,7 +130,7 @@ def free_pcp_pages_in(st, lo, hi, counters):
             p += 1
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def rmqueue_smallest_head(st, z, order, mt):
     """The block __rmqueue_smallest() would take: the head of the first non-empty list of
     type mt at order or above."""
@@ -141,7 +141,7 @@ def rmqueue_smallest_head(st, z, order, mt):
     return -1
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def take(st, z, pfn, order, mt, counters):
     """A traced take of [pfn, pfn + 2^order) from the buddy lists (zone_locked); returns
     whether the block taken had been placed by the trace (warm)."""
@@ -172,7 +172,7 @@ def take(st, z, pfn, order, mt, counters):
     return warm
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def steal(st, z, pfn, alloc_order, fallback_order, start_mt, fallback_mt, chown, counters):
     """A traced mm_page_alloc_extfrag: steal_suitable_fallback() on the block at pfn."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
@@ -210,14 +210,16 @@ def steal(st, z, pfn, alloc_order, fallback_order, start_mt, fallback_mt, chown,
         counters[C_PBFIX] += 1
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def move_freepages_block(st, z, pfn, mt):
     """move_freepages_block(): every free block of the pageblock to mt's lists (tail, in
     ascending pfn order). Returns the free pages moved (0 if the pageblock crosses the zone)."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
     start = (pfn >> pbo) << pbo
     end = start + (1 << pbo)
-    if start < st.zone_param[z, ZP_START] or end > st.zone_param[z, ZP_END]:
+    if start < st.zone_param[z, ZP_START]:
+        start = pfn  # do not cross the zone's start
+    if end > st.zone_param[z, ZP_END]:
         return 0
     moved = 0
     p = start

@@ -37,6 +37,7 @@ from replay.engine.state import (
     NR_PCP_LISTS,
     NR_ZONE_TYPES,
     PG_ALLOC,
+    PG_BUDDY,
     PG_NONE,
     PG_PCP,
     ZONE_BOOSTED_WATERMARK,
@@ -120,7 +121,7 @@ def new_emitter(capacity: int) -> Emitter:
                    np.zeros(2, np.int64))
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def emit(out, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, req):
     i = out.n[0]
     if i >= out.ev.shape[0]:
@@ -157,7 +158,7 @@ def __rmqueue_smallest(st, z, order, mt, out, cpu, req):
     return -1
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def can_steal_fallback(st, order, start_mt):
     """can_steal_fallback(): take the whole pageblock when the block is large or the request
     is not movable. `order` is the fallback block's order, not the request's."""
@@ -172,7 +173,7 @@ def can_steal_fallback(st, order, start_mt):
     return False
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def find_suitable_fallback(st, z, order, start_mt):
     """find_suitable_fallback(): the first fallback type with a free block at this order;
     returns (fallback type or -1, can_steal)."""
@@ -191,7 +192,7 @@ def find_suitable_fallback(st, z, order, start_mt):
     return -1, False
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def boost_watermark(st, z):
     """boost_watermark(): a fragmenting steal raises the zone's watermarks for a while."""
     factor = st.config[CFG_BOOST_FACTOR]
@@ -219,9 +220,12 @@ def count_movable_pages(st, start, end):
                 n += 1 << st.pg_order[p]
             p += 1 << st.pg_order[p]
             continue
+        if s == PG_BUDDY or s == PG_PCP:  # free and pcp blocks count as neither
+            p += 1 << st.pg_order[p]
+            continue
         if s == PG_NONE and st.pg_mt[p] == MIGRATE_MOVABLE:
             n += 1
-        p += 1 if s != PG_PCP else 1 << st.pg_order[p]
+        p += 1
     return n
 
 
@@ -246,7 +250,9 @@ def steal_suitable_fallback(st, z, page, alloc_flags, start_mt, whole_block, cur
         return
     start = (page >> pbo) << pbo
     end = start + (1 << pbo)
-    if start < st.zone_param[z, ZP_START] or end > st.zone_param[z, ZP_END]:
+    if start < st.zone_param[z, ZP_START]:
+        start = page  # move_freepages_block(): do not cross the zone's start
+    if end > st.zone_param[z, ZP_END]:
         move_to_free_list_tail(st, z, page, start_mt)
         return
     free_pages = 0
@@ -338,7 +344,7 @@ def rmqueue_bulk(st, z, order, count, mt, alloc_flags, cpu, out, req, counters):
     return got
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu, out, req, counters):
     """rmqueue_pcplist(): the head of this CPU's list, refilled with batch blocks if empty."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
@@ -379,7 +385,7 @@ def rmqueue_buddy(st, z, order, alloc_flags, mt, cpu, out, req, counters):
     return page
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def rmqueue(st, z, order, alloc_flags, mt, cpu, out, req, counters):
     """rmqueue(): pcp for pcp orders, else (or on pcp failure) the buddy lists."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
@@ -395,7 +401,7 @@ def rmqueue(st, z, order, alloc_flags, mt, cpu, out, req, counters):
     return page
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags):
     """__zone_watermark_ok(): enough free pages above the mark and the lowmem reserve, and for
     order > 0 a free block big enough on a list this request may use."""
@@ -405,10 +411,8 @@ def zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags):
     mn = mark
     if alloc_flags & ALLOC_MIN_RESERVE:
         mn -= mn // 2
-        if alloc_flags & ALLOC_NON_BLOCK:
+        if alloc_flags & ALLOC_NON_BLOCK:  # GFP_ATOMIC: more than __GFP_HIGH alone
             mn -= mn // 4
-    elif alloc_flags & ALLOC_NON_BLOCK:
-        mn -= mn // 4
     if alloc_flags & ALLOC_OOM:
         mn -= mn // 2
     if free <= mn + st.lowmem_reserve[z, highest_zoneidx]:
@@ -424,7 +428,7 @@ def zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags):
     return False
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def wmark_of(st, z, alloc_flags):
     w = alloc_flags & ALLOC_WMARK_MASK
     base = st.zone_param[z, ZP_MIN] if w == ALLOC_WMARK_MIN else (
@@ -432,13 +436,13 @@ def wmark_of(st, z, alloc_flags):
     return base + st.zone_param[z, ZP_BOOST]
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def gfp_zone(st, gfp):
     """gfp_zone(): the highest zone type the request may use (GFP_ZONE_TABLE of the arch)."""
     return st.gfpzone[gfp & 0xF]
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def get_page_from_freelist(st, zonelist, nz, order, alloc_flags, highest, mt, cpu, out, req,
                            counters, no_watermarks):
     """get_page_from_freelist(): the zonelist from the preferred zone down; a remote node while
@@ -455,7 +459,13 @@ def get_page_from_freelist(st, zonelist, nz, order, alloc_flags, highest, mt, cp
             if not no_watermarks:
                 mark = wmark_of(st, z, alloc_flags)
                 if not zone_watermark_ok(st, z, order, mark, highest, alloc_flags):
-                    continue
+                    # zone_watermark_fast(): order-0 __GFP_HIGH at the min mark ignores boost
+                    if not (order == 0 and (alloc_flags & ALLOC_MIN_RESERVE)
+                            and st.zone_param[z, ZP_BOOST] > 0
+                            and (alloc_flags & ALLOC_WMARK_MASK) == ALLOC_WMARK_MIN
+                            and zone_watermark_ok(st, z, order, st.zone_param[z, ZP_MIN],
+                                                  highest, alloc_flags)):
+                        continue
             page = rmqueue(st, z, order, alloc_flags, mt, cpu, out, req, counters)
             if page >= 0:
                 if st.zone_node[z] != local_node:
@@ -518,7 +528,7 @@ def build_zonelists(zone_node: np.ndarray, zone_type: np.ndarray, nodes: int
     return lists, lens
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def __alloc_pages(st, gfp, order, mt, cpu, node, out, req, counters, zonelists, zl_len):
     """__alloc_pages(): the fast path at the low watermark (ALLOC_NOFRAGMENT when the preferred
     zone is Normal), then the slow path's min-watermark retry; the model has no reclaim, so a
@@ -561,7 +571,7 @@ def __alloc_pages(st, gfp, order, mt, cpu, node, out, req, counters, zonelists, 
 
 # ---- free --------------------------------------------------------------------------------------
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def nr_pcp_free(st, cpu, z, high, batch, free_high):
     """nr_pcp_free(): how many pages to drain; grows with free_factor on repeated frees."""
     if free_high:
@@ -573,7 +583,7 @@ def nr_pcp_free(st, cpu, z, high, batch, free_high):
     n = batch << st.pcp_free_factor[cpu, z]
     if n < max_nr and st.pcp_free_factor[cpu, z] < PCP_BATCH_SCALE_MAX:
         st.pcp_free_factor[cpu, z] += 1
-    return max(min_nr, min(n, max_nr))
+    return min(max(n, min_nr), max_nr)  # clamp()
 
 
 @njit(cache=True, _nrt=False)
@@ -618,7 +628,7 @@ def free_pcppages_bulk(st, z, count, cpu, pindex, out, req, counters):
         counters[S_DRAINS] += 1
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def free_unref_page(st, z, page, order, cpu, direct, out, req, counters):
     """free_unref_page() + free_unref_page_commit(): onto this CPU's list head; drain when the
     list is over pcp->high (all of it when free_high). `direct`: the pcp trylock failed."""
@@ -642,7 +652,7 @@ def free_unref_page(st, z, page, order, cpu, direct, out, req, counters):
         free_pcppages_bulk(st, z, n, cpu, pindex, out, req, counters)
 
 
-@njit(inline="always")
+@njit(cache=True, _nrt=False)
 def free_the_page(st, z, page, order, cpu, direct, out, req, counters):
     """free_the_page(): pcp orders to free_unref_page, others to __free_one_page directly."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]

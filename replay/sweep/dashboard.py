@@ -1,5 +1,9 @@
 """The sweep as an HTML dashboard: each fragmentation metric against each knob, a line per
-trace (plotly, self-contained: plotly.js is inlined, so the file works offline)."""
+trace (plotly, self-contained: plotly.js is inlined, so the file works offline).
+
+A point on a line is the metric's mean over the other knobs' values (a main-effects plot); the
+dotted line of the same colour is the trace's observed value, for reference.
+"""
 
 from __future__ import annotations
 
@@ -9,37 +13,63 @@ import polars as pl
 
 from replay.sweep.effects import FRAGMENTATION, marginal_means
 
-EXTRA = (("seconds", "seconds per point"),)
+# Short axis titles for the metrics.
+SHORT = {
+    "simulated.unusable_index_pb.all": "unusable@pb, all zones",
+    "simulated.unusable_index_pb.worst": "unusable@pb, worst zone",
+    "simulated.free_pageblocks.total": "free pageblocks",
+    "simulated.mixed_pageblocks.total": "mixed pageblocks",
+    "simulated.fragmenting_per_1000": "fragmenting /1k allocs",
+    "simulated.fallbacks_per_1000": "fallbacks /1k allocs",
+    "seconds": "seconds per point",
+}
 
 
 def build_figure(df: pl.DataFrame, knobs: list[str]):
-    """A grid of line charts: a row per metric, a column per knob (the metric's mean over the
-    other knobs at each value), one colour per trace."""
+    """A grid of line charts: a row per metric, a column per knob, one colour per trace."""
     import plotly.graph_objects as go
     from plotly.colors import qualitative
     from plotly.subplots import make_subplots
 
-    metrics = [(m, t) for m, t in (*FRAGMENTATION, *EXTRA) if m in df.columns]
+    metrics = [m for m in (*(m for m, _ in FRAGMENTATION), "seconds") if m in df.columns]
     cols = knobs or ["settings"]
-    fig = make_subplots(rows=max(len(metrics), 1), cols=len(cols), shared_xaxes=False,
-                        subplot_titles=[f"{t} vs {k}" for _, t in metrics for k in cols],
-                        vertical_spacing=min(0.08, 0.5 / max(len(metrics), 1)))
+    rows = max(len(metrics), 1)
+    fig = make_subplots(rows=rows, cols=len(cols), vertical_spacing=min(0.06, 0.4 / rows),
+                        horizontal_spacing=min(0.06, 0.3 / len(cols)))
     traces = df["trace"].unique(maintain_order=True).to_list() if df.height else []
     colour = {t: qualitative.Plotly[i % len(qualitative.Plotly)] for i, t in enumerate(traces)}
-    for r, (metric, _) in enumerate(metrics, start=1):
+    for r, metric in enumerate(metrics, start=1):
         for c, knob in enumerate(cols, start=1):
-            mm = marginal_means(df, knob, metric)
-            for name in traces:
-                part = mm.filter(pl.col("trace") == name)
-                fig.add_trace(go.Scatter(
-                    x=part[knob].to_list(), y=part["mean"].to_list(), mode="lines+markers",
-                    name=name, legendgroup=name, showlegend=(r == 1 and c == 1),
-                    line={"color": colour[name]}), row=r, col=c)
-            fig.update_xaxes(type="category", title_text=knob, row=r, col=c)
-    fig.update_layout(height=300 * max(len(metrics), 1), width=max(450 * len(cols), 900),
-                      title="pagereplay sweep: simulated fragmentation against each knob",
-                      legend_title_text="trace")
+            _add_cell(fig, go, df, knob, metric, traces, colour, r, c)
+            fig.update_xaxes(type="category", title_text=knob if r == rows else None,
+                             row=r, col=c)
+        fig.update_yaxes(title_text=SHORT.get(metric, metric), row=r, col=1)
+    fig.update_layout(height=260 * rows + 120, autosize=True,
+                      title="pagereplay sweep: simulated fragmentation against each knob "
+                      "(dotted: observed)",
+                      legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0},
+                      margin={"t": 110})
     return fig
+
+
+def _add_cell(fig, go, df, knob, metric, traces, colour, r, c) -> None:
+    mm = marginal_means(df, knob, metric)
+    observed = metric.replace("simulated.", "observed.", 1)
+    ref = marginal_means(df, knob, observed) if observed != metric and observed in df.columns \
+        else None
+    for name in traces:
+        part = mm.filter(pl.col("trace") == name)
+        fig.add_trace(go.Scatter(
+            x=part[knob].to_list(), y=part["mean"].to_list(), mode="lines+markers", name=name,
+            legendgroup=name, showlegend=(r == 1 and c == 1), line={"color": colour[name]}),
+            row=r, col=c)
+        if ref is not None:
+            o = ref.filter(pl.col("trace") == name)
+            fig.add_trace(go.Scatter(
+                x=o[knob].to_list(), y=o["mean"].to_list(), mode="lines",
+                name=f"{name} (observed)", legendgroup=name, showlegend=False,
+                line={"color": colour[name], "dash": "dot", "width": 1}, opacity=0.6),
+                row=r, col=c)
 
 
 def write_dashboard(df: pl.DataFrame, knobs: list[str], path: Path) -> Path:
