@@ -4,12 +4,13 @@ Usage: python benchmarks/sweep.py [--traces DIR] [--workers 1,2] [--grid KEY=V1,
                                   [--out DIR]
 
 Default: every bundle under /work/shared/traces except anon-thp (its ring buffer overran), and
-the grid mobility_grouping=on,off x fallback_policy=linux-6.1,no-whole-block-steal x
-min_free_kbytes=default,65536 (8 settings). Each run starts its own LocalCluster (start-up not
-timed) with a cold ingest cache of its own, so parsing is part of every run's time; numba is
-warmed in this process first, so no run pays for compilation. Prints the wall time per worker
-count, the speed-up, the machine's load average around each run (the machine is shared), and
-which knob moved fragmentation most; writes the last run's sweep.parquet/.md/.html to --out.
+the grid mobility_grouping=on,off x min_free_kbytes=default,65536 x
+percpu_pagelist_high_fraction=default,8 (8 settings). Each run starts its own LocalCluster
+(start-up not timed) with a cold ingest cache of its own, so parsing is part of every run's
+time; numba is warmed in this process first, so no run pays for compilation. Prints the wall
+time per worker count, the speed-up, the machine's load average around each run (the machine
+is shared), and which knob moved fragmentation most; writes the last run's
+sweep.parquet/.md/.html to --out.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from replay.commands.sweep_cmd import write_results  # noqa: E402
 from replay.sweep.cluster import open_client, threads_per_worker  # noqa: E402
 from replay.sweep.effects import (  # noqa: E402
     FRAGMENTATION,
+    headline,
     main_effects,
-    rank_knobs,
     top_per_metric,
 )
 from replay.sweep.grid import knobs, parse_grid  # noqa: E402
@@ -38,8 +39,8 @@ from replay.sweep.tasks import warm_up  # noqa: E402
 
 SHARED = Path("/work/shared/traces")
 SKIP = {"anon-thp"}  # lossy: the ring buffer overran
-GRID = ["mobility_grouping=on,off", "fallback_policy=linux-6.1,no-whole-block-steal",
-        "min_free_kbytes=default,65536"]
+GRID = ["mobility_grouping=on,off", "min_free_kbytes=default,65536",
+        "percpu_pagelist_high_fraction=default,8"]
 
 
 def bundles(root: Path) -> list[str]:
@@ -80,18 +81,21 @@ def print_effects(result: SweepResult) -> None:
     ks = knobs(result.points)
     df = to_frame(result.rows, ks)
     effects = main_effects(df, ks)
-    names = dict(FRAGMENTATION)
     by = {(e.knob, e.metric): e.mean_effect for e in effects}
     print("\nmean main effect over traces (range of the metric's mean across the knob's values)")
-    print(f"{'metric':<48}" + "".join(f"{k:>20}" for k in ks))
-    for metric, e in top_per_metric(effects).items():
-        print(f"{names[metric]:<48}" + "".join(f"{by.get((k, metric), 0):>20.3f}" for k in ks)
-              + f"   <- {e.knob}")
-    ranked = rank_knobs(effects)
-    print("knob scores (1.00 = largest effect on every fragmentation metric): "
-          + ", ".join(f"{k} {s:.2f}" for k, s in ranked))
-    if ranked:
-        print(f"the knob that moved fragmentation most: {ranked[0][0]}")
+    widths = [max(12, len(k) + 2) for k in ks]
+    print(f"{'metric':<46}" + "".join(f"{k:>{w}}" for k, w in zip(ks, widths, strict=True))
+          + "   moved most by")
+    top = top_per_metric(effects)
+    for metric, name in FRAGMENTATION:
+        if any(e.metric == metric for e in effects):
+            cells = "".join(f"{by.get((k, metric), 0):>{w}.3f}"
+                            for k, w in zip(ks, widths, strict=True))
+            print(f"{name:<46}{cells}   {top[metric].knob if metric in top else 'none'}")
+    best = headline(effects)
+    if best is not None:
+        print(f"the knob that moved fragmentation most: {best.knob} (by the "
+              f"{dict(FRAGMENTATION)[best.metric]}: {best.mean_effect:.3f} on average)")
 
 
 def main() -> int:

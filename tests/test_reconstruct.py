@@ -117,19 +117,20 @@ def test_dropped_drain_of_a_page_never_seen_again_is_reported(mixed_small):
     assert not r.exact
 
 
-def test_dropped_drain_before_a_retake_shows_as_an_extra_trylock_free(mixed_small):
-    """Known limit: when the page is next taken by zone_locked, the lookahead rule (section 8)
-    reads its pcp free as a trylock direct free, which a dropped drain is indistinguishable
-    from; the replay stays exact and only the trylock count shows it."""
+def test_dropped_drain_before_a_retake_is_an_unexplained_direct_free(mixed_small):
+    """When the page is next taken by zone_locked, the lookahead rule (section 8) reads its pcp
+    free as a direct one; a direct free in task context cannot be a pcp trylock failure, so the
+    replay reports it (unexplained_direct_free) instead of silently absorbing the lost drain."""
     data, bundle, e, marks, base = mixed_small
     drains = _between_snapshots(e, marks, EV_PCPU_DRAIN)
     nxt = [(int(i), _next_on_pfn(e, int(i))) for i in drains]
     retaken = [i for i, j in nxt if j is not None and e.ev[j] == EV_ZONE_LOCKED]
-    i = retaken[len(retaken) // 2]
-    r = reconstruct(_without(data, i), bundle)
-    direct = ("trylock_direct_frees", "softirq_direct_frees", "late_direct_frees")
-    assert (_reported(r)
-            or sum(r.counters[k] for k in direct) > sum(base.counters[k] for k in direct))
+    detected = 0
+    for i in retaken[:: max(1, len(retaken) // 8)][:8]:
+        r = reconstruct(_without(data, i), bundle)
+        detected += _reported(r)
+    assert base.inconsistencies["unexplained_direct_free"] == 0
+    assert detected >= 6  # the rest were freed in irq context, where a trylock can fail
 
 
 def test_dropped_extfrag_is_reported(mixed_small):

@@ -25,9 +25,7 @@ def run_sweep(sources: list[str], grid: list[str] | None, outdir: Path | None, w
     jobs = trace_jobs(sources)
     cache_dir = cache or default_cache_dir()
     outdir = outdir or Path("sweep")
-    with err.status("warming the numba cache (first time: a minute or two)"):
-        smallest = min(jobs, key=lambda j: j.size)
-        warm_up(smallest.source, cache_dir)
+    _warm(jobs, cache_dir, err)
     total = len(jobs) * (len(points) + 1)
     err.print(f"{len(jobs)} traces x {len(points)} settings = {len(jobs) * len(points)} points"
               + (f" on {scheduler}" if scheduler else f" on {workers} local workers"),
@@ -41,6 +39,17 @@ def run_sweep(sources: list[str], grid: list[str] | None, outdir: Path | None, w
     _print_result(result, out)
     out.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
     return 1 if result.failed else 0
+
+
+def _warm(jobs: list, cache_dir: Path, err: Console) -> None:
+    """Warm numba's cache on the smallest trace; a trace that cannot be read here fails its own
+    points later, so a failure is only a note."""
+    with err.status("warming the numba cache (first time: a minute or two)"):
+        try:
+            warm_up(min(jobs, key=lambda j: j.size).source, cache_dir)
+        except Exception as exc:  # noqa: BLE001 - the sweep records the real failures
+            err.print(f"note: numba warm-up skipped ({type(exc).__name__}: {exc})",
+                      highlight=False, markup=False)
 
 
 def write_results(result: SweepResult, outdir: Path) -> list[Path]:
@@ -64,7 +73,7 @@ def _progress(err: Console) -> Progress:
 
 
 def _print_result(result: SweepResult, out: Console) -> None:
-    from replay.sweep.effects import main_effects, rank_knobs
+    from replay.sweep.effects import FRAGMENTATION, headline, main_effects
     from replay.sweep.table import to_frame
 
     n, bad = len(result.rows), len(result.failed)
@@ -75,6 +84,8 @@ def _print_result(result: SweepResult, out: Console) -> None:
         out.print(f"  failed: {r['trace']} [{r['settings']}]: {r['error']}", highlight=False,
                   markup=False)
     ks = knobs(result.points)
-    ranked = rank_knobs(main_effects(to_frame(result.rows, ks), ks))
-    if ranked:
-        out.print(f"knob that moved fragmentation most: {ranked[0][0]}", highlight=False)
+    best = headline(main_effects(to_frame(result.rows, ks), ks))
+    if best is not None:
+        out.print(f"knob that moved fragmentation most: {best.knob} (by the "
+                  f"{dict(FRAGMENTATION)[best.metric]}: {best.mean_effect:.4g})",
+                  highlight=False)

@@ -49,6 +49,8 @@ from replay.trace.schema import (
 
 # Free dispositions, decided before the loop from what happens next to the same pfn.
 D_NONE, D_PCP, D_DEFER, D_DIRECT_LOOKAHEAD, D_DIRECT_IRQ = 0, 1, 2, 3, 4
+D_DIRECT_ORDER = 5  # not a pcp order: __free_pages_ok
+D_DIRECT_UNEXPLAINED = 6  # looks direct, but in task context: the pcp trylock cannot have failed
 
 COUNTER_NAMES: tuple[str, ...] = (
     "takes",  # 0 zone_locked applied
@@ -70,12 +72,14 @@ COUNTER_NAMES: tuple[str, ...] = (
     "steal_of_non_free_block",  # 16 inconsistency
     "pfn_outside_zones",  # 17 inconsistency
     "pcp_alloc_not_on_pcp",  # 18 informational: pcp-order alloc taken straight from buddy
+    "unexplained_direct_free",  # 19 inconsistency: a task-context free that skipped the pcp
 )
 N_COUNTERS = len(COUNTER_NAMES)
-INCONSISTENCIES = (12, 13, 14, 15, 16, 17)
+INCONSISTENCIES = (12, 13, 14, 15, 16, 17, 19)
 C_TAKES, C_DRAINS, C_DIRECT, C_PCPFREE, C_TRYLOCK, C_SOFTIRQ, C_LATE, C_INITPCP = range(8)
 C_LISTFIX, C_PBFIX, C_STEALS, C_RETYPE = 8, 9, 10, 11
 C_BADTAKE, C_BADDRAIN, C_BADALLOC, C_DOUBLEFREE, C_BADSTEAL, C_OUTSIDE, C_PCPMISS = range(12, 19)
+C_UNEXPLAINED = 19
 
 
 @njit(cache=True, _nrt=False)
@@ -298,6 +302,8 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
             else:
                 if d == D_DIRECT_LOOKAHEAD:
                     counters[C_TRYLOCK] += 1
+                elif d == D_DIRECT_UNEXPLAINED:
+                    counters[C_UNEXPLAINED] += 1
                 elif d == D_DIRECT_IRQ:
                     counters[C_SOFTIRQ] += 1
                 else:
@@ -333,7 +339,8 @@ def plan_free_dispositions(ev: np.ndarray, pfn: np.ndarray, order: np.ndarray,
       to buddy (pcp trylock failed: D_DIRECT_LOOKAHEAD);
     - with no later event, a free in hard/softirq context with preempt depth >= 3 did too
       (D_DIRECT_IRQ); otherwise it went to the pcp list (D_PCP).
-    - non-pcp orders go straight to buddy (D_NONE is never used for a real free).
+    - non-pcp orders go straight to buddy (D_DIRECT_ORDER).
+    - a lookahead-direct free in task context is D_DIRECT_UNEXPLAINED (an inconsistency).
     """
     n = len(ev)
     disp = np.zeros(n, np.int8)
@@ -348,11 +355,15 @@ def plan_free_dispositions(ev: np.ndarray, pfn: np.ndarray, order: np.ndarray,
     pcp_order = (order <= 3) | (order == pageblock_order)
     nev = np.where(nxt >= 0, ev[np.maximum(nxt, 0)], -1)
     disp[is_free & valid] = D_DIRECT_LOOKAHEAD  # placeholder, refined below
-    disp[is_free & valid & ~pcp_order] = 5  # direct by order
+    disp[is_free & valid & ~pcp_order] = D_DIRECT_ORDER
     pf = is_free & valid & pcp_order
     disp[pf] = D_PCP
     disp[pf & (ev == EV_FREE) & (nev == EV_FREE_BATCHED)] = D_DEFER
     disp[pf & (disp != D_DEFER) & (nev == EV_ZONE_LOCKED)] = D_DIRECT_LOOKAHEAD
+    # the pcp trylock only fails under an interrupt that preempted its holder: a "direct"
+    # free in task context means an event is missing from the trace (a dropped drain)
+    task_context = ((irq_flags & 0x80) != 0) & ((irq_flags & 0x30) == 0)
+    disp[(disp == D_DIRECT_LOOKAHEAD) & task_context] = D_DIRECT_UNEXPLAINED
     irq_direct = ((irq_flags & 0x30) != 0) & (preempt >= 3)
     disp[pf & (disp == D_PCP) & (nxt < 0) & irq_direct] = D_DIRECT_IRQ
     return disp

@@ -18,6 +18,8 @@ from replay.engine.follow import (
     COUNTER_NAMES,
     D_DIRECT_IRQ,
     D_DIRECT_LOOKAHEAD,
+    D_DIRECT_ORDER,
+    D_DIRECT_UNEXPLAINED,
     INCONSISTENCIES,
     N_COUNTERS,
     follow_events,
@@ -277,7 +279,8 @@ def prepare_start(e: EventArrays, data: TraceData, bundle, machine: Machine,
     cpus = cpus or max(machine.cpus, int(e.cpu.max()) + 1 if len(e) else 1)
     marks = marker_positions(data, e.seq)
     disp = plan_free_dispositions(e.ev, e.pfn, e.order, e.irq, e.preempt, machine.pageblock_order)
-    direct = np.isin(disp, (D_DIRECT_LOOKAHEAD, D_DIRECT_IRQ, 5))
+    direct = np.isin(disp, (D_DIRECT_LOOKAHEAD, D_DIRECT_IRQ, D_DIRECT_ORDER,
+                            D_DIRECT_UNEXPLAINED))
     snap = bundle.start if bundle is not None else None
     kpf = snap.kpageflags() if snap is not None else None
     i_start = marks.get("start.buddyinfo begin", 0)

@@ -17,7 +17,13 @@ from numba import njit
 
 from replay.engine.buddy import find_free_block
 from replay.engine.events import EventArrays
-from replay.engine.follow import D_DEFER, D_DIRECT_IRQ, D_DIRECT_LOOKAHEAD, plan_free_dispositions
+from replay.engine.follow import (
+    D_DEFER,
+    D_DIRECT_IRQ,
+    D_DIRECT_LOOKAHEAD,
+    D_DIRECT_UNEXPLAINED,
+    plan_free_dispositions,
+)
 from replay.engine.machine import Machine, recompute_pcp, recompute_watermarks
 from replay.engine.policy import (
     FALLBACK_POLICIES,
@@ -90,7 +96,7 @@ def simulate_requests(st, ev, pfn, order, mt, cpu, gfp, disp, i0, i1, cpu_map, c
             if z < 0:
                 continue
             c = cpu_map[cpu[i]]
-            direct = d == D_DIRECT_LOOKAHEAD or d == D_DIRECT_IRQ
+            direct = d == D_DIRECT_LOOKAHEAD or d == D_DIRECT_IRQ or d == D_DIRECT_UNEXPLAINED
             free_the_page(st, z, q, o, c, direct, out, i, counters)
             counters[S_FREES] += 1
             for k in range(1 << o):

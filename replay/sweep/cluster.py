@@ -7,6 +7,8 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from replay.errors import InputError
+
 # Thread pools every worker process would otherwise size to the whole machine.
 _THREAD_VARS = ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                 "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -24,7 +26,11 @@ def open_client(workers: int = 2, scheduler: str | None = None) -> Iterator:
     from distributed import Client, LocalCluster
 
     if scheduler:
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise InputError(f"--scheduler {scheduler}: cannot reach the Dask scheduler "
+                             f"({type(exc).__name__}: {exc})") from None
         try:
             yield client
         finally:

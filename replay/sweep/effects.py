@@ -2,8 +2,9 @@
 
 A knob's main effect on a metric, for one trace, is the range (largest minus smallest) of the
 metric's mean over the points at each of the knob's values (the other knobs averaged over);
-across traces it is the mean of the per-trace effects. Knobs are ranked per metric, and overall
-by their effect relative to the largest knob's on each fragmentation metric, averaged.
+across traces it is the mean of the per-trace effects. Knobs are ranked per metric; the headline
+is the ranking on the first metric of FRAGMENTATION (the unusable index at pageblock_order over
+all zones), since metrics in different units do not add up.
 """
 
 from __future__ import annotations
@@ -64,20 +65,12 @@ def main_effects(df: pl.DataFrame, knobs: list[str]) -> list[Effect]:
     return out
 
 
-def rank_knobs(effects: list[Effect]) -> list[tuple[str, float]]:
-    """Knobs by overall score: per metric, effect / the largest knob's effect, averaged over
-    the metrics some knob moved (1.0 = the top knob on every metric)."""
-    best = {}
-    for e in effects:
-        best[e.metric] = max(best.get(e.metric, 0.0), e.mean_effect)
-    moved = [m for m, v in best.items() if v > 0]
-    scores: dict[str, float] = {}
-    for e in effects:
-        if e.metric in moved:
-            scores[e.knob] = scores.get(e.knob, 0.0) + e.mean_effect / best[e.metric]
-    knobs = {e.knob for e in effects}
-    ranked = [(k, scores.get(k, 0.0) / len(moved) if moved else 0.0) for k in knobs]
-    return sorted(ranked, key=lambda kv: -kv[1])
+def headline(effects: list[Effect]) -> Effect | None:
+    """The knob that moved fragmentation most: the top knob on the first metric of
+    FRAGMENTATION that some knob moved (the unusable index at pageblock_order of all zones
+    together, when the reports have it)."""
+    top = top_per_metric(effects)
+    return next((top[m] for m, _ in FRAGMENTATION if m in top), None)
 
 
 def top_per_metric(effects: list[Effect]) -> dict[str, Effect]:

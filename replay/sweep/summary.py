@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from replay.ci.text import fmt_value
-from replay.sweep.effects import FRAGMENTATION, main_effects, rank_knobs, top_per_metric
+from replay.sweep.effects import FRAGMENTATION, headline, main_effects, top_per_metric
 
 # Columns of the per-point table: (column, header).
 POINT_COLUMNS = (
@@ -31,14 +31,15 @@ def fragmentation_lines(df: pl.DataFrame, knobs: list[str]) -> list[str]:
     if not any(e.mean_effect > 0 for e in effects):
         return ["No knob moved a fragmentation metric (or none has two values with results)."]
     names = dict(FRAGMENTATION)
-    ranked = rank_knobs(effects)
+    best = headline(effects)
     top = top_per_metric(effects)
     by = {(e.knob, e.metric): e.mean_effect for e in effects}
     metrics = [m for m, _ in FRAGMENTATION if any(e.metric == m for e in effects)]
     rows = [[names[m], *(fmt_value(round(by.get((k, m), 0.0), 3)) for k in knobs),
              f"`{top[m].knob}`" if m in top else "none"] for m in metrics]
-    lines = [f"**The knob that moved fragmentation most: `{ranked[0][0]}`** "
-             f"(score {ranked[0][1]:.2f}; 1.00 = the largest effect on every metric).", "",
+    lines = [f"**The knob that moved fragmentation most: `{best.knob}`** (by the "
+             f"{names[best.metric]}: {fmt_value(round(best.mean_effect, 3))} on average over "
+             f"{best.traces} traces).", "",
              "Mean over traces of each knob's main effect (the range of the metric's mean at "
              "each of the knob's values):", ""]
     return lines + _table(["metric", *(f"`{k}`" for k in knobs), "moved most by"], rows)
