@@ -72,6 +72,7 @@ def _scan(block: _Block) -> _Scanned:
     while True:
         cols = sc.Columns(cap)
         table = sc.Interner(slots)
+        table.ent[-3:, 2] = -1
         spec = sc.Specials(speccap).rec
         counts = np.zeros(sc.N_COUNTS, np.int64)
         rows, nent, nspec, status = sc.scan_block(
@@ -542,8 +543,7 @@ def _write_in_background(writer: pq.ParquetWriter, batches: Iterator[pa.RecordBa
 
 
 _PARQUET_OPTS = dict(
-    compression="zstd",
-    compression_level=1,
+    compression="lz4",
     use_dictionary=["comm", "event", "gfp_text"],
     column_encoding={"seq": "DELTA_BINARY_PACKED", "ts_ns": "DELTA_BINARY_PACKED"},
     write_statistics=["seq", "ts_ns", "pfn"],

@@ -143,7 +143,29 @@ def _hexval(c):
 
 @njit(inline="always")
 def _intern(buf, start, length, kind, keys, vals, ent, nent):
-    """FNV-1a hash of the bytes; returns (code, new nent); code -1 when the table is full."""
+    """FNV-1a hash of the bytes; returns (code, new nent); code -1 when the table is full.
+
+    Consecutive lines mostly repeat the previous line's comm and gfp text, so the last string
+    of each kind is checked first (ent[-1 - kind] holds start, length, code)."""
+    lk = ent.shape[0] - 1 - kind
+    if ent[lk, 1] == length and ent[lk, 2] >= 0:
+        ls = ent[lk, 0]
+        same = True
+        for k in range(length):
+            if buf[ls + k] != buf[start + k]:
+                same = False
+                break
+        if same:
+            return ent[lk, 2], nent
+    code, nent = _intern_hashed(buf, start, length, kind, keys, vals, ent, nent)
+    ent[lk, 0] = start
+    ent[lk, 1] = length
+    ent[lk, 2] = code
+    return code, nent
+
+
+@njit(inline="always")
+def _intern_hashed(buf, start, length, kind, keys, vals, ent, nent):
     h = np.uint64(14695981039346656037) ^ np.uint64(kind + 1)
     for k in range(start, start + length):
         h = (h ^ np.uint64(buf[k])) * np.uint64(1099511628211)
@@ -153,7 +175,7 @@ def _intern(buf, start, length, kind, keys, vals, ent, nent):
     slot = np.int64(h & np.uint64(mask))
     while True:
         if keys[slot] == 0:
-            if nent >= ent.shape[0] - 1:
+            if nent >= ent.shape[0] - 4:  # the last 3 rows cache the previous strings
                 return -1, nent
             keys[slot] = h
             vals[slot] = nent
