@@ -68,6 +68,8 @@ def timed_run(sources: list[str], grid: list[str], workers: int, scratch: Path
 
 
 def print_runs(runs: dict[int, tuple[SweepResult, tuple[float, float], float]]) -> None:
+    print("task s: seconds spent in observe and point tasks, summed over workers (ingest not "
+          "included); load: 1-minute load average of the whole (shared) machine")
     print(f"{'workers':>7} {'wall s':>8} {'points':>6} {'failed':>6} {'task s':>8} "
           f"{'points/min':>10} {'start-up s':>10} {'load before':>11} {'load after':>10}")
     for n, (r, (lb, la), start) in sorted(runs.items()):

@@ -14,7 +14,7 @@ from replay.ci.inputs import compute_reports
 from replay.ci.metrics import report_metrics
 from replay.errors import SettingsError
 from replay.sweep.cache import ensure_ingested, entry_dir, load_ingested
-from replay.sweep.effects import main_effects, rank_knobs, top_per_metric
+from replay.sweep.effects import headline, main_effects, top_per_metric
 from replay.sweep.grid import knobs, parse_grid
 from replay.sweep.run import TraceJob, make_row, run_on, trace_jobs
 from replay.sweep.summary import render_summary
@@ -91,7 +91,8 @@ def test_effects_rank_the_knob_that_moved_fragmentation():
     effects = main_effects(df, ks)
     top = top_per_metric(effects)
     assert top["simulated.unusable_index_pb.all"].knob == "mobility_grouping"
-    assert rank_knobs(effects)[0][0] == "mobility_grouping"
+    assert headline(effects).knob == "mobility_grouping"
+    assert headline(effects).metric == "simulated.unusable_index_pb.all"
     md = render_summary(df, ks, 12.0, 2)
     assert "moved fragmentation most: `mobility_grouping`" in md
     assert "## Failed points" in md and "SettingsError: boom" in md
