@@ -15,11 +15,17 @@ import gzip
 import os
 import shutil
 import subprocess
+import sys  # noqa: E402
 import tempfile
 import time
 from pathlib import Path
 
-from replay.trace.tracedat import read_tracedat
+# benchmarks/replay.py is named like the package: keep this folder off the import path
+sys.path[:] = [p for p in sys.path
+               if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from replay.trace.tracedat import read_tracedat  # noqa: E402
 
 SHARED = Path("/work/shared/traces")
 

@@ -21,7 +21,12 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from replay.trace.schema import (
+# benchmarks/replay.py is named like the package: keep this folder off the import path
+sys.path[:] = [p for p in sys.path
+               if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from replay.trace.schema import (  # noqa: E402
     EVENT_NAMES,
     IRQF_BH_OFF,
     IRQF_HARDIRQ,
@@ -32,7 +37,7 @@ from replay.trace.schema import (
     IRQF_PRESENT,
     IRQF_SOFTIRQ,
 )
-from replay.trace.tracedat import read_tracedat
+from replay.trace.tracedat import read_tracedat  # noqa: E402
 
 LINE_RE = re.compile(
     r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<flags>\S{5})\s+"
