@@ -214,3 +214,24 @@ def test_truncated_gzip_keeps_what_was_read(tmp_path, traces):
 def test_bundle_dir_with_plain_trace(tmp_path, data_dir):
     shutil.copy(data_dir / "edge-cases.txt", tmp_path / "trace.txt")
     assert read_trace(tmp_path).events.num_rows == 13
+
+
+def test_trace_pipe_and_trace_cmd_preambles(tmp_path, data_dir):
+    """trace_pipe: no header at all; trace-cmd: `version =`, `CPU N is empty`, `cpus=`."""
+    body = [ln for ln in (data_dir / "ftrace-head.txt").read_text().splitlines()
+            if not ln.startswith("#")][:50]
+    pipe = tmp_path / "pipe.txt"
+    pipe.write_text("\n".join(body) + "\n")
+    d = read_trace(pipe)
+    assert d.stats.layout == "trace_pipe" and d.events.num_rows == 50
+    report = tmp_path / "report.txt"
+    report.write_text("version = 6\nCPU 2 is empty\nCPU 3 is empty\ncpus=4\n"
+                      + "\n".join(body) + "\n")
+    d = read_trace(report)
+    assert d.stats.layout == "trace-cmd" and d.stats.cpus == 4
+    assert d.events.num_rows == 50 and d.stats.header_lines == 4 and d.stats.bad_total == 0
+    # one file per CPU (per_cpu/cpuN/trace) reads the same way
+    cpu1 = [ln for ln in body if "[001]" in ln]
+    per_cpu = tmp_path / "cpu1.txt"
+    per_cpu.write_text("\n".join(cpu1) + "\n")
+    assert set(read_trace(per_cpu).events["cpu"].to_pylist()) == {1}
