@@ -160,3 +160,32 @@ def test_cli_reconstruct_json(tmp_path):
     assert d["expected"] == d["reconstructed"]
     assert all(len(v) == 11 for v in d["expected"].values())
     assert all(v == 0 for v in d["inconsistencies"].values())
+
+
+def test_lossy_trace_resynchronises_on_the_kernels_choices(traces):
+    """A ring-buffer overrun loses a stretch of one CPU's events. Told the trace is lossy, the
+    replay drops list heads the kernel skipped (taken by lost events) and keeps predicting."""
+    import dataclasses
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from replay.engine.reconstruct import reconstruct
+    from replay.trace.ingest import read_trace
+
+    data = read_trace(traces / "mixed-small")
+    bundle = open_bundle(traces / "mixed-small")
+    seq = data.events["seq"].to_numpy()
+    cpu = data.events["cpu"].to_numpy()
+    lo, hi = np.quantile(seq, [0.3, 0.45])
+    lost = (cpu == 1) & (seq >= lo) & (seq < hi)
+    kept = data.events.filter(pa.array(~lost))
+    clean = dataclasses.replace(data, events=kept)
+    lossy_stats = dataclasses.replace(data.stats, lost_events=int(lost.sum()))
+    lossy = dataclasses.replace(data, events=kept, stats=lossy_stats)
+    naive = reconstruct(clean, bundle).agreement
+    resync = reconstruct(lossy, bundle)
+    assert resync.counters["lost_event_resyncs"] > 0
+    assert resync.agreement.rate > naive.rate
+    assert resync.agreement.rate >= 0.99
+    assert pc.sum(kept["failed"]).as_py() == 0

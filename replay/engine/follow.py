@@ -28,6 +28,7 @@ from replay.engine.buddy import (
     take_free_block,
 )
 from replay.engine.state import (
+    CFG_LOSSY,
     CFG_PAGEBLOCK_ORDER,
     MAX_ORDER,
     NIL,
@@ -73,6 +74,7 @@ COUNTER_NAMES: tuple[str, ...] = (
     "pfn_outside_zones",  # 17 inconsistency
     "pcp_alloc_not_on_pcp",  # 18 informational: pcp-order alloc taken straight from buddy
     "unexplained_direct_free",  # 19 inconsistency: a task-context free that skipped the pcp
+    "lost_event_resyncs",  # 20 lossy traces: a model head the kernel skipped, taken as lost
 )
 N_COUNTERS = len(COUNTER_NAMES)
 INCONSISTENCIES = (12, 13, 14, 15, 16, 17, 19)
@@ -80,6 +82,7 @@ C_TAKES, C_DRAINS, C_DIRECT, C_PCPFREE, C_TRYLOCK, C_SOFTIRQ, C_LATE, C_INITPCP 
 C_LISTFIX, C_PBFIX, C_STEALS, C_RETYPE = 8, 9, 10, 11
 C_BADTAKE, C_BADDRAIN, C_BADALLOC, C_DOUBLEFREE, C_BADSTEAL, C_OUTSIDE, C_PCPMISS = range(12, 19)
 C_UNEXPLAINED = 19
+C_RESYNC = 20
 
 
 @njit(cache=True, _nrt=False)
@@ -261,6 +264,14 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
             pred[i] = h
             if h >= 0:
                 pred_warm[i] = st.pg_warm[h]
+                if st.config[CFG_LOSSY] != 0 and h != p:
+                    fb = find_free_block(st, p)
+                    if fb >= 0 and fb != h:
+                        # the ring buffer lost events and the kernel took another block the
+                        # model also has free: the skipped head was most likely taken by a lost
+                        # event. If it was free after all, a later take of it resynchronises.
+                        take_free_block(st, st.pg_zone[h], h)
+                        counters[C_RESYNC] += 1
             fallback_flag[i] = in_fallback
             in_fallback = False
             taken_warm[i] = take(st, z, p, o, m, counters)

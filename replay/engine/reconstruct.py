@@ -27,7 +27,14 @@ from replay.engine.follow import (
 )
 from replay.engine.initial import initial_state_boot, initial_state_from_snapshot
 from replay.engine.machine import Machine, machine_from_bundle
-from replay.engine.state import MAX_ORDER, MIGRATE_TYPES, State, buddyinfo, pageblock_counts
+from replay.engine.state import (
+    CFG_LOSSY,
+    MAX_ORDER,
+    MIGRATE_TYPES,
+    State,
+    buddyinfo,
+    pageblock_counts,
+)
 from replay.errors import InputError
 from replay.trace.result import TraceData
 from replay.trace.schema import EV_ZONE_LOCKED, MIGRATETYPE_NAMES
@@ -309,6 +316,9 @@ def reconstruct(data: TraceData, bundle=None, machine: Machine | None = None,
     st, i_start, disp, marks, info = start.state, start.i_start, start.disp, start.marks, \
         start.info
     snap = bundle.start if bundle is not None else None
+    if data.stats.lost_events or data.lost.num_rows:
+        st.config[CFG_LOSSY] = 1
+        info["lossy"] = "the trace lost events: free lists resynchronised on the kernel's choices"
     f = Follower(st, e, disp, sampler, points)
     if sampler is not None:
         sampler(st, i_start)

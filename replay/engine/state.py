@@ -58,7 +58,8 @@ class State(NamedTuple):
     gfpzone: np.ndarray  # int64 [16]: gfp_zone() of the four zone-modifier bits
     zone_type: np.ndarray  # int64 [Z]
     zone_node: np.ndarray  # int64 [Z]
-    # [pageblock_order, mobility_grouping, watermark_boost_factor, fallback_policy, max_order]
+    # [pageblock_order, mobility_grouping, watermark_boost_factor, fallback_policy, max_order,
+    #  lossy]
     config: np.ndarray
 
 
@@ -87,6 +88,7 @@ def gfp_zone_table(arch: str) -> np.ndarray:
 ZP_START, ZP_END, ZP_MIN, ZP_LOW, ZP_HIGH, ZP_BOOST, ZP_MANAGED, ZP_RESERVED_HA, ZP_FLAGS = range(9)
 ZONE_BOOSTED_WATERMARK = 1
 CFG_PAGEBLOCK_ORDER, CFG_MOBILITY, CFG_BOOST_FACTOR, CFG_FALLBACK_POLICY, CFG_MAX_ORDER = range(5)
+CFG_LOSSY = 5  # the trace lost events: resynchronise the free lists on the kernel's choices
 
 
 def new_state(machine: Machine, cpus: int | None = None) -> State:
@@ -134,7 +136,7 @@ def new_state(machine: Machine, cpus: int | None = None) -> State:
         zone_type=np.array([z.zone_type for z in machine.zones], np.int64),
         zone_node=np.array([z.node for z in machine.zones], np.int64),
         config=np.array([machine.pageblock_order, int(machine.mobility_grouping),
-                         machine.watermark_boost_factor, 0, machine.max_order], np.int64),
+                         machine.watermark_boost_factor, 0, machine.max_order, 0], np.int64),
     )
 
 
