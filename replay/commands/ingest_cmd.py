@@ -22,25 +22,7 @@ def default_output(source: str) -> Path:
 
 
 def stats_dict(stats: TraceStats) -> dict:
-    return {
-        "source": stats.source,
-        "layout": stats.layout,
-        "compression": stats.compression,
-        "lines": stats.lines,
-        "events": stats.events,
-        "events_by_kind": stats.events_by_kind,
-        "markers": stats.markers,
-        "header_lines": stats.header_lines,
-        "lost_lines": stats.lost_lines,
-        "lost_events": stats.lost_events,
-        "lost_by_cpu": stats.lost_by_cpu,
-        "other_events": stats.other_events,
-        "bad_lines": stats.bad_lines,
-        "bad_samples": [{"line": ln, "reason": r, "text": t} for ln, r, t in stats.bad_samples],
-        "cpus": stats.cpus,
-        "kernel_release": stats.kernel_release,
-        "error": stats.error,
-    }
+    return stats.as_dict()
 
 
 def print_bad(stats: TraceStats, err: Console) -> None:

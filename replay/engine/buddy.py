@@ -110,6 +110,23 @@ def move_to_free_list_tail(st, z, pfn, mt):
 
 
 @njit(cache=True, _nrt=False)
+def move_freepages(st, z, start, end, mt):
+    """move_freepages(): every free block in [start, end) to mt's lists (tail, ascending pfn);
+    returns the free pages moved."""
+    moved = 0
+    p = start
+    while p < end:
+        if st.pg_state[p] == PG_BUDDY:
+            o = st.pg_order[p]
+            move_to_free_list_tail(st, z, p, mt)
+            moved += 1 << o
+            p += 1 << o
+        else:
+            p += 1
+    return moved
+
+
+@njit(cache=True, _nrt=False)
 def zone_contains(st, z, pfn):
     return st.zone_param[z, ZP_START] <= pfn < st.zone_param[z, ZP_END]
 

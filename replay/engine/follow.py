@@ -20,6 +20,7 @@ from replay.engine.buddy import (
     del_page_from_free_list,
     find_free_block,
     find_pcp_block,
+    move_freepages,
     move_to_free_list_tail,
     pcp_add,
     pcp_allowed_order,
@@ -228,17 +229,7 @@ def move_freepages_block(st, z, pfn, mt):
         start = pfn  # do not cross the zone's start
     if end > st.zone_param[z, ZP_END]:
         return 0
-    moved = 0
-    p = start
-    while p < end:
-        if st.pg_state[p] == PG_BUDDY:
-            o = st.pg_order[p]
-            move_to_free_list_tail(st, z, p, mt)
-            moved += 1 << o
-            p += 1 << o
-        else:
-            p += 1
-    return moved
+    return move_freepages(st, z, start, end, mt)
 
 
 @njit(nogil=True, cache=True, _nrt=False)  # no allocation inside: no reference counting

@@ -22,6 +22,7 @@ from replay.engine.buddy import (
     _unlink,
     del_page_from_free_list,
     expand,
+    move_freepages,
     move_to_free_list_tail,
     order_to_pindex,
     pcp_add,
@@ -255,16 +256,7 @@ def steal_suitable_fallback(st, z, page, alloc_flags, start_mt, whole_block, cur
     if end > st.zone_param[z, ZP_END]:
         move_to_free_list_tail(st, z, page, start_mt)
         return
-    free_pages = 0
-    p = start
-    while p < end:
-        if st.pg_state[p] == 1:  # PG_BUDDY
-            o = st.pg_order[p]
-            move_to_free_list_tail(st, z, p, start_mt)
-            free_pages += 1 << o
-            p += 1 << o
-        else:
-            p += 1
+    free_pages = move_freepages(st, z, start, end, start_mt)
     if free_pages == 0:
         move_to_free_list_tail(st, z, page, start_mt)
         return

@@ -456,24 +456,7 @@ def _check_result(stats: TraceStats, strict: bool) -> None:
 def parquet_metadata(stats: TraceStats) -> dict[bytes, bytes]:
     import json
 
-    meta = {
-        "schema_version": SCHEMA_VERSION,
-        "source": stats.source,
-        "layout": stats.layout,
-        "compression": stats.compression,
-        "lines": stats.lines,
-        "events": stats.events,
-        "events_by_kind": stats.events_by_kind,
-        "markers": stats.markers,
-        "header_lines": stats.header_lines,
-        "other_events": stats.other_events,
-        "bad_lines": stats.bad_lines,
-        "lost_events": stats.lost_events,
-        "lost_by_cpu": {str(k): v for k, v in stats.lost_by_cpu.items()},
-        "cpus": stats.cpus,
-        "kernel_release": stats.kernel_release,
-        "error": stats.error,
-    }
+    meta = {"schema_version": SCHEMA_VERSION, **stats.as_dict()}
     return {b"pagereplay": json.dumps(meta).encode()}
 
 

@@ -37,6 +37,29 @@ class TraceStats:
     def bad_total(self) -> int:
         return sum(self.bad_lines.values())
 
+    def as_dict(self) -> dict:
+        """The accounting as JSON-ready data (CLI --json and Parquet metadata)."""
+        return {
+            "source": self.source,
+            "layout": self.layout,
+            "compression": self.compression,
+            "lines": self.lines,
+            "events": self.events,
+            "events_by_kind": self.events_by_kind,
+            "markers": self.markers,
+            "header_lines": self.header_lines,
+            "lost_lines": self.lost_lines,
+            "lost_events": self.lost_events,
+            "lost_by_cpu": {str(k): v for k, v in self.lost_by_cpu.items()},
+            "other_events": self.other_events,
+            "bad_lines": self.bad_lines,
+            "bad_samples": [{"line": ln, "reason": r, "text": t}
+                            for ln, r, t in self.bad_samples],
+            "cpus": self.cpus,
+            "kernel_release": self.kernel_release,
+            "error": self.error,
+        }
+
 
 @dataclass
 class TraceData:

@@ -238,8 +238,7 @@ def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba
         if s == e:
             counts[C_BLANK] += 1
             continue
-        c0 = buf[s]
-        if c0 == 35:  # '#'
+        if buf[ls] == 35:  # '#' in the first column: a comment (a comm may start with '#')
             counts[C_HASH] += 1
             if nspec >= speccap:
                 return nrow, nent, nspec, 2
