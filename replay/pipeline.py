@@ -54,12 +54,19 @@ def observe(run: Loaded, every_events: int | None = None, every_ms: float | None
 
 
 def simulate_run(run: Loaded, settings: Settings | None = None, every_events: int | None = None,
-                 every_ms: float | None = None, samples: bool = True) -> SimulateResult:
-    """Simulate the trace's requests under settings, sampled at the same points as observe."""
+                 every_ms: float | None = None, samples: bool = True,
+                 sample_at: list[int] | None = None) -> SimulateResult:
+    """Simulate the trace's requests under settings, sampled at the same points as observe
+    (or only at the event indices in `sample_at`, e.g. the end marker for a sweep point)."""
+    import numpy as np
+
     from replay.engine.events import event_arrays
 
     e = event_arrays(run.data)
-    points = _points(run, e, every_events, every_ms) if samples else None
+    if sample_at is not None:
+        points = np.unique(np.asarray(list(sample_at) + [len(e)], np.int64))
+    else:
+        points = _points(run, e, every_events, every_ms) if samples else None
     return simulate(run.data, run.bundle, settings, run.machine, points,
                     Sampler if samples else None)
 

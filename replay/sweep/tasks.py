@@ -94,9 +94,11 @@ def point_task(source: str, events: str, machine: str | None, items: list[str]) 
 
     t0 = time.perf_counter()
     run = loaded(source, events, machine)
-    sim = simulate_run(run, Settings.parse(items))
     seq = run.data.events.column("seq").to_numpy()
     end_idx = marker_positions(run.data, seq).get("end.buddyinfo begin")
+    # a sweep point needs the state only where the end snapshot was read (and at the end)
+    sim = simulate_run(run, Settings.parse(items),
+                       sample_at=[end_idx] if end_idx is not None else [])
     pbo = sim.machine.pageblock_order
     free = samples_free_blocks(sim.samples, end_idx) if sim.samples else {}
     side = side_metrics(events_frame(sim.events), free, sim.samples, end_idx, pbo)
