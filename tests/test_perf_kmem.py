@@ -66,7 +66,8 @@ def parse_perf_summary(text: str) -> dict:
         elif header and re.match(r"^\s*\d+\s", line):
             order, *cells = line.split()
             assert len(cells) == len(header), line
-            matrix[int(order)] = {h: 0 if c == "." else int(c) for h, c in zip(header, cells)}
+            matrix[int(order)] = {h: 0 if c == "." else int(c)
+                                  for h, c in zip(header, cells, strict=True)}
     assert set(out) == set(SUMMARY_LINES.values()), out
     assert header == list(PERF_COLUMNS), header
     assert sorted(matrix) == list(range(11))
