@@ -75,7 +75,7 @@ ALLOC_NOFRAGMENT = 0x100
 ALLOC_WMARK_MASK = 0x03
 
 __GFP_DMA, __GFP_HIGHMEM, __GFP_DMA32, __GFP_MOVABLE = 0x1, 0x2, 0x4, 0x8
-__GFP_HIGH, __GFP_DIRECT_RECLAIM, __GFP_KSWAPD_RECLAIM = 0x20, 0x400, 0x800
+__GFP_HIGH, __GFP_ATOMIC, __GFP_DIRECT_RECLAIM, __GFP_KSWAPD_RECLAIM = 0x20, 0x200, 0x400, 0x800
 __GFP_NOMEMALLOC = 0x80000
 
 ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE = 0, 1, 2, 3
@@ -429,6 +429,19 @@ def wmark_of(st, z, alloc_flags):
 
 
 @njit(cache=True, _nrt=False)
+def node_has_dma32(st, node):
+    """alloc_flags_nofragment(): on NUMA, Normal gets NOFRAGMENT only if its node has DMA32
+    (on one node, DMA32 is assumed)."""
+    multi_node = False
+    for z in range(st.zone_type.shape[0]):
+        if st.zone_node[z] != 0:
+            multi_node = True
+        if st.zone_node[z] == node and st.zone_type[z] == ZONE_DMA32:
+            return True
+    return not multi_node
+
+
+@njit(cache=True, _nrt=False)
 def gfp_zone(st, gfp):
     """gfp_zone(): the highest zone type the request may use (GFP_ZONE_TABLE of the arch)."""
     return st.gfpzone[gfp & 0xF]
@@ -436,7 +449,7 @@ def gfp_zone(st, gfp):
 
 @njit(cache=True, _nrt=False)
 def get_page_from_freelist(st, zonelist, nz, order, alloc_flags, highest, mt, cpu, out, req,
-                           counters, no_watermarks):
+                           counters, no_watermarks, gfp):
     """get_page_from_freelist(): the zonelist from the preferred zone down; a remote node while
     ALLOC_NOFRAGMENT drops the flag and restarts the scan."""
     local_node = st.zone_node[zonelist[0]] if nz > 0 else 0
@@ -451,8 +464,8 @@ def get_page_from_freelist(st, zonelist, nz, order, alloc_flags, highest, mt, cp
             if not no_watermarks:
                 mark = wmark_of(st, z, alloc_flags)
                 if not zone_watermark_ok(st, z, order, mark, highest, alloc_flags):
-                    # zone_watermark_fast(): order-0 __GFP_HIGH at the min mark ignores boost
-                    if not (order == 0 and (alloc_flags & ALLOC_MIN_RESERVE)
+                    # zone_watermark_fast(): order-0 GFP_ATOMIC at the min mark ignores boost
+                    if not (order == 0 and (gfp & __GFP_ATOMIC)
                             and st.zone_param[z, ZP_BOOST] > 0
                             and (alloc_flags & ALLOC_WMARK_MASK) == ALLOC_WMARK_MIN
                             and zone_watermark_ok(st, z, order, st.zone_param[z, ZP_MIN],
@@ -533,10 +546,10 @@ def __alloc_pages(st, gfp, order, mt, cpu, node, out, req, counters, zonelists, 
     alloc_flags = ALLOC_WMARK_LOW
     if gfp & __GFP_KSWAPD_RECLAIM:
         alloc_flags |= ALLOC_KSWAPD
-    if st.zone_type[zonelist[0]] == ZONE_NORMAL:
-        alloc_flags |= ALLOC_NOFRAGMENT
+    if st.zone_type[zonelist[0]] == ZONE_NORMAL and node_has_dma32(st, st.zone_node[zonelist[0]]):
+        alloc_flags |= ALLOC_NOFRAGMENT  # alloc_flags_nofragment()
     page, z = get_page_from_freelist(st, zonelist, nz, order, alloc_flags, highest, mt, cpu,
-                                     out, req, counters, False)
+                                     out, req, counters, False, gfp)
     if page >= 0:
         return page, z
     # slow path: gfp_to_alloc_flags()
@@ -546,16 +559,16 @@ def __alloc_pages(st, gfp, order, mt, cpu, node, out, req, counters, zonelists, 
     if gfp & __GFP_HIGH:
         alloc_flags |= ALLOC_MIN_RESERVE
     if not (gfp & __GFP_DIRECT_RECLAIM) and not (gfp & __GFP_NOMEMALLOC):
-        alloc_flags |= ALLOC_NON_BLOCK
-        if order > 0 and (gfp & __GFP_HIGH):
+        alloc_flags |= ALLOC_NON_BLOCK  # gfp_to_alloc_flags() (6.1.116+)
+        if order > 0:
             alloc_flags |= ALLOC_HIGHATOMIC
     page, z = get_page_from_freelist(st, zonelist, nz, order, alloc_flags, highest, mt, cpu,
-                                     out, req, counters, False)
+                                     out, req, counters, False, gfp)
     if page >= 0:
         counters[S_MINWM] += 1
         return page, z
     page, z = get_page_from_freelist(st, zonelist, nz, order, alloc_flags | ALLOC_OOM, highest,
-                                     mt, cpu, out, req, counters, True)
+                                     mt, cpu, out, req, counters, True, gfp)
     if page >= 0:
         counters[S_NOWM] += 1
     return page, z
