@@ -56,7 +56,7 @@ def run_info(source: str, as_json: bool, strict: bool, out: Console, err: Consol
     d, _ = trace_summary(source, strict)
     if as_json:
         out.print_json(json.dumps(d, default=str))
-        return 2 if d["error"] else 0
+        return 2 if d["error"] or not (d["events"] or d["markers"]) else 0
     t = Table(title=f"{d['source']}", show_header=False, title_justify="left")
     t.add_row("layout", f"{d['layout']} ({d['compression']})")
     t.add_row("lines", f"{d['lines']:,}")
@@ -82,6 +82,9 @@ def run_info(source: str, as_json: bool, strict: bool, out: Console, err: Consol
     print_bad(_Stats(d), err)
     if d["error"]:
         err.print(f"error: {d['error']}", highlight=False)
+        return 2
+    if not d["events"] and not d["markers"]:
+        err.print(f"error: {d['source']}: no page-allocator events found", highlight=False)
         return 2
     return 0
 

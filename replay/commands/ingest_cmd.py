@@ -28,7 +28,8 @@ def stats_dict(stats: TraceStats) -> dict:
 def print_bad(stats: TraceStats, err: Console) -> None:
     if stats.bad_total:
         reasons = ", ".join(f"{n} {r}" for r, n in stats.bad_lines.items())
-        err.print(f"skipped {stats.bad_total} bad lines ({reasons}); first ones:", highlight=False)
+        err.print(f"skipped {stats.bad_total} bad lines ({reasons}); first ones:", highlight=False,
+                  markup=False)
         for line, reason, text in stats.bad_samples[:5]:
             err.print(f"  {stats.source}:{line}: {reason}: {text[:100]}", highlight=False,
                       markup=False)

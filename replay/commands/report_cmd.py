@@ -58,6 +58,10 @@ def run_report(source: str, outdir: Path | None, time_window: str | None,
                out: Console, err: Console) -> int:
     from replay.report.build import build
 
+    if window_ms is not None and window_ms <= 0:
+        raise SettingsError(f"--window-ms {window_ms}: must be positive")
+    if window_events is not None and window_events <= 0:
+        raise SettingsError(f"--window-events {window_events}: must be positive")
     window = parse_time(time_window)
     settings = Settings.parse(sets) if compare else Settings()
     t0 = time.perf_counter()
