@@ -386,6 +386,9 @@ def simulate(data, bundle=None, settings: Settings | None = None,
                            max_order=base.max_order)
     start = prepare_start(e, data, bundle, init_machine, cpus=sim_machine.cpus)
     st = transform_state(start.state, base, sim_machine)
+    trace_cpus = int(e.cpu.max()) + 1 if len(e) else 1
+    if start.i_start > 0:  # a snapshot start: its pcp lists are learnt from the trace
+        seed_initial_pcp(st, e, start.i_start, cpu_mapping(sim_machine, trace_cpus)[0])
     sampler = sampler_factory(sim_machine, e) if sampler_factory else None
     counters, out = run_simulation(st, sim_machine, settings, e, start.i_start, start.disp,
                                    points, sampler)
@@ -422,3 +425,36 @@ def free_one(st, page, order, cpu, out, counters):
     free_the_page(st, st.pg_zone[page], page, order, cpu, False, out, -1, counters)
     counters[S_FREES] += 1
     return True
+
+
+def seed_initial_pcp(st: State, e: EventArrays, i_start: int, cpu_map: np.ndarray) -> int:
+    """Put back on the pcp lists the pages the snapshot could not show there: a page whose first
+    event after the start is a pcp allocation (no zone_locked before it) or a pcpu_drain was on
+    a per-CPU list when the snapshot was taken. Returns the pages seeded."""
+    from replay.engine.buddy import pcp_add, pcp_allowed_order
+    from replay.engine.state import PG_NONE
+    from replay.trace.schema import EV_PCPU_DRAIN, EV_ZONE_LOCKED
+
+    idx = np.arange(i_start, len(e))
+    idx = idx[(e.pfn[idx] >= 0) & np.isin(e.ev[idx], (EV_ALLOC, EV_FREE, EV_FREE_BATCHED,
+                                                         EV_ZONE_LOCKED, EV_PCPU_DRAIN))]
+    if not len(idx):
+        return 0
+    _, first = np.unique(e.pfn[idx], return_index=True)
+    first = np.sort(idx[first])  # in trace order: the first used is nearest the list head
+    pbo = int(st.config[0])
+    seeded = 0
+    for i in first:
+        kind = e.ev[i]
+        if kind not in (EV_ALLOC, EV_PCPU_DRAIN):
+            continue
+        p, o = int(e.pfn[i]), int(e.order[i])
+        if not pcp_allowed_order(o, pbo) or p >= len(st.pg_state) or st.pg_zone[p] < 0:
+            continue
+        if st.pg_state[p] != PG_NONE or find_free_block(st, p) >= 0:
+            continue
+        mt = int(e.mt[i]) if e.mt[i] >= 0 else int(st.pb_mt[p >> pbo])
+        cpu = int(cpu_map[e.cpu[i]]) if kind == EV_ALLOC else int(cpu_map[e.cpu[i]])
+        pcp_add(st, cpu, int(st.pg_zone[p]), p, o, mt, True)
+        seeded += 1
+    return seeded
