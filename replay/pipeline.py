@@ -55,7 +55,8 @@ def observe(run: Loaded, every_events: int | None = None, every_ms: float | None
 
 def simulate_run(run: Loaded, settings: Settings | None = None, every_events: int | None = None,
                  every_ms: float | None = None, samples: bool = True,
-                 sample_at: list[int] | None = None) -> SimulateResult:
+                 sample_at: list[int] | None = None,
+                 start_cache: dict | None = None) -> SimulateResult:
     """Simulate the trace's requests under settings, sampled at the same points as observe
     (or only at the event indices in `sample_at`, e.g. the end marker for a sweep point)."""
     import numpy as np
@@ -68,7 +69,7 @@ def simulate_run(run: Loaded, settings: Settings | None = None, every_events: in
     else:
         points = _points(run, e, every_events, every_ms) if samples else None
     return simulate(run.data, run.bundle, settings, run.machine, points,
-                    Sampler if samples else None)
+                    Sampler if samples or sample_at is not None else None, start_cache)
 
 
 def _points(run: Loaded, e, every_events: int | None, every_ms: float | None):

@@ -117,7 +117,9 @@ class Emitter(NamedTuple):
 
 
 def new_emitter(capacity: int) -> Emitter:
-    mk = lambda: np.full(capacity, -1, np.int64)  # noqa: E731
+    """Room for `capacity` events. Left uninitialised: emit() writes every field of the rows
+    it uses, so pages past the last event are never touched (a sweep point stays light)."""
+    mk = lambda: np.empty(capacity, np.int64)  # noqa: E731
     return Emitter(mk(), mk(), mk(), mk(), mk(), mk(), mk(), mk(), mk(), mk(),
                    np.zeros(2, np.int64))
 

@@ -46,6 +46,7 @@ from replay.engine.state import (
     PG_ALLOC,
     PG_PCP,
     State,
+    copy_state,
 )
 from replay.errors import SettingsError
 from replay.trace.schema import EV_ALLOC, EV_FREE, EV_FREE_BATCHED, EVENT_NAMES
@@ -372,9 +373,12 @@ def transform_state(st: State, base: Machine, sim: Machine) -> State:
 
 
 def simulate(data, bundle=None, settings: Settings | None = None,
-             machine: Machine | None = None, points=None, sampler_factory=None
-             ) -> SimulateResult:
-    """Simulate a trace's requests from its start state under (what-if) settings."""
+             machine: Machine | None = None, points=None, sampler_factory=None,
+             start_cache: dict | None = None) -> SimulateResult:
+    """Simulate a trace's requests from its start state under (what-if) settings.
+
+    `start_cache` (a dict the caller keeps) reuses the initial state across calls on the same
+    trace, as a sweep does for each of its settings points."""
     from replay.engine.events import event_arrays
     from replay.engine.reconstruct import bundle_machine, prepare_start
 
@@ -384,8 +388,17 @@ def simulate(data, bundle=None, settings: Settings | None = None,
     sim_machine = apply_settings(base, settings)
     init_machine = replace(sim_machine, pageblock_order=base.pageblock_order,
                            max_order=base.max_order)
-    start = prepare_start(e, data, bundle, init_machine, cpus=sim_machine.cpus)
-    st = transform_state(start.state, base, sim_machine)
+    key = (data.stats.source, data.events.num_rows, init_machine.cpus,
+           init_machine.pageblock_order)
+    if start_cache is not None and key in start_cache:
+        start = start_cache[key]
+    else:
+        start = prepare_start(e, data, bundle, init_machine, cpus=sim_machine.cpus)
+        if start_cache is not None:
+            start_cache.clear()  # one trace at a time: the states are large
+            start_cache[key] = start
+    st = transform_state(copy_state(start.state) if start_cache is not None else start.state,
+                         base, sim_machine)
     trace_cpus = int(e.cpu.max()) + 1 if len(e) else 1
     if start.i_start > 0:  # a snapshot start: its pcp lists are learnt from the trace
         seed_initial_pcp(st, e, start.i_start, cpu_mapping(sim_machine, trace_cpus)[0])

@@ -64,18 +64,24 @@ def run_on(client, jobs: list[TraceJob], points: list[Point], cache_dir: Path,
     tag = uuid.uuid4().hex[:8]  # keys unique to this sweep, should a client run several
     meta: dict = {}  # future key -> ("observe", job) or ("point", job, point)
     futures = []
+    home = trace_homes(client, jobs)
     for rank, job in enumerate(sorted(jobs, key=lambda j: -j.size)):
         prio = len(jobs) - rank
+        # soft affinity: a trace's tasks prefer one worker, which then loads the trace and
+        # builds its initial state once; idle workers may still steal them
+        where = ({"workers": [home[job.name]], "allow_other_workers": True}
+                 if job.name in home else {})
         ing = client.submit(ingest_task, job.source, str(cache_dir), ingest_threads,
-                            key=f"ingest-{tag}-{job.name}-{rank}", priority=prio + 1, pure=False)
+                            key=f"ingest-{tag}-{job.name}-{rank}", priority=prio + 1, pure=False,
+                            **where)
         obs = client.submit(observe_task, job.source, ing, machine, priority=prio,
-                            key=f"observe-{tag}-{job.name}-{rank}", pure=False)
+                            key=f"observe-{tag}-{job.name}-{rank}", pure=False, **where)
         meta[obs.key] = ("observe", job, None)
         futures.append(obs)
         for p in points:
             f = client.submit(point_task, job.source, ing, machine, list(p.items),
                               priority=prio, key=f"point-{tag}-{job.name}-{rank}-{p.index}",
-                              pure=False)
+                              pure=False, **where)
             meta[f.key] = ("point", job, p)
             futures.append(f)
     observed: dict[str, dict] = {}
@@ -99,6 +105,23 @@ def run_on(client, jobs: list[TraceJob], points: list[Point], cache_dir: Path,
     workers = len(client.scheduler_info().get("workers", {}))
     failed = [r for r in rows if r["status"] != "ok"]
     return SweepResult(rows, observed, points, time.perf_counter() - t0, workers, failed)
+
+
+def trace_homes(client, jobs: list[TraceJob]) -> dict[str, str]:
+    """A worker per trace, balancing trace sizes greedily (largest first)."""
+    try:
+        addrs = sorted(client.scheduler_info().get("workers", {}))
+    except Exception:  # noqa: BLE001 - no affinity is still a correct sweep
+        return {}
+    if len(addrs) < 2:
+        return {}
+    load = dict.fromkeys(addrs, 0)
+    home = {}
+    for job in sorted(jobs, key=lambda j: -j.size):
+        addr = min(load, key=load.__getitem__)
+        home[job.name] = addr
+        load[addr] += job.size
+    return home
 
 
 def make_row(job: TraceJob, point: Point, res: dict, obs: dict) -> dict:

@@ -16,6 +16,7 @@ from replay.errors import PageReplayError
 from replay.pipeline import Loaded
 
 _LOADED: OrderedDict[tuple, Loaded] = OrderedDict()
+_STARTS: dict = {}  # the last trace's initial state, shared by its settings points
 KEEP_LOADED = 2
 
 
@@ -98,7 +99,8 @@ def point_task(source: str, events: str, machine: str | None, items: list[str]) 
     end_idx = marker_positions(run.data, seq).get("end.buddyinfo begin")
     # a sweep point needs the state only where the end snapshot was read (and at the end)
     sim = simulate_run(run, Settings.parse(items),
-                       sample_at=[end_idx] if end_idx is not None else [])
+                       sample_at=[end_idx] if end_idx is not None else [],
+                       start_cache=_STARTS)
     pbo = sim.machine.pageblock_order
     free = samples_free_blocks(sim.samples, end_idx) if sim.samples else {}
     side = side_metrics(events_frame(sim.events), free, sim.samples, end_idx, pbo)
