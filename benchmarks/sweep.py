@@ -49,20 +49,20 @@ def bundles(root: Path) -> list[str]:
     return [str(p) for p in found if p.name not in SKIP]
 
 
-def timed_run(sources: list[str], grid: list[str], workers: int, scratch: Path
-              ) -> tuple[SweepResult, tuple[float, float], float]:
+def timed_run(sources: list[str], grid: list[str], workers: int, scratch: Path,
+              threads: int | None = None) -> tuple[SweepResult, tuple[float, float], float]:
     """One sweep on a fresh LocalCluster with a cold cache; (result, load before/after,
     cluster start-up seconds)."""
     points = parse_grid(grid)
     jobs = trace_jobs(sources)
     warm_up(min(jobs, key=lambda j: j.size).source, scratch / "warm-cache")
     t0 = time.perf_counter()
-    with open_client(workers) as client:
+    with open_client(workers, threads=threads) as client:
         client.wait_for_workers(workers)
         startup = time.perf_counter() - t0
         before = os.getloadavg()[0]
-        result = run_on(client, jobs, points, scratch / f"cache-{workers}", None,
-                        threads_per_worker(workers))
+        result = run_on(client, jobs, points, scratch / f"cache-{workers}-{threads}", None,
+                        threads or threads_per_worker(workers))
         after = os.getloadavg()[0]
     return result, (before, after), startup
 
@@ -106,6 +106,8 @@ def main() -> int:
     parser.add_argument("--workers", default="1,2", help="worker counts to time, e.g. 1,2")
     parser.add_argument("--grid", action="append", help="KEY=V1,V2 (default: 3 knobs x 2)")
     parser.add_argument("--out", type=Path, default=Path("sweep-benchmark"))
+    parser.add_argument("--single-threaded-baseline", action="store_true",
+                        help="also time 1 worker whose thread pools use one core")
     args = parser.parse_args()
     sources = bundles(args.traces)
     grid = args.grid or GRID
@@ -121,7 +123,15 @@ def main() -> int:
     print_runs(runs)
     if 1 in runs and len(runs) > 1:
         for n in sorted(runs)[1:]:
-            print(f"speed-up {n} workers vs 1: {runs[1][0].seconds / runs[n][0].seconds:.2f}x")
+            print(f"speed-up {n} workers vs 1: {runs[1][0].seconds / runs[n][0].seconds:.2f}x "
+                  f"(the single worker's thread pools use all {os.cpu_count()} cores)")
+        if args.single_threaded_baseline:
+            with tempfile.TemporaryDirectory(prefix="sweep-bench-") as tmp:
+                one = timed_run(sources, grid, 1, Path(tmp), threads=1)
+            print(f"  1 single-threaded worker: {one[0].seconds:.1f} s", file=sys.stderr)
+            for n in sorted(runs)[1:]:
+                print(f"speed-up {n} workers vs 1 single-threaded worker (process scaling "
+                      f"alone): {one[0].seconds / runs[n][0].seconds:.2f}x")
     last = runs[max(runs)][0]
     print_effects(last)
     paths = write_results(last, args.out)

@@ -20,7 +20,8 @@ def threads_per_worker(workers: int) -> int:
 
 
 @contextmanager
-def open_client(workers: int = 2, scheduler: str | None = None) -> Iterator:
+def open_client(workers: int = 2, scheduler: str | None = None,
+                threads: int | None = None) -> Iterator:
     """A distributed.Client: on `scheduler` (e.g. tcp://host:8786) when given, else on a new
     LocalCluster of `workers` single-task processes on loopback, closed on exit."""
     from distributed import Client, LocalCluster
@@ -36,7 +37,7 @@ def open_client(workers: int = 2, scheduler: str | None = None) -> Iterator:
         finally:
             client.close()
         return
-    threads = threads_per_worker(workers)
+    threads = threads or threads_per_worker(workers)
     env = {name: str(threads) for name in _THREAD_VARS}
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                            host="127.0.0.1", dashboard_address=":0",
