@@ -68,8 +68,6 @@ KPF_NAMES: dict[int, str] = {
 }
 
 SNAPSHOT_FILES = ("buddyinfo", "pagetypeinfo", "zoneinfo", "vmstat", "meminfo", "kpageflags")
-TRACE_PREFERENCE = ("trace.txt", "trace.txt.gz", "trace.dat", "trace.dat.gz")
-
 ZoneKey = tuple[int, str]  # (node, zone name), e.g. (0, "DMA32")
 
 _NODE_ZONE = re.compile(r"Node\s+(\d+),\s*zone\s+(\S+)")
@@ -631,11 +629,10 @@ def read_snapshot(directory: str | Path, side: str) -> Snapshot:
 
 
 def find_trace_files(directory: str | Path) -> list[Path]:
-    """The bundle's trace files, best first: trace.txt[.gz], trace.dat[.gz], then any trace*."""
-    directory = Path(directory)
-    files = sorted(p for p in directory.glob("trace*") if p.is_file())
-    rank = {name: i for i, name in enumerate(TRACE_PREFERENCE)}
-    return sorted(files, key=lambda p: (rank.get(p.name, len(rank)), p.name))
+    """The bundle's trace files, best first (the same choice ingest makes)."""
+    from replay.trace.sources import trace_files
+
+    return trace_files(Path(directory))
 
 
 @dataclass

@@ -42,18 +42,28 @@ def sniff_compression(head: bytes) -> str:
     return "none"
 
 
-def find_trace_in_bundle(directory: Path) -> Path:
-    """The trace file of a bundle: trace.txt[.gz|.zst|...], trace.dat[...], or any trace* file."""
-    candidates = sorted(p for p in directory.iterdir() if p.is_file())
-    for base in TRACE_NAMES:
-        for p in candidates:
+def trace_files(directory: Path) -> list[Path]:
+    """A bundle's trace files, best first: trace.txt, trace.dat, trace, trace_pipe... with any
+    compression suffix (trace.txt.gz, trace.dat.zst), in TRACE_NAMES order; then any trace*."""
+    candidates = sorted(p for p in Path(directory).iterdir() if p.is_file())
+
+    def rank(p: Path) -> int:
+        for i, base in enumerate(TRACE_NAMES):
             if p.name == base or (p.name.startswith(base + ".") and p.name.count(".") <= 2):
-                return p
-    for p in candidates:
-        if p.name.startswith("trace"):
-            return p
-    raise InputError(f"{directory}: no trace file in this directory (expected trace.txt[.gz] "
-                     "or trace.dat[.gz])")
+                return i
+        return len(TRACE_NAMES) if p.name.startswith("trace") else -1
+
+    ranked = [(rank(p), p.name, p) for p in candidates]
+    return [p for r, _, p in sorted(ranked) if r >= 0]
+
+
+def find_trace_in_bundle(directory: Path) -> Path:
+    """The trace file of a bundle (the first of trace_files)."""
+    files = trace_files(directory)
+    if not files:
+        raise InputError(f"{directory}: no trace file in this directory (expected "
+                         "trace.txt[.gz] or trace.dat[.gz])")
+    return files[0]
 
 
 def resolve(source: str | os.PathLike) -> tuple[Path | None, Path | None]:
