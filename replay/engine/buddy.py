@@ -127,6 +127,34 @@ def move_freepages(st, z, start, end, mt):
 
 
 @njit(cache=True, _nrt=False)
+def move_freepages_block(st, z, pfn, mt):
+    """move_freepages_block(): every free block of pfn's pageblock to mt's lists (tail,
+    ascending pfn). The range starts at pfn when the pageblock starts before the zone; returns
+    (free pages moved, start, end), with 0 moved when the pageblock ends past the zone."""
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    start = (pfn >> pbo) << pbo
+    end = start + (1 << pbo)
+    if start < st.zone_param[z, ZP_START]:
+        start = pfn  # do not cross the zone's start
+    if end > st.zone_param[z, ZP_END]:
+        return 0, start, end
+    return move_freepages(st, z, start, end, mt), start, end
+
+
+@njit(cache=True, _nrt=False)
+def change_pageblock_range(st, pfn, order, mt):
+    """change_pageblock_range(): every pageblock of a block of `order` >= pageblock_order takes
+    type mt; returns how many changed."""
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    changed = 0
+    for b in range(pfn >> pbo, (pfn + (1 << order)) >> pbo):
+        if st.pb_mt[b] != mt:
+            changed += 1
+        st.pb_mt[b] = mt
+    return changed
+
+
+@njit(cache=True, _nrt=False)
 def zone_contains(st, z, pfn):
     return st.zone_param[z, ZP_START] <= pfn < st.zone_param[z, ZP_END]
 

@@ -14,13 +14,13 @@ from numba import njit
 
 from replay.engine.buddy import (
     MIGRATE_HIGHATOMIC,
-    MIGRATE_MOVABLE,
     __free_one_page,
     add_to_free_list,
+    change_pageblock_range,
     del_page_from_free_list,
     find_free_block,
     find_pcp_block,
-    move_freepages,
+    move_freepages_block,
     move_to_free_list_tail,
     pcp_add,
     pcp_allowed_order,
@@ -28,6 +28,7 @@ from replay.engine.buddy import (
     split_around,
     take_free_block,
 )
+from replay.engine.policy import can_steal_fallback
 from replay.engine.state import (
     CFG_LOSSY,
     CFG_PAGEBLOCK_ORDER,
@@ -37,8 +38,6 @@ from replay.engine.state import (
     PG_BUDDY,
     PG_NONE,
     PG_PCP,
-    ZP_END,
-    ZP_START,
 )
 from replay.trace.schema import (
     EV_ALLOC,
@@ -195,19 +194,13 @@ def steal(st, z, pfn, alloc_order, fallback_order, start_mt, fallback_mt, chown,
         move_to_free_list_tail(st, z, head, start_mt)
         return
     if fallback_order >= pbo:
-        # change_pageblock_range(): every pageblock of the block takes the new type
-        for b in range(pfn >> pbo, (pfn + (1 << fallback_order)) >> pbo):
-            if st.pb_mt[b] != start_mt:
-                counters[C_RETYPE] += 1
-            st.pb_mt[b] = start_mt
+        counters[C_RETYPE] += change_pageblock_range(st, pfn, fallback_order, start_mt)
         move_to_free_list_tail(st, z, head, start_mt)
         return
-    whole_block = fallback_order >= (pbo >> 1) or start_mt != MIGRATE_MOVABLE
-    if whole_block:
-        moved = move_freepages_block(st, z, pfn, start_mt)
-        if moved == 0:
-            move_to_free_list_tail(st, z, head, start_mt)
-    else:
+    moved = 0
+    if can_steal_fallback(st, fallback_order, start_mt):  # a whole-pageblock steal
+        moved, _, _ = move_freepages_block(st, z, pfn, start_mt)
+    if moved == 0:
         move_to_free_list_tail(st, z, head, start_mt)
     if chown == 1:
         if st.pb_mt[pfn >> pbo] != start_mt:
@@ -216,20 +209,6 @@ def steal(st, z, pfn, alloc_order, fallback_order, start_mt, fallback_mt, chown,
     elif st.pb_mt[pfn >> pbo] == start_mt:
         st.pb_mt[pfn >> pbo] = fallback_mt
         counters[C_PBFIX] += 1
-
-
-@njit(cache=True, _nrt=False)
-def move_freepages_block(st, z, pfn, mt):
-    """move_freepages_block(): every free block of the pageblock to mt's lists (tail, in
-    ascending pfn order). Returns the free pages moved (0 if the pageblock crosses the zone)."""
-    pbo = st.config[CFG_PAGEBLOCK_ORDER]
-    start = (pfn >> pbo) << pbo
-    end = start + (1 << pbo)
-    if start < st.zone_param[z, ZP_START]:
-        start = pfn  # do not cross the zone's start
-    if end > st.zone_param[z, ZP_END]:
-        return 0
-    return move_freepages(st, z, start, end, mt)
 
 
 @njit(nogil=True, cache=True, _nrt=False)  # no allocation inside: no reference counting

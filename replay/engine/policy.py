@@ -20,9 +20,10 @@ from replay.engine.buddy import (
     MIGRATE_MOVABLE,
     __free_one_page,
     _unlink,
+    change_pageblock_range,
     del_page_from_free_list,
     expand,
-    move_freepages,
+    move_freepages_block,
     move_to_free_list_tail,
     order_to_pindex,
     pcp_add,
@@ -43,14 +44,12 @@ from replay.engine.state import (
     PG_PCP,
     ZONE_BOOSTED_WATERMARK,
     ZP_BOOST,
-    ZP_END,
     ZP_FLAGS,
     ZP_HIGH,
     ZP_LOW,
     ZP_MANAGED,
     ZP_MIN,
     ZP_RESERVED_HA,
-    ZP_START,
 )
 from replay.trace.schema import (
     EV_EXTFRAG,
@@ -242,8 +241,7 @@ def steal_suitable_fallback(st, z, page, alloc_flags, start_mt, whole_block, cur
         move_to_free_list_tail(st, z, page, start_mt)
         return
     if current_order >= pbo:
-        for b in range(page >> pbo, (page + (1 << current_order)) >> pbo):
-            st.pb_mt[b] = start_mt  # change_pageblock_range()
+        change_pageblock_range(st, page, current_order, start_mt)
         move_to_free_list_tail(st, z, page, start_mt)
         return
     if boost_watermark(st, z) and (alloc_flags & ALLOC_KSWAPD):
@@ -251,15 +249,8 @@ def steal_suitable_fallback(st, z, page, alloc_flags, start_mt, whole_block, cur
     if not whole_block:
         move_to_free_list_tail(st, z, page, start_mt)
         return
-    start = (page >> pbo) << pbo
-    end = start + (1 << pbo)
-    if start < st.zone_param[z, ZP_START]:
-        start = page  # move_freepages_block(): do not cross the zone's start
-    if end > st.zone_param[z, ZP_END]:
-        move_to_free_list_tail(st, z, page, start_mt)
-        return
-    free_pages = move_freepages(st, z, start, end, start_mt)
-    if free_pages == 0:
+    free_pages, start, end = move_freepages_block(st, z, page, start_mt)
+    if free_pages == 0:  # the pageblock crosses the zone's end
         move_to_free_list_tail(st, z, page, start_mt)
         return
     movable = count_movable_pages(st, start, end)
