@@ -44,15 +44,12 @@ def run_ingest(source: str, output: Path | None, fmt: str, strict: bool, as_json
     output = output or default_output(source)
     t0 = time.perf_counter()
     progress = _progress(source, err) if not as_json else None
-    try:
-        if progress:
-            with progress[0]:
-                stats = ingest_to_parquet(source, output, strict=strict, fmt=fmt, threads=threads,
-                                          progress=progress[1])
-        else:
-            stats = ingest_to_parquet(source, output, strict=strict, fmt=fmt, threads=threads)
-    finally:
-        pass
+    if progress:
+        with progress[0]:
+            stats = ingest_to_parquet(source, output, strict=strict, fmt=fmt, threads=threads,
+                                      progress=progress[1])
+    else:
+        stats = ingest_to_parquet(source, output, strict=strict, fmt=fmt, threads=threads)
     dt = time.perf_counter() - t0
     if as_json:
         d = stats_dict(stats)

@@ -56,7 +56,17 @@ def event_codes(table: pa.Table) -> np.ndarray:
 
 
 def event_arrays(data: TraceData) -> EventArrays:
-    t = data.events
+    """The engine's columns of `data.events`, built once per events table (observe, simulate
+    and the report all ask for them)."""
+    cached = getattr(data, "_event_arrays", None)
+    if cached is not None and cached[0] is data.events:
+        return cached[1]
+    arrays = _event_arrays(data.events)
+    data._event_arrays = (data.events, arrays)  # type: ignore[attr-defined]
+    return arrays
+
+
+def _event_arrays(t: pa.Table) -> EventArrays:
     pfn = t["pfn"]
     pfn_np = pc.fill_null(pfn, 0).to_numpy().astype(np.int64) if t.num_rows else np.zeros(0,
                                                                                           np.int64)

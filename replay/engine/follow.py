@@ -105,18 +105,12 @@ def fix_list_type(st, z, head, mt, counters):
     swap = st.fl_head[z, order, mt]
     while swap != NIL and st.pg_warm[swap] != 0:
         swap = st.pg_next[swap]
+    # moved between lists at the head; NR_FREE_PAGES is untouched by either call
     del_page_from_free_list(st, z, head)
-    from_tail = False
     if swap != NIL:
         del_page_from_free_list(st, z, swap)
-        _relist(st, z, swap, order, old, from_tail)
-    _relist(st, z, head, order, mt, from_tail)
-
-
-@njit(cache=True, _nrt=False)
-def _relist(st, z, pfn, order, mt, tail):
-    # re-add without touching NR_FREE_PAGES (del_page_from_free_list does not change it)
-    add_to_free_list(st, z, pfn, order, mt, tail)
+        add_to_free_list(st, z, swap, order, old, False)
+    add_to_free_list(st, z, head, order, mt, False)
 
 
 @njit(cache=True, _nrt=False)

@@ -218,9 +218,6 @@ def match_list_type_counts(st: State, heads: list[np.ndarray], types: list[np.nd
                 continue
             sel = np.flatnonzero(zs == zi)
             have = np.bincount(t[sel], minlength=MIGRATE_TYPES)[:MIGRATE_TYPES]
-            if have.sum() != target.sum():
-                # the histograms differ (read at another instant): scale nothing, just cap
-                pass
             surplus = {m: int(have[m] - target[m]) for m in range(MIGRATE_TYPES)}
             for m_to in range(MIGRATE_TYPES):
                 while surplus[m_to] < 0:

@@ -33,6 +33,7 @@ from replay.engine.state import (
     MIGRATE_TYPES,
     State,
     buddyinfo,
+    copy_state,
     pageblock_counts,
 )
 from replay.errors import InputError
@@ -336,8 +337,6 @@ def reconstruct(data: TraceData, bundle=None, machine: Machine | None = None,
         f.run(pos, b0)
         end_chk = check_window(f, machine, "end.buddyinfo", b0, b1,
                                _buddyinfo_expected(end.buddyinfo), buddyinfo)
-        from replay.engine.state import copy_state
-
         end_state = copy_state(f.st)
         pos = b1
         if end.pagetypeinfo is not None and "end.pagetypeinfo begin" in marks:

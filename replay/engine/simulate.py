@@ -467,7 +467,7 @@ def seed_initial_pcp(st: State, e: EventArrays, i_start: int, cpu_map: np.ndarra
         if st.pg_state[p] != PG_NONE or find_free_block(st, p) >= 0:
             continue
         mt = int(e.mt[i]) if e.mt[i] >= 0 else int(st.pb_mt[p >> pbo])
-        cpu = int(cpu_map[e.cpu[i]]) if kind == EV_ALLOC else int(cpu_map[e.cpu[i]])
+        cpu = int(cpu_map[e.cpu[i]])  # the allocating (or draining) CPU
         pcp_add(st, cpu, int(st.pg_zone[p]), p, o, mt, True)
         seeded += 1
     return seeded

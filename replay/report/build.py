@@ -154,11 +154,6 @@ def pcp_rates(df: pl.DataFrame, edges_s: list[float]) -> dict:
             "drained_pages": d.astype(np.int64).tolist()}
 
 
-def order_migratetype_matrix(df: pl.DataFrame) -> dict:
-    ps = page_summary(df)
-    return ps["by_order_migratetype"]
-
-
 def end_marker_index(run, e) -> int | None:
     """The event index of the end.buddyinfo marker (where the kernel's end state was read)."""
     from replay.engine.events import marker_positions

@@ -62,6 +62,7 @@ class _Scanned:
     specials: np.ndarray
     counts: np.ndarray
     lines: int
+    spec_texts: list[str]  # the text of each special line
 
 
 def _scan(block: _Block) -> _Scanned:
@@ -95,10 +96,8 @@ def _scan(block: _Block) -> _Scanned:
         strings.append((int(kind), bytes(raw[start : start + length]).decode("utf-8", "replace")))
     spec_rows = spec[:nspec].copy()
     texts = [bytes(raw[r[2] : r[3]]).decode("utf-8", "replace") for r in spec_rows]
-    scanned = _Scanned(block, cols, rows, strings, table.counts[:nent].copy(), spec_rows, counts,
-                       int(counts[sc.C_LINES]))
-    scanned.spec_texts = texts  # type: ignore[attr-defined]
-    return scanned
+    return _Scanned(block, cols, rows, strings, table.counts[:nent].copy(), spec_rows, counts,
+                    int(counts[sc.C_LINES]), texts)
 
 
 class BufferPool:
@@ -191,8 +190,8 @@ class _Assembler:
                 remap[code] = self._global(text, self.comm_index, self.comms)
             elif kind == sc.STR_GFP:
                 if text not in self.gfp_index:
-                    self.gfp_masks.append(gfp_from_text(text) if gfp_from_text(text) is not None
-                                          else -1)
+                    mask = gfp_from_text(text)
+                    self.gfp_masks.append(mask if mask is not None else -1)
                 remap[code] = self._global(text, self.gfp_index, self.gfps)
             else:
                 other = self.stats.other_events
@@ -231,7 +230,7 @@ class _Assembler:
     def _specials(self, s: _Scanned, remap: np.ndarray) -> None:
         base = self.line0
         st = self.stats
-        for rec, text in zip(s.specials, s.spec_texts, strict=True):  # type: ignore[attr-defined]
+        for rec, text in zip(s.specials, s.spec_texts, strict=True):
             kind, line = int(rec[0]), base + int(rec[1])
             if kind == sc.SP_HASH:
                 m = _ENTRIES_RE.search(text)
