@@ -35,6 +35,14 @@ def print_bad(stats: TraceStats, err: Console) -> None:
                       markup=False)
 
 
+def warn_damaged(stats: TraceStats, err: Console) -> None:
+    """Replaying commands go on with what was read; say what was skipped or cut short."""
+    print_bad(stats, err)
+    if stats.error:
+        err.print(f"warning: {stats.source}: {stats.error}; replaying the {stats.events} events "
+                  "read before it", highlight=False, markup=False)
+
+
 def run_ingest(source: str, output: Path | None, fmt: str, strict: bool, as_json: bool,
                threads: int, out: Console, err: Console) -> int:
     if fmt not in ("auto", "ftrace", "trace-cmd"):

@@ -9,7 +9,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from replay.engine.reconstruct import ReconstructResult, reconstruct_source
+from replay.commands.ingest_cmd import warn_damaged
+from replay.engine.reconstruct import ReconstructResult, reconstruct
+from replay.pipeline import load
 
 
 def print_result(r: ReconstructResult, source: str, seconds: float, out: Console) -> None:
@@ -52,7 +54,9 @@ def print_result(r: ReconstructResult, source: str, seconds: float, out: Console
 def run_reconstruct(source: str, json_out: Path | None, machine: str | None, out: Console,
                     err: Console) -> int:
     t0 = time.perf_counter()
-    r = reconstruct_source(source, machine)
+    run = load(source, machine)
+    warn_damaged(run.data.stats, err)
+    r = reconstruct(run.data, run.bundle, run.machine)
     dt = time.perf_counter() - t0
     d = r.as_dict()
     d["source"] = source

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from replay.commands.ingest_cmd import warn_damaged
 from replay.engine.simulate import Settings
 from replay.errors import SettingsError
 from replay.pipeline import load, observe, simulate_run
@@ -66,6 +67,7 @@ def run_report(source: str, outdir: Path | None, time_window: str | None,
     settings = Settings.parse(sets) if compare else Settings()
     t0 = time.perf_counter()
     run = load(source, machine)
+    warn_damaged(run.data.stats, err)
     recon, samples = observe(run, window_events, window_ms)
     sim = simulate_run(run, settings, window_events, window_ms) if compare else None
     d = build(run, recon, samples, sim, settings.as_dict(), window,

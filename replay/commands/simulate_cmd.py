@@ -10,6 +10,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from replay.commands.ingest_cmd import warn_damaged
 from replay.engine.simulate import Settings
 from replay.pipeline import load, observe, simulate_run
 
@@ -53,6 +54,7 @@ def run_simulate(source: str, sets: list[str] | None, outdir: Path | None, agree
     settings = Settings.parse(sets)
     t0 = time.perf_counter()
     run = load(source, machine)
+    warn_damaged(run.data.stats, err)
     t1 = time.perf_counter()
     sim = simulate_run(run, settings, samples=False)
     t2 = time.perf_counter()

@@ -267,7 +267,10 @@ def bundle_machine(bundle, machine: Machine | None) -> Machine:
         return machine
     if bundle is not None and bundle.start.zoneinfo is not None:
         return machine_from_bundle(bundle, "start")
-    raise InputError("no zoneinfo in the bundle: give --machine (e.g. mem=4G,cpus=8)")
+    if bundle is None:
+        raise InputError("a bare trace has no /proc snapshots to size the machine from: give "
+                         "--machine (e.g. mem=4G,cpus=8)")
+    raise InputError(f"{bundle.path}: no start.zoneinfo: give --machine (e.g. mem=4G,cpus=8)")
 
 
 @dataclass
