@@ -34,6 +34,7 @@ GREP_COUNTS = {
         "mm_page_free": (64745, 3307008430),
         "mm_page_free_batched": (58356, 2920544022),
         "mm_page_pcpu_drain": (61533, 3135091411),
+        "mm_compaction_kcompactd_sleep": (1, 0),  # grep -c mm_compaction_ (no pfn)
     },
     "numa-frag": {
         "mm_page_alloc": (117445, 8429109432),

@@ -22,6 +22,7 @@ import pytest
 
 from replay.errors import InputError
 from replay.trace.schema import (
+    COMPACTION_EVENT_NAMES,
     EVENT_NAMES,
     EVENTS_SCHEMA,
     IRQF_BH_OFF,
@@ -32,6 +33,7 @@ from replay.trace.schema import (
     IRQF_PREEMPT_RESCHED,
     IRQF_PRESENT,
     IRQF_SOFTIRQ,
+    KMEM_EVENT_NAMES,
     LOST_SCHEMA,
     MARKERS_SCHEMA,
 )
@@ -65,6 +67,7 @@ FRAG_COUNTS = {
     "mm_page_alloc_zone_locked": 106007,
     "mm_page_pcpu_drain": 61533,
     "mm_page_alloc_extfrag": 11,
+    "mm_compaction_kcompactd_sleep": 1,  # grep -c mm_compaction_ trace.txt
 }
 # Sum of every pfn=0x... in the text:
 #   zcat trace.txt.gz | grep -o 'pfn=0x[0-9a-f]*' | awk -F0x '{s+=strtonum("0x"$2)} END {print s}'
@@ -142,7 +145,7 @@ def test_frag_a_counts():
     assert kind_counts(data.events) == FRAG_COUNTS
     assert pc.sum(data.events["pfn"]).as_py() == FRAG_PFN_SUM
     assert data.stats.markers == 24 and data.stats.error is None
-    assert data.stats.other_events  # one non-kmem event, counted by name
+    assert not data.stats.other_events  # kcompactd's one sleep is a compaction row
     ts = data.events["ts_ns"].to_numpy()
     assert (ts[0] + 500) // 1000 == 2063333 and (ts[-1] + 500) // 1000 == 5360894
     extfrag = data.events.filter(pc.equal(data.events["event"].cast("string"),
@@ -480,15 +483,18 @@ def test_synthetic_records(endian):
     stats = data.stats
     assert stats.error is None and not stats.bad_lines
     assert stats.kernel_release == "6.1.0-test" and stats.cpus == 2
-    assert stats.lines == 8 and stats.events == 6 and stats.markers == 1
-    assert stats.other_events == {"mm_compaction_kcompactd_sleep": 1}
+    assert stats.lines == 8 and stats.events == 7 and stats.markers == 1
+    assert stats.other_events == {}  # the compaction event is a row of its own
     rows = data.events.to_pylist()
     t0 = 5_000_000_000
     # Equal times go to the lower CPU first (seq 1/2, and the marker at seq 4 before seq 5);
     # the time extend, the discarded event's delta and the absolute stamp all count.
     assert [(r["seq"], r["cpu"], r["ts_ns"]) for r in rows] == [
         (1, 0, t0), (2, 1, t0), (3, 0, t0 + 3_000_000_000), (5, 1, t0 + 3_000_000_017),
-        (6, 0, t0 + 3_000_000_022), (7, 0, t0 + 4_000_000_000)]
+        (6, 0, t0 + 3_000_000_022), (7, 0, t0 + 4_000_000_000), (8, 0, t0 + 4_000_000_001)]
+    sleep = rows[-1]
+    assert sleep["event"] == "mm_compaction_kcompactd_sleep" and sleep["node"] == 0
+    assert sleep["pfn"] is None and sleep["order"] is None
     first, tie, failed = rows[0], rows[1], rows[2]
     assert first["event"] == "mm_page_alloc" and first["pfn"] == 0x1000
     assert first["gfp_text"] == "GFP_KERNEL" and first["gfp_flags"] == 0xCC0
@@ -572,4 +578,5 @@ def test_print_fmt_constants():
 
 
 def test_event_names_cover_schema():
-    assert set(MIXED_COUNTS) == set(EVENT_NAMES)
+    assert set(MIXED_COUNTS) == set(KMEM_EVENT_NAMES)
+    assert set(EVENT_NAMES) == set(KMEM_EVENT_NAMES) | set(COMPACTION_EVENT_NAMES)

@@ -290,7 +290,7 @@ def _grow(out: Emitter, capacity: int) -> Emitter:
 
 def emitted_table(out: Emitter, e: EventArrays, pageblock_order: int = 9) -> pa.Table:
     """Simulated events as an events table (seq = emission order; time, pid from the request)."""
-    from replay.trace.schema import EVENTS_SCHEMA
+    from replay.trace.schema import EVENTS_SCHEMA, EXTRA_COLUMNS, null_columns
 
     n = int(out.n[0])
     req = out.req[:n]
@@ -323,6 +323,7 @@ def emitted_table(out: Emitter, e: EventArrays, pageblock_order: int = 9) -> pa.
                  pa.int8(),
                  mask=evc != 5),
         opt(out.chown[:n], pa.int8()),
+        *null_columns(EXTRA_COLUMNS, n),
     ]
     return pa.Table.from_arrays(cols, schema=EVENTS_SCHEMA)
 

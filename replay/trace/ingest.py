@@ -23,14 +23,18 @@ import pyarrow.parquet as pq
 
 from replay.errors import InputError, StrictError
 from replay.trace import scanner as sc
+from replay.trace.compaction import CompactionRows, parse_payload
 from replay.trace.gfp import gfp_from_text
 from replay.trace.result import TraceData, TraceStats
 from replay.trace.schema import (
+    COMPACTION_EVENT_NAMES,
     EVENT_NAMES,
     EVENTS_SCHEMA,
+    EXTRA_COLUMNS,
     LOST_SCHEMA,
     MARKERS_SCHEMA,
     SCHEMA_VERSION,
+    null_columns,
 )
 from replay.trace.sources import Source, open_source
 
@@ -196,12 +200,27 @@ class _Assembler:
             else:
                 other = self.stats.other_events
                 other[text] = other.get(text, 0) + int(s.string_uses[code])
-        self._specials(s, remap)
+        compaction = CompactionRows()
+        self._specials(s, remap, compaction)
         self._count(s)
         self.line0 += s.lines
-        if s.rows == 0:
+        if s.rows == 0 and not len(compaction):
             return None
-        return self._batch(s, remap, self.line0 - s.lines)
+        batch = self._batch(s, remap, self.line0 - s.lines)
+        if len(compaction):
+            batch = self._merge_compaction(batch, compaction)
+        return batch
+
+    def _merge_compaction(self, batch: pa.RecordBatch, rows: CompactionRows) -> pa.RecordBatch:
+        """Put a block's compaction rows among its kmem rows, in line order."""
+        st = self.stats
+        for code in rows.codes:
+            name = EVENT_NAMES[code]
+            st.events_by_kind[name] = st.events_by_kind.get(name, 0) + 1
+        st.events += len(rows)
+        merged = pa.Table.from_batches([batch, rows.batch(_EVENT_DICT)]).unify_dictionaries()
+        merged = merged.combine_chunks().sort_by("seq")
+        return merged.to_batches()[0] if merged.num_rows else batch
 
     def _count(self, s: _Scanned) -> None:
         c = s.counts
@@ -227,7 +246,7 @@ class _Assembler:
         if len(st.bad_samples) < 20:
             st.bad_samples.append((line, reason, text[:200]))
 
-    def _specials(self, s: _Scanned, remap: np.ndarray) -> None:
+    def _specials(self, s: _Scanned, remap: np.ndarray, compaction: CompactionRows) -> None:
         base = self.line0
         st = self.stats
         for rec, text in zip(s.specials, s.spec_texts, strict=True):
@@ -271,6 +290,19 @@ class _Assembler:
                 comm = self.comms[remap[rec[7]]] if rec[7] >= 0 else None
                 self.markers.append((line, int(rec[4]), int(rec[5]), int(rec[6]), comm,
                                      payload.rstrip()))
+            elif kind == sc.SP_COMPACTION:
+                name = COMPACTION_EVENT_NAMES[int(rec[13])]
+                fields = parse_payload(name, text[int(rec[8]) - int(rec[2]):])
+                if fields is None:
+                    reason = sc.BAD_REASONS[4]  # malformed field
+                    st.bad_lines[reason] = st.bad_lines.get(reason, 0) + 1
+                    self._bad(line, reason, text)
+                    continue
+                comm = self.comms[remap[rec[7]]] if rec[7] >= 0 else None
+                compaction.add((line, int(rec[4]), int(rec[5]), int(rec[6]),
+                                int(rec[12]) if rec[12] >= 0 else None, comm, int(rec[9]),
+                                int(rec[10]) if rec[10] >= 0 else None,
+                                int(rec[11]) if rec[11] >= 0 else None), name, fields)
             elif kind == sc.SP_BAD:
                 self._bad(line, sc.BAD_REASONS[int(rec[4])], text)
 
@@ -319,6 +351,7 @@ class _Assembler:
             opt(c.fmt[:n], pa.int8()),
             opt(c.frag[:n], pa.int8()),
             opt(c.chown[:n], pa.int8()),
+            *null_columns(EXTRA_COLUMNS, n),
         ]
         return pa.RecordBatch.from_arrays(columns, schema=EVENTS_SCHEMA)
 
@@ -547,6 +580,14 @@ def write_tables(data: TraceData, out: str | os.PathLike) -> None:
     pq.write_table(data.lost, side_table_path(out, "lost"))
 
 
+def _to_current_schema(events: pa.Table) -> pa.Table:
+    """An ingested table in today's schema: columns an older version lacks are added as nulls."""
+    for i, field in enumerate(EVENTS_SCHEMA):
+        if field.name not in events.column_names:
+            events = events.add_column(i, field, pa.nulls(events.num_rows, field.type))
+    return events.select(EVENTS_SCHEMA.names).cast(EVENTS_SCHEMA)
+
+
 def read_parquet(path: str | os.PathLike) -> TraceData:
     """Load an ingested trace back (events plus markers/lost tables and the stats)."""
     import json
@@ -567,7 +608,7 @@ def read_parquet(path: str | os.PathLike) -> TraceData:
     markers = side_table_path(path, "markers")
     lost = side_table_path(path, "lost")
     return TraceData(
-        events.replace_schema_metadata(None).cast(EVENTS_SCHEMA),
+        _to_current_schema(events.replace_schema_metadata(None)),
         pq.read_table(markers) if markers.exists() else MARKERS_SCHEMA.empty_table(),
         pq.read_table(lost) if lost.exists() else LOST_SCHEMA.empty_table(),
         stats,

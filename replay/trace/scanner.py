@@ -15,15 +15,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from replay.trace.schema import EV_ALLOC
+from replay.trace.schema import COMPACTION_EVENT_NAMES, EV_ALLOC
 
 # Special-line kinds handed back to Python.
-SP_HASH, SP_LOST, SP_PREAMBLE, SP_MARKER, SP_BAD = 1, 2, 3, 4, 5
+SP_HASH, SP_LOST, SP_PREAMBLE, SP_MARKER, SP_BAD, SP_COMPACTION = 1, 2, 3, 4, 5, 6
 # Interned-string kinds.
 STR_COMM, STR_GFP, STR_OTHER = 0, 1, 2
 # Counters (index into the `counts` array).
 C_LINES, C_EVENTS, C_HASH, C_BLANK, C_LOST, C_PREAMBLE, C_MARKERS, C_OTHER = range(8)
-C_BAD0 = 8
+C_COMPACTION = 8  # compaction lines handed back (counted as events once parsed)
+C_BAD0 = 9
 BAD_REASONS: tuple[str, ...] = (
     "no 'task-pid [cpu]' context",
     "bad irq-info flags",
@@ -37,7 +38,8 @@ BAD_REASONS: tuple[str, ...] = (
 N_COUNTS = C_BAD0 + len(BAD_REASONS)
 MAX_SAMPLES_PER_BLOCK = 16
 
-# Names recognised after the timestamp: the six kmem events, old aliases, markers.
+# Names recognised after the timestamp: the six kmem events, old aliases, markers, and the
+# compaction events (rare: handed back whole, their payloads parsed in Python).
 _NAMES = (
     "mm_page_alloc",
     "mm_page_free",
@@ -49,9 +51,12 @@ _NAMES = (
     "mm_pagevec_free",
     "tracing_mark_write",
     "print",
+    *COMPACTION_EVENT_NAMES,
 )
-NAME_EVENT = np.array([0, 1, 2, 3, 4, 5, 1, 2, -2, -2], dtype=np.int8)  # -2: marker
-NAME_BYTES = np.zeros((len(_NAMES), 32), dtype=np.uint8)
+# -2: marker; -3 - k: the k-th compaction event
+NAME_EVENT = np.array([0, 1, 2, 3, 4, 5, 1, 2, -2, -2]
+                      + [-3 - k for k in range(len(COMPACTION_EVENT_NAMES))], dtype=np.int8)
+NAME_BYTES = np.zeros((len(_NAMES), 48), dtype=np.uint8)
 NAME_LENS = np.zeros(len(_NAMES), dtype=np.int64)
 for _i, _n in enumerate(_NAMES):
     NAME_BYTES[_i, : len(_n)] = np.frombuffer(_n.encode(), dtype=np.uint8)
@@ -121,8 +126,8 @@ class Specials:
     """Rare lines handed back to Python: kind, line, start, end, plus parsed context."""
 
     def __init__(self, capacity: int = 4096) -> None:
-        self.rec = np.zeros((capacity, 9), np.int64)  # kind, line, start, end, ts, cpu, pid,
-        # comm code, payload start
+        self.rec = np.zeros((capacity, 14), np.int64)  # kind, line, start, end, ts, cpu, pid,
+        # comm code, payload start, irq flags, preempt depth, migrate-disable, tgid, name index
 
 
 @njit(inline="always")
@@ -504,6 +509,26 @@ def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba
                 spec[nspec, 6] = pid_v
                 spec[nspec, 7] = ccode
                 spec[nspec, 8] = pstart
+                nspec += 1
+                continue
+            if ev <= -3:  # a compaction event: its payload is parsed in Python
+                if nspec >= speccap:
+                    return nrow, nent, nspec, 2
+                counts[C_COMPACTION] += 1
+                spec[nspec, 0] = SP_COMPACTION
+                spec[nspec, 1] = line
+                spec[nspec, 2] = s
+                spec[nspec, 3] = e
+                spec[nspec, 4] = ts_v
+                spec[nspec, 5] = cpu_v
+                spec[nspec, 6] = pid_v
+                spec[nspec, 7] = ccode
+                spec[nspec, 8] = pstart
+                spec[nspec, 9] = irq_v
+                spec[nspec, 10] = pre_v
+                spec[nspec, 11] = mig_v
+                spec[nspec, 12] = tgid_v
+                spec[nspec, 13] = -3 - ev
                 nspec += 1
                 continue
             # ---- payload: key=value tokens ----

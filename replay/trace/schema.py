@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Event codes: the `event` column is a dictionary over exactly these names, in this order.
-EVENT_NAMES: tuple[str, ...] = (
+KMEM_EVENT_NAMES: tuple[str, ...] = (
     "mm_page_alloc",
     "mm_page_free",
     "mm_page_free_batched",
@@ -19,6 +19,30 @@ EVENT_NAMES: tuple[str, ...] = (
     "mm_page_alloc_extfrag",
 )
 EV_ALLOC, EV_FREE, EV_FREE_BATCHED, EV_ZONE_LOCKED, EV_PCPU_DRAIN, EV_EXTFRAG = range(6)
+# events/compaction/ (include/trace/events/compaction.h, 6.1 and 6.12), codes from 6 on.
+COMPACTION_EVENT_NAMES: tuple[str, ...] = (
+    "mm_compaction_isolate_migratepages",
+    "mm_compaction_isolate_freepages",
+    "mm_compaction_fast_isolate_freepages",  # 6.12 (6.1's fast search is untraced)
+    "mm_compaction_migratepages",
+    "mm_compaction_begin",
+    "mm_compaction_end",
+    "mm_compaction_try_to_compact_pages",
+    "mm_compaction_finished",
+    "mm_compaction_suitable",
+    "mm_compaction_deferred",
+    "mm_compaction_defer_compaction",
+    "mm_compaction_defer_reset",
+    "mm_compaction_kcompactd_sleep",
+    "mm_compaction_wakeup_kcompactd",
+    "mm_compaction_kcompactd_wake",
+)
+(EV_ISOLATE_MIGRATE, EV_ISOLATE_FREE, EV_FAST_ISOLATE_FREE, EV_MIGRATEPAGES, EV_COMPACT_BEGIN,
+ EV_COMPACT_END, EV_TRY_TO_COMPACT, EV_COMPACT_FINISHED, EV_COMPACT_SUITABLE, EV_COMPACT_DEFERRED,
+ EV_DEFER_COMPACTION, EV_DEFER_RESET, EV_KCOMPACTD_SLEEP, EV_WAKEUP_KCOMPACTD,
+ EV_KCOMPACTD_WAKE) = range(6, 6 + len(COMPACTION_EVENT_NAMES))
+EV_FIRST_COMPACTION = EV_ISOLATE_MIGRATE
+EVENT_NAMES: tuple[str, ...] = KMEM_EVENT_NAMES + COMPACTION_EVENT_NAMES
 EVENT_CODE = {name: i for i, name in enumerate(EVENT_NAMES)}
 # Names older kernels used for the same events (v3.x era).
 EVENT_ALIASES = {"mm_page_free_direct": EV_FREE, "mm_pagevec_free": EV_FREE_BATCHED}
@@ -30,6 +54,12 @@ MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_HIGHATOMIC = ra
 MIGRATE_ISOLATE = 4
 MIGRATE_PCPTYPES = 3
 MIGRATE_TYPES = 5
+
+# enum compact_result (include/linux/compaction.h), as mm_compaction_end's status and the
+# suitable/finished events' ret print it (include/trace/events/mmflags.h COMPACTION_STATUS).
+COMPACT_STATUS_NAMES: tuple[str, ...] = (
+    "not_suitable_zone", "skipped", "deferred", "no_suitable_page", "continue", "complete",
+    "partial_skipped", "contended", "success")
 
 # irq-info column (kernel/trace/trace_output.c trace_print_lat_fmt), decoded into `irq_flags`.
 IRQF_IRQS_OFF = 1 << 0  # 'd' or 'D'
@@ -77,8 +107,30 @@ EVENTS_SCHEMA = pa.schema(
         pa.field("fallback_migratetype", pa.int8()),
         pa.field("fragmenting", pa.int8()),
         pa.field("change_ownership", pa.int8()),
+        # compaction events (docs/schema.md says which event fills which column)
+        pa.field("node", pa.int16()),  # node= / nid=
+        pa.field("zone", _dict_str),  # zone= / classzone_idx= (a zone type name)
+        pa.field("start_pfn", pa.uint64()),  # isolate_*: range start; begin/end: zone_start
+        pa.field("end_pfn", pa.uint64()),  # isolate_*: range end; begin/end: zone_end
+        pa.field("migrate_pfn", pa.uint64()),  # begin/end: the migrate scanner
+        pa.field("free_pfn", pa.uint64()),  # begin/end: the free scanner
+        pa.field("nr_scanned", pa.int64()),  # isolate_*
+        pa.field("nr_taken", pa.int64()),  # isolate_*: pages isolated
+        pa.field("nr_migrated", pa.int64()),  # migratepages
+        pa.field("nr_failed", pa.int64()),  # migratepages
+        pa.field("sync", pa.int8()),  # begin/end: mode=sync 1, async 0
+        pa.field("status", _dict_str),  # end: status=; suitable/finished: ret=
+        pa.field("priority", pa.int8()),  # try_to_compact_pages
+        pa.field("order_failed", pa.int8()),  # deferred/defer_compaction/defer_reset
+        pa.field("consider", pa.int64()),  # ditto
+        pa.field("limit", pa.int64()),  # ditto: 1 << defer_shift
+        # perf.data call chains (null elsewhere)
+        pa.field("stack_id", pa.int32()),  # index of the distinct call chain in this trace
+        pa.field("callchain", pa.list_(pa.uint64())),  # kernel return addresses, innermost first
     ]
 )
+KMEM_COLUMNS: tuple[str, ...] = tuple(EVENTS_SCHEMA.names[: EVENTS_SCHEMA.names.index("node")])
+EXTRA_COLUMNS: tuple[str, ...] = tuple(EVENTS_SCHEMA.names[len(KMEM_COLUMNS):])
 
 MARKERS_SCHEMA = pa.schema(
     [
@@ -102,3 +154,8 @@ LOST_SCHEMA = pa.schema(
         pa.field("kind", pa.string()),
     ]
 )
+
+
+def null_columns(names: tuple[str, ...], n: int) -> list[pa.Array]:
+    """All-null columns of the events schema (e.g. the compaction columns of kmem rows)."""
+    return [pa.nulls(n, EVENTS_SCHEMA.field(name).type) for name in names]

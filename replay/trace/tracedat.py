@@ -39,6 +39,7 @@ import pyarrow as pa
 from numba import njit
 
 from replay.errors import InputError
+from replay.trace.compaction import COMMON_COLUMNS, TRACEDAT_FIELDS, CompactionRows
 from replay.trace.gfp import gfp_to_text
 from replay.trace.result import TraceData, TraceStats
 from replay.trace.schema import (
@@ -46,6 +47,7 @@ from replay.trace.schema import (
     EVENT_CODE,
     EVENT_NAMES,
     EVENTS_SCHEMA,
+    EXTRA_COLUMNS,
     IRQF_BH_OFF,
     IRQF_HARDIRQ,
     IRQF_IRQS_OFF,
@@ -56,6 +58,7 @@ from replay.trace.schema import (
     IRQF_SOFTIRQ,
     LOST_SCHEMA,
     MARKERS_SCHEMA,
+    null_columns,
 )
 
 __all__ = [
@@ -1534,8 +1537,87 @@ def _events_table(rec: Records, tf: TraceFile, idx: np.ndarray,
     }
     for name, type_ in _INT_COLUMNS.items():
         arrays[name] = _arrow(cols.values(name), cols.valid[_COLUMN_INDEX[name]], type_)
+    arrays.update(zip(EXTRA_COLUMNS, null_columns(EXTRA_COLUMNS, idx.size), strict=True))
     table = pa.Table.from_arrays([arrays[f.name] for f in EVENTS_SCHEMA], schema=EVENTS_SCHEMA)
     return table, by_kind, short
+
+
+_SYMBOLIC_RE = re.compile(r"__print_symbolic\(\s*REC->(\w+)\s*,(.*?)\)\s*(?:,|$)", re.S)
+_SYMBOL_RE = re.compile(r"\{\s*([^,{}]+?)\s*,\s*\"([^\"]*)\"\s*\}")
+
+
+def _symbolic_tables(fmt: EventFormat) -> dict[str, dict[int, str]]:
+    """Field -> {value: name} of every __print_symbolic() in an event's print fmt."""
+    out: dict[str, dict[int, str]] = {}
+    for m in _SYMBOLIC_RE.finditer(fmt.print_fmt):
+        table = {}
+        for value, name in _SYMBOL_RE.findall(m[2]):
+            v = eval_c_constant(value)
+            if v is not None:
+                table[v] = name
+        out[m[1]] = table
+    return out
+
+
+def _field_values(rec: Records, rows: np.ndarray, f: FieldFormat, big: bool) -> np.ndarray:
+    """One fixed-size integer field of records `rows` (stream order), as int64."""
+    start = rec.off[rows] + f.offset
+    value = np.zeros(rows.size, np.uint64)
+    for b in range(f.size):
+        shift = 8 * (f.size - 1 - b) if big else 8 * b
+        value |= rec.buf[start + b].astype(np.uint64) << np.uint64(shift)
+    out = value.view(np.int64)
+    if f.signed and f.size < 8:
+        top = np.int64(1) << np.int64(8 * f.size - 1)
+        out = np.where(out >= top, out - (top << np.int64(1)), out)
+    return out
+
+
+def _compaction_rows(rec: Records, tf: TraceFile, idx: np.ndarray) -> pa.RecordBatch | None:
+    """Compaction records at merged positions `idx` as events-schema rows (trace order)."""
+    if not idx.size:
+        return None
+    rows_all = rec.order[idx]
+    big = tf.endian == ">"
+    out = CompactionRows()
+    per_row: list[tuple[int, tuple, str, dict]] = []
+    types = rec.type_id[rows_all]
+    comms = _comm_names(rec.pid[rows_all], tf.cmdlines)
+    flags = irq_flags_from_trace_flags(rec.flags[rows_all])
+    for type_id in np.unique(types):
+        fmt = tf.formats[int(type_id)]
+        mapping = TRACEDAT_FIELDS.get(fmt.name, {})
+        symbolic = _symbolic_tables(fmt)
+        sel = np.flatnonzero(types == type_id)
+        rows = rows_all[sel]
+        fits = np.ones(sel.size, bool)
+        columns: dict[str, list] = {}
+        for fname, column in mapping.items():
+            f = fmt.fields.get(fname)
+            if f is None or f.is_array or f.is_dynamic or not 0 < f.size <= 8:
+                continue
+            fits &= rec.length[rows] >= f.offset + f.size
+            values = _field_values(rec, rows, f, big)
+            if fname in symbolic:
+                columns[column] = [symbolic[fname].get(int(v), str(int(v))) for v in values]
+            elif fname == "defer_shift":
+                columns[column] = [1 << int(v) if 0 <= v < 63 else None for v in values]
+            else:
+                columns[column] = values.tolist()
+        if "gfp_flags" in columns:
+            columns["gfp_text"] = [gfp_to_text(int(v)) for v in columns["gfp_flags"]]
+        for k, i in enumerate(sel):
+            if not fits[k]:
+                continue
+            r = rows_all[i]
+            common = (int(idx[i]) + 1, int(rec.ts[r]), int(rec.cpu[r]), int(rec.pid[r]), None,
+                      comms[i], int(flags[i]), int(rec.preempt[r] & 0xF),
+                      int(rec.preempt[r] >> 4))
+            per_row.append((int(i), common, fmt.name, {c: v[k] for c, v in columns.items()}))
+    assert len(COMMON_COLUMNS) == len(per_row[0][1]) if per_row else True
+    for _, common, name, fields in sorted(per_row, key=lambda t: t[0]):
+        out.add(common, name, fields)
+    return out.batch(pa.array(EVENT_NAMES, pa.string())) if len(out) else None
 
 
 def _marker_text(rec: Records, r: int, f: FieldFormat, big: bool) -> str:
@@ -1683,6 +1765,18 @@ def _decode(data: bytes, stats: TraceStats) -> TraceData:
     marker_ids = [i for i, f in tf.formats.items() if f.system == "ftrace" and f.name == "print"]
     is_marker = np.isin(merged_type, marker_ids)
     events, by_kind, short = _events_table(rec, tf, np.flatnonzero(is_event), code_by_id)
+    compaction_ids = [i for i, f in tf.formats.items()
+                      if f.system == "compaction" and f.name in TRACEDAT_FIELDS]
+    is_compaction = np.isin(merged_type, compaction_ids)
+    comp = _compaction_rows(rec, tf, np.flatnonzero(is_compaction))
+    if comp is not None:
+        for name, count in zip(*np.unique(comp.column("event").to_numpy(zero_copy_only=False)
+                                          .astype(str), return_counts=True), strict=True):
+            by_kind[name] = by_kind.get(name, 0) + int(count)
+        short += int(np.count_nonzero(is_compaction)) - comp.num_rows
+        events = pa.concat_tables([events, pa.Table.from_batches([comp])]).unify_dictionaries()
+        events = events.combine_chunks().sort_by("seq")
+        is_event |= is_compaction
     if short:
         stats.bad_lines["record shorter than its format"] = short
     markers = _markers_table(rec, tf, np.flatnonzero(is_marker))
