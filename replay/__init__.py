@@ -1,4 +1,4 @@
-"""pagereplay: replay Linux page-allocator traces through a model of the kernel's buddy allocator."""
+"""pagereplay: replay Linux page-allocator traces through a model of the buddy allocator."""
 
 from replay._numba_cache import configure as _configure_numba_cache
 
