@@ -39,6 +39,12 @@ def load(source: str | Path, machine_desc: str | None = None) -> Loaded:
     return Loaded(src, data, bundle, machine)
 
 
+def reconstruct_source(source: str | Path, machine_desc: str | None = None) -> ReconstructResult:
+    """Read a trace (file or bundle) and reconstruct it."""
+    run = load(source, machine_desc)
+    return reconstruct(run.data, run.bundle, run.machine)
+
+
 def observe(run: Loaded, every_events: int | None = None, every_ms: float | None = None,
             samples: bool = True) -> tuple[ReconstructResult, object]:
     """Reconstruct the observed state, sampled over time."""

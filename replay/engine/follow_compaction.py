@@ -115,6 +115,25 @@ STATUS_COMPLETE, STATUS_PARTIAL_SKIPPED = 5, 6  # enum compact_result
  K_CAPTURES, K_CAPTURED_PAGES, K_RELEASED, K_MIGRATED, K_ROTATIONS, K_RESETS,
  K_STRIDE_FIXES, K_RELEASE_UNKNOWN, K_FAST_COLD, K_RECONCILED) = range(16)
 N_KCOUNTERS = 16
+KCOUNTER_NAMES: tuple[str, ...] = (
+    "runs",  # mm_compaction_begin .. end followed
+    "free_scanner_events",  # mm_compaction_isolate_freepages applied
+    "free_scanner_pages",  # pages those events isolated (their nr_taken)
+    "free_scanner_events_not_reproduced",  # inconsistency: nr_taken/nr_scanned not matched
+    "fast_search_calls",  # untraced fast_isolate_freepages() runs (order > 0 compaction)
+    "fast_search_pages",  # pages they took (inferred)
+    "captures",  # direct compaction captured a block freed by the task
+    "captured_pages",
+    "targets_released",  # targets freed back by release_freepages()
+    "migrated_pages",  # sum of mm_compaction_migratepages nr_migrated
+    "migrate_scanner_list_rotations",  # fast_find_migrateblock() walks replayed
+    "skip_hint_resets",  # __reset_isolation_suitable() (compact_init_free_pfn)
+    "stride_corrections",  # a free-scanner event matched at another stride
+    "release_of_unknown_target",  # diagnostic
+    "fast_search_cold_picks",  # inferred from a list position the trace never set
+    "reconciled_by_scan_pages",  # net pages a stride-1 scan showed taken (less those free)
+)
+assert len(KCOUNTER_NAMES) == N_KCOUNTERS
 
 
 @njit(cache=True, _nrt=False)
@@ -213,7 +232,7 @@ def reconcile_scanned_range(st, z, start, end, blk_end, stride, nr_taken, heads,
     changed = False
     for p in range(start, end):
         if st.pg_target[p] >= TARGET_INFERRED and st.pg_state[p] == PG_ALLOC:
-            kc[K_RECONCILED] += revert_inferred_target(st, p)
+            kc[K_RECONCILED] -= revert_inferred_target(st, p)
             changed = True
     if stride != 1 or end != blk_end:
         return changed

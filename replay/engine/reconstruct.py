@@ -9,7 +9,6 @@ instant inside its markers, so a zone is exact when one of those points matches.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -26,7 +25,7 @@ from replay.engine.follow import (
     follow_events,
     plan_free_dispositions,
 )
-from replay.engine.follow_compaction import N_KCOUNTERS
+from replay.engine.follow_compaction import K_FREE_MISMATCH, KCOUNTER_NAMES, N_KCOUNTERS
 from replay.engine.initial import initial_state_boot, initial_state_from_snapshot
 from replay.engine.machine import Machine, machine_from_bundle
 from replay.engine.state import (
@@ -107,10 +106,14 @@ class ReconstructResult:
     i_start: int
     info: dict = field(default_factory=dict)
     end_state: State | None = None  # the state at the end.buddyinfo marker
+    compaction: dict[str, int] = field(default_factory=dict)  # KCOUNTER_NAMES
 
     @property
     def inconsistencies(self) -> dict[str, int]:
-        return {COUNTER_NAMES[i]: self.counters[COUNTER_NAMES[i]] for i in INCONSISTENCIES}
+        bad = {COUNTER_NAMES[i]: self.counters[COUNTER_NAMES[i]] for i in INCONSISTENCIES}
+        name = KCOUNTER_NAMES[K_FREE_MISMATCH]
+        bad[name] = self.compaction.get(name, 0)
+        return bad
 
     @property
     def exact(self) -> bool:
@@ -126,6 +129,7 @@ class ReconstructResult:
             "inconsistencies": self.inconsistencies,
             "inconsistent_events": sum(self.inconsistencies.values()),
             "counters": self.counters,
+            "compaction": self.compaction,
             "agreement": self.agreement.as_dict(),
             "info": self.info,
         }
@@ -367,14 +371,9 @@ def reconstruct(data: TraceData, bundle=None, machine: Machine | None = None,
             pos = p1
     f.run(pos, len(e))
     counters = {name: int(f.counters[i]) for i, name in enumerate(COUNTER_NAMES)}
+    compaction = {name: int(f.kc[i]) for i, name in enumerate(KCOUNTER_NAMES)}
+    if e.reordered:
+        info["reordered_events"] = e.reordered  # cross-CPU clock skew repaired (causal.py)
     return ReconstructResult(machine, f.st, e, counters, start_chk, end_chk, pti_chk, pb_chk,
-                             compute_agreement(f, i_start), i_start, info, end_state)
-
-
-def reconstruct_source(source: str | Path, machine_desc: str | None = None) -> ReconstructResult:
-    """Read a trace (file or bundle) and reconstruct it."""
-
-    from replay.pipeline import load
-
-    run = load(source, machine_desc)
-    return reconstruct(run.data, run.bundle, run.machine)
+                             compute_agreement(f, i_start), i_start, info, end_state,
+                             compaction)
