@@ -40,8 +40,9 @@ def load(source: str | Path, machine_desc: str | None = None) -> Loaded:
 
 
 def observe(run: Loaded, every_events: int | None = None, every_ms: float | None = None,
-            samples: bool = True) -> tuple[ReconstructResult, object]:
-    """Reconstruct the observed state, sampled over time."""
+            samples: bool = True, capture=None) -> tuple[ReconstructResult, object]:
+    """Reconstruct the observed state, sampled over time; `capture` (an explain
+    StateCapture) also sees the start state and the state at its end point."""
     from replay.engine.events import event_arrays
     from replay.engine.reconstruct import bundle_machine
 
@@ -49,16 +50,32 @@ def observe(run: Loaded, every_events: int | None = None, every_ms: float | None
     e = event_arrays(run.data)
     sampler = Sampler(machine, e) if samples else None
     points = _points(run, e, every_events, every_ms) if samples else None
-    r = reconstruct(run.data, run.bundle, run.machine, sampler, points)
+    call, all_points = _with_capture(sampler, points, capture)
+    r = reconstruct(run.data, run.bundle, run.machine, call, all_points)
     return r, sampler.samples if sampler else None
+
+
+def _with_capture(sampler, points, capture):
+    """The sampler to hand the engine, and its points, when an explain capture rides along."""
+    import numpy as np
+
+    if capture is None:
+        return sampler, points
+    from replay.metrics.explain import WithCapture
+
+    extra = [capture.at] if capture.at is not None else []
+    base = list(points) if points is not None else []
+    return WithCapture(sampler, points, capture), np.unique(np.asarray(base + extra,
+                                                                      np.int64))
 
 
 def simulate_run(run: Loaded, settings: Settings | None = None, every_events: int | None = None,
                  every_ms: float | None = None, samples: bool = True,
                  sample_at: list[int] | None = None,
-                 start_cache: dict | None = None) -> SimulateResult:
+                 start_cache: dict | None = None, capture=None) -> SimulateResult:
     """Simulate the trace's requests under settings, sampled at the same points as observe
-    (or only at the event indices in `sample_at`, e.g. the end marker for a sweep point)."""
+    (or only at the event indices in `sample_at`, e.g. the end marker for a sweep point);
+    `capture` (an explain StateCapture, `at` a trace event index) rides along."""
     import numpy as np
 
     from replay.engine.events import event_arrays
@@ -68,8 +85,18 @@ def simulate_run(run: Loaded, settings: Settings | None = None, every_events: in
         points = np.unique(np.asarray(list(sample_at) + [len(e)], np.int64))
     else:
         points = _points(run, e, every_events, every_ms) if samples else None
-    return simulate(run.data, run.bundle, settings, run.machine, points,
-                    Sampler if samples or sample_at is not None else None, start_cache)
+    factory = Sampler if samples or sample_at is not None else None
+    if capture is not None:
+        own = points if factory is not None else None
+        _, points = _with_capture(None, points, capture)
+        points = np.unique(np.append(points, len(e)))  # run to the end whatever the points
+
+        def factory(machine, ev, _inner=factory):  # noqa: F811 - the capture rides along
+            from replay.metrics.explain import WithCapture
+
+            capture.pbo = machine.pageblock_order
+            return WithCapture(_inner(machine, ev) if _inner else None, own, capture)
+    return simulate(run.data, run.bundle, settings, run.machine, points, factory, start_cache)
 
 
 def _points(run: Loaded, e, every_events: int | None, every_ms: float | None):
