@@ -114,3 +114,58 @@ def _points(run: Loaded, e, every_events: int | None, every_ms: float | None):
 
 def _has_snapshots(directory: Path) -> bool:
     return any((directory / f"start.{name}").exists() for name in ("buddyinfo", "zoneinfo"))
+
+
+def explain_end_index(run: Loaded, window: tuple[float, float] | None = None) -> int:
+    """Where explain's end tables are read: the end.buddyinfo marker (where the report reads
+    the end state), the end of a --time window, or the last event."""
+    import numpy as np
+
+    from replay.engine.events import event_arrays, marker_positions
+
+    e = event_arrays(run.data)
+    if window is not None and np.isfinite(window[1]):
+        return int(np.searchsorted(e.ts, int(round(window[1] * 1e9))))
+    return marker_positions(run.data, e.seq).get("end.buddyinfo begin", len(e))
+
+
+def explain_capture(run: Loaded, window: tuple[float, float] | None = None):
+    """A StateCapture for observe/simulate_run, at explain's end point."""
+    from replay.engine.reconstruct import bundle_machine
+    from replay.metrics.explain import StateCapture
+
+    machine = bundle_machine(run.bundle, run.machine)
+    return StateCapture(explain_end_index(run, window), machine.pageblock_order)
+
+
+def explain_observed(run: Loaded, recon: ReconstructResult, capture,
+                     window: tuple[float, float] | None = None, symbols=None):
+    """The explain tables of the observed trace; returns (tables, ExplainState)."""
+    from replay.metrics.explain import explain_events
+
+    m = recon.machine
+    return explain_events(run.data.events, capture, [z.key for z in m.zones],
+                          m.pageblock_order, start_index=capture.start_index,
+                          end_index=capture.at, window_s=window,
+                          mobility_grouping=m.mobility_grouping, symbols=symbols)
+
+
+def explain_simulated(run: Loaded, sim: SimulateResult, capture,
+                      window: tuple[float, float] | None = None,
+                      comm_by_pid: dict[int, str] | None = None, symbols=None) -> dict:
+    """The explain tables of a simulation (its emitted events, the same code as observed);
+    tasks are named from the trace (simulated events carry the request's pid, not its comm)."""
+    import numpy as np
+
+    from replay.metrics.explain import explain_events, pid_comms
+
+    m = sim.machine
+    req = sim.emitted.req[: sim.n_emitted]
+    end = int(np.searchsorted(req, capture.at)) if capture.at is not None else None
+    tables, _ = explain_events(
+        sim.events, capture, [z.key for z in m.zones], m.pageblock_order, start_index=0,
+        end_index=end, window_s=window, mobility_grouping=m.mobility_grouping,
+        no_whole_block_steal=sim.settings.get("fallback_policy") == "no-whole-block-steal",
+        comm_by_pid=comm_by_pid if comm_by_pid is not None else pid_comms(run.data.events),
+        symbols=symbols)
+    return tables

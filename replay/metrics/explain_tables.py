@@ -348,9 +348,10 @@ def culprits_by_pageblock(state, mixed: dict, pinned: dict | None) -> dict:
 
 
 def pageblock_map(state, zpb: np.ndarray) -> dict:
-    """Pageblock type per time bucket (x) and pageblock (y), and polluting pages (0: not
-    mixed); more than MAP_COLUMNS pageblocks are shown in groups (the group's most common type,
-    its largest polluting count)."""
+    """Pageblock type per time bucket and pageblock: `type_rows[i]` is pageblock i's type code
+    (an index into `types`) per bucket as a string of digits; `mixed` lists [row, bucket,
+    largest polluting pages] where the pageblock was mixed. More than MAP_COLUMNS pageblocks
+    are shown in groups (the group's most common type, its largest polluting count)."""
     A = state.A
     pbs = np.flatnonzero(zpb >= 0)
     nb = A.grid_type.shape[0]
@@ -369,9 +370,12 @@ def pageblock_map(state, zpb: np.ndarray) -> dict:
         types = counts.argmax(axis=2)
         mixed = mixed.reshape(nb, -1, group).max(axis=2)
         pbs = pbs_p[::group]
+    rows, cols = np.nonzero(mixed.T)
     return {"t_s": [round(t / 1e9, 6) for t in edges[:-1]],
             "t_end_s": round(int(edges[-1]) / 1e9, 6), "group": group,
             "pageblocks": pbs.tolist(), "pfn": (pbs << state.pbo).tolist(),
             "zone": [_zone(state, zpb, int(pb)) for pb in pbs],
-            "types": list(MIGRATETYPE_NAMES), "type": types.T.tolist(),
-            "mixed_pages": mixed.T.tolist()}
+            "types": list(MIGRATETYPE_NAMES),
+            "type_rows": ["".join(map(str, r)) for r in types.T.tolist()],
+            "mixed": [[int(r), int(c), int(mixed[c, r])] for r, c in zip(rows, cols,
+                                                                        strict=True)]}
