@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from replay.metrics import explain_kernel as K
-from replay.trace.schema import EV_ALLOC
+from replay.trace.schema import EV_ALLOC, EV_EXTFRAG
 
 DEFAULT_BUCKETS = 160
 TOP_INTERVALS = 50
@@ -136,9 +136,9 @@ class CulpritKeys:
         packed = ((comm + 1) << 40) | ((gfp & 0xFFFFFFFF) << 8) | ((order & 0xF) << 4) \
             | (mt & 0xF)
         cols = np.stack([packed, stack]) if (stack >= 0).any() else packed[None, :]
-        uniq, inverse = np.unique(cols, axis=1, return_inverse=True)
+        uniq, first, inverse = np.unique(cols, axis=1, return_index=True, return_inverse=True)
         gids = np.empty(uniq.shape[1], np.int64)
-        for j in range(uniq.shape[1]):
+        for j in np.argsort(first):  # new keys numbered in order of appearance
             p = int(uniq[0, j])
             s = int(uniq[1, j]) if uniq.shape[0] > 1 else -1
             row = ((p >> 40) - 1, (p >> 8) & 0xFFFFFFFF, (p >> 4) & 0xF, p & 0xF, s)
@@ -245,6 +245,11 @@ class ExplainState:
                 "ford": _np(t["fallback_order"]), "fmt": _np(t["fallback_migratetype"]),
                 "chown": _np(t["change_ownership"])}
         key = np.full(len(ev), -1, np.int64)
+        comm_col = np.full(len(ev), -1, np.int64)
+        steals = np.flatnonzero(ev == EV_EXTFRAG)
+        if len(steals):
+            comm_col[steals] = _dict_codes(t.take(pa.array(steals))["comm"], self.keys)
+        cols["comm"] = comm_col
         alloc = np.flatnonzero(ev == EV_ALLOC)
         if len(alloc):
             sub = t.take(pa.array(alloc))
@@ -303,7 +308,7 @@ class ExplainState:
         while i < i1:
             i = K.explain_events(self.A, c["ev"], c["ts"], c["pfn"], c["order"], c["mt"],
                                  c["cpu"], c["pid"], c["ford"], c["fmt"], c["chown"], c["key"],
-                                 i, i1, base)
+                                 c["comm"], i, i1, base)
             self._drain()
 
     def _drain(self) -> None:

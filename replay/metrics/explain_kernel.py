@@ -43,10 +43,11 @@ STEAL_FIELDS = (
     "fallback_mt", "change_ownership", "old_type", "new_type", "whole_block",
     "pageblocks_retyped", "held_unmovable", "held_movable", "held_reclaimable",
     "held_highatomic", "held_isolate", "held_blocks", "mixed_after", "key", "alloc_index",
+    "comm",
 )
 (F_INDEX, F_TS, F_CPU, F_PID, F_PFN, F_AORD, F_FORD, F_AMT, F_FMT, F_CHOWN, F_OLD, F_NEW,
  F_WHOLE, F_RETYPED, F_HELD0) = range(15)
-F_HELD_BLOCKS, F_MIXED_AFTER, F_KEY, F_ALLOC_INDEX = 19, 20, 21, 22
+F_HELD_BLOCKS, F_MIXED_AFTER, F_KEY, F_ALLOC_INDEX, F_COMM = 19, 20, 21, 22, 23
 N_STEAL_FIELDS = len(STEAL_FIELDS)
 
 # pollution interval records: a live block's stretch in a pageblock of another type
@@ -246,7 +247,7 @@ def flush_pending(A, c, slot):
 
 
 @njit(cache=True, _nrt=False)
-def steal(A, g, t, c, pid, p, aord, ford, amt, fmt, chown):
+def steal(A, g, t, c, pid, p, aord, ford, amt, fmt, chown, comm):
     """mm_page_alloc_extfrag: re-type as the kernel did and queue the steal for its requester."""
     pbo = A.conf[C_PBO]
     npb = A.pb_mt.shape[0]
@@ -296,6 +297,7 @@ def steal(A, g, t, c, pid, p, aord, ford, amt, fmt, chown):
     r[F_MIXED_AFTER] = 1 if A.pb_poll_heads[pb] > 0 else 0
     r[F_KEY] = -1
     r[F_ALLOC_INDEX] = -1
+    r[F_COMM] = comm
     A.pend_n[c] = s + 1
     A.scal[S_EXTFRAG] += 1
 
@@ -324,8 +326,10 @@ def advance_buckets(A, t):
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def explain_events(A, ev, ts, pfn, order, mt, cpu, pid, ford, fmt, chown, key, i0, i1, base):
-    """Events [i0, i1) of a chunk whose row 0 is event `base`. Returns the row it stopped at:
+def explain_events(A, ev, ts, pfn, order, mt, cpu, pid, ford, fmt, chown, key, comm, i0, i1,
+                   base):
+    """Events [i0, i1) of a chunk whose row 0 is event `base` (key: the culprit key of
+    mm_page_alloc rows; comm: the comm id of extfrag rows). Returns the row it stopped at:
     i1, or earlier when an output buffer needs draining first."""
     pbo = A.conf[C_PBO]
     npfn = A.live_key.shape[0]
@@ -386,7 +390,7 @@ def explain_events(A, ev, ts, pfn, order, mt, cpu, pid, ford, fmt, chown, key, i
         elif e == EV_EXTFRAG:
             c = cpu[i]
             if p >= 0 and c < A.pend_n.shape[0]:
-                steal(A, g, t, c, pid[i], p, order[i], ford[i], mt[i], fmt[i], chown[i])
+                steal(A, g, t, c, pid[i], p, order[i], ford[i], mt[i], fmt[i], chown[i], comm[i])
             else:
                 A.scal[S_OUTSIDE] += 1
     return i1

@@ -105,7 +105,8 @@ def steal_rows(state, zpb: np.ndarray) -> dict:
         key = int(r[K.F_KEY])
         who = culprit_fields(state, key)
         pb = int(r[K.F_PFN]) >> state.pbo
-        comm = who["comm"] or state.pid_comm.get(int(r[K.F_PID])) \
+        own = int(r[K.F_COMM])
+        comm = who["comm"] or (state.keys.comms[own] if own >= 0 else None) \
             or state.comm_by_pid.get(int(r[K.F_PID]))
         out.append({
             "t_s": int(r[K.F_TS]) / 1e9, "index": int(r[K.F_INDEX]), "cpu": int(r[K.F_CPU]),
