@@ -217,6 +217,9 @@ def sweep(
         "--cache", help="Folder for ingested traces (shared storage on a multi-node cluster); "
         "default ~/.cache/pagereplay/ingested.")] = None,
     machine: MachineOpt = None,
+    orders: Annotated[list[int] | None, typer.Option(
+        "--order", help="Also compare settings at this allocation order (repeatable); order 9 "
+        "(2 MiB, THP) always.")] = None,
 ) -> None:
     """Simulate every trace under every combination of settings, in parallel on Dask.
 
@@ -226,7 +229,7 @@ def sweep(
     from replay.commands.sweep_cmd import run_sweep
 
     raise typer.Exit(run_sweep(sources, grid, outdir, workers, scheduler, cache, machine, out,
-                               err))
+                               err, orders))
 
 
 def main() -> None:
