@@ -20,6 +20,7 @@ from replay.engine.buddy import (
     del_page_from_free_list,
     find_free_block,
     find_pcp_block,
+    free_one_page_capc,
     move_freepages_block,
     move_to_free_list_tail,
     pcp_add,
@@ -27,6 +28,17 @@ from replay.engine.buddy import (
     pcp_del,
     split_around,
     take_free_block,
+)
+from replay.engine.compaction import CC_ACTIVE, CC_CAPTURE, CC_PID, K_RUNS
+from replay.engine.follow_compaction import (
+    K_CAPTURED_PAGES,
+    K_CAPTURES,
+    K_RELEASED,
+    capture_order_of,
+    compaction_event,
+    source_freed,
+    task_event,
+    task_run,
 )
 from replay.engine.policy import can_steal_fallback
 from replay.engine.state import (
@@ -42,11 +54,14 @@ from replay.engine.state import (
 from replay.trace.schema import (
     EV_ALLOC,
     EV_EXTFRAG,
+    EV_FIRST_COMPACTION,
     EV_FREE,
     EV_FREE_BATCHED,
     EV_PCPU_DRAIN,
     EV_ZONE_LOCKED,
 )
+
+__GFP_COMP = 0x40000
 
 # Free dispositions, decided before the loop from what happens next to the same pfn.
 D_NONE, D_PCP, D_DEFER, D_DIRECT_LOOKAHEAD, D_DIRECT_IRQ = 0, 1, 2, 3, 4
@@ -205,15 +220,62 @@ def steal(st, z, pfn, alloc_order, fallback_order, start_mt, fallback_mt, chown,
         counters[C_PBFIX] += 1
 
 
+@njit(cache=True, _nrt=False)
+def any_active_run(cc):
+    for k in range(K_RUNS):
+        if cc[k, CC_ACTIVE] == 1:
+            return True
+    return False
+
+
+@njit(cache=True, _nrt=False)
+def claim_capture(cc, pid, pfn):
+    """The task's mm_page_alloc of the block its compaction captured: True (and forget it)."""
+    for k in range(K_RUNS):
+        if cc[k, CC_PID] == pid and cc[k, CC_CAPTURE] == pfn:
+            cc[k, CC_CAPTURE] = -1
+            return True
+    return False
+
+
+@njit(cache=True, _nrt=False)
+def free_to_buddy(st, cc, r, z, p, o, m, kc):
+    """A block returned to the buddy lists (drain or direct free); the compacting task's own
+    frees (r >= 0) may be captured by its direct compaction."""
+    cap = capture_order_of(cc, r, z)
+    if cap < 0:
+        __free_one_page(st, z, p, o, m, False)
+        return False
+    head, captured = free_one_page_capc(st, z, p, o, m, False, cap)
+    if captured:
+        cc[r, CC_CAPTURE] = head
+        kc[K_CAPTURES] += 1
+        kc[K_CAPTURED_PAGES] += 1 << cap
+    return captured
+
+
 @njit(nogil=True, cache=True, _nrt=False)  # no allocation inside: no reference counting
 def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i0, i1,
-                  counters, pred, pred_warm, taken_warm, fallback_flag):
+                  counters, pred, pred_warm, taken_warm, fallback_flag, pid, irq, gfp, cidx,
+                  cev, cc, zc, kc, heads, nh):
     """Apply events [i0, i1). For each zone_locked at index i, pred[i] is the pfn the model
-    predicted (-1: none) and pred_warm[i] whether that list position came from the trace."""
+    predicted (-1: none) and pred_warm[i] whether that list position came from the trace.
+    Compaction events drive the cc/zc tables (follow_compaction.py)."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
     in_fallback = False
+    active = any_active_run(cc)
+    captures = False
+    for k in range(K_RUNS):
+        if cc[k, CC_CAPTURE] >= 0:
+            captures = True
     for i in range(i0, i1):
         e = ev[i]
+        if e >= EV_FIRST_COMPACTION:
+            if cidx[i] >= 0:
+                compaction_event(st, cc, zc, e, cev[cidx[i]], pid[i], gfp[i], order[i], i,
+                                 heads, nh, kc)
+                active = any_active_run(cc)
+            continue
         p = pfn[i]
         if p < 0:
             continue  # a failed allocation
@@ -222,6 +284,10 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
             counters[C_OUTSIDE] += 1
             continue
         o = order[i]
+        r = task_run(cc, pid[i]) if active else -1
+        task_context = (irq[i] & 0x30) == 0
+        if r >= 0 and not ((e == EV_FREE or e == EV_FREE_BATCHED) and task_context):
+            task_event(cc, zc, st, r, task_context, kc)
         if e == EV_ZONE_LOCKED:
             m = mt[i]
             h = rmqueue_smallest_head(st, z, o, m)
@@ -248,7 +314,9 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
                 st.pg_mt[p] = m
         elif e == EV_ALLOC:
             s = st.pg_state[p]
-            if s == PG_PCP:
+            if captures and claim_capture(cc, pid[i], p):
+                s = PG_ALLOC  # the block its direct compaction captured
+            elif s == PG_PCP:
                 pcp_del(st, z, p)
             elif s == PG_BUDDY or (s == PG_NONE and find_free_block(st, p) >= 0):
                 counters[C_BADALLOC] += 1
@@ -260,16 +328,25 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
             st.pg_state[p] = PG_ALLOC
             st.pg_order[p] = o
             st.pg_mt[p] = mt[i]
+            st.pg_comp[p] = o + 1 if (o > 0 and (gfp[i] & __GFP_COMP) != 0) else 0
         elif e == EV_FREE or e == EV_FREE_BATCHED:
             d = disp[i]
             if d == D_DEFER or d == D_NONE:
                 continue
+            if r >= 0 and task_context:
+                source_freed(st, cc, zc, r, p, o, kc)
+                task_event(cc, zc, st, r, task_context, kc)
             s = st.pg_state[p]
             if s == PG_BUDDY or (s == PG_NONE and find_free_block(st, p) >= 0):
                 counters[C_DOUBLEFREE] += 1
                 continue
             if s == PG_PCP:
                 pcp_del(st, z, p)  # freed twice without a drain: keep the later placement
+            st.pg_comp[p] = 0
+            if st.pg_target[p] != 0:
+                st.pg_target[p] = 0
+                if r >= 0:
+                    kc[K_RELEASED] += 1  # release_freepages(): an unused target
             pbmt = st.pb_mt[p >> pbo]
             if d == D_PCP:
                 pcp_add(st, cpu[i], z, p, o, pbmt, False)
@@ -284,7 +361,8 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
                 else:
                     counters[C_DIRECT] += 1
                 st.pg_state[p] = PG_NONE
-                __free_one_page(st, z, p, o, pbmt, False)
+                if free_to_buddy(st, cc, r, z, p, o, pbmt, kc):
+                    captures = True
         elif e == EV_PCPU_DRAIN:
             s = st.pg_state[p]
             if s == PG_PCP:
@@ -295,7 +373,8 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
             else:
                 counters[C_INITPCP] += 1
             st.pg_state[p] = PG_NONE
-            __free_one_page(st, z, p, o, mt[i], False)
+            if free_to_buddy(st, cc, r, z, p, o, mt[i], kc):
+                captures = True
             counters[C_DRAINS] += 1
         elif e == EV_EXTFRAG:
             steal(st, z, p, o, ford[i], mt[i], fmt[i], chown[i], counters)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from replay.engine.compaction import new_compaction_tables
 from replay.engine.events import EventArrays, event_arrays, marker_positions
 from replay.engine.follow import (
     COUNTER_NAMES,
@@ -25,6 +26,7 @@ from replay.engine.follow import (
     follow_events,
     plan_free_dispositions,
 )
+from replay.engine.follow_compaction import N_KCOUNTERS
 from replay.engine.initial import initial_state_boot, initial_state_from_snapshot
 from replay.engine.machine import Machine, machine_from_bundle
 from replay.engine.state import (
@@ -154,6 +156,10 @@ class Follower:
         self.pred_warm = np.zeros(n, np.uint8)
         self.taken_warm = np.zeros(n, np.uint8)
         self.fallback = np.zeros(n, np.bool_)
+        self.cc, self.zc = new_compaction_tables(st.zone_param.shape[0])
+        self.kc = np.zeros(N_KCOUNTERS, np.int64)
+        self.heads = np.zeros(1 << 12, np.int64)  # free blocks one scanned pageblock can hold
+        self.nh = np.zeros(1, np.int64)
 
     def run(self, i0: int, i1: int) -> None:
         """Follow events [i0, i1), sampling at the sample points inside (i0, i1]."""
@@ -176,7 +182,8 @@ class Follower:
         e = self.e
         follow_events(self.st, e.ev, e.pfn, e.order, e.mt, e.cpu, e.refill, e.ford, e.fmt,
                       e.chown, self.disp, i0, i1, self.counters, self.pred, self.pred_warm,
-                      self.taken_warm, self.fallback)
+                      self.taken_warm, self.fallback, e.pid, e.irq, e.gfp, e.cidx, e.cev,
+                      self.cc, self.zc, self.kc, self.heads, self.nh)
 
 
 def _zone_keys(machine: Machine) -> list[str]:
