@@ -144,10 +144,27 @@ def explain_observed(run: Loaded, recon: ReconstructResult, capture,
     from replay.metrics.explain import explain_events
 
     m = recon.machine
-    return explain_events(run.data.events, capture, [z.key for z in m.zones],
+    return explain_events(_engine_order(run), capture, [z.key for z in m.zones],
                           m.pageblock_order, start_index=capture.start_index,
                           end_index=capture.at, window_s=window,
                           mobility_grouping=m.mobility_grouping, symbols=symbols)
+
+
+def _engine_order(run: Loaded):
+    """The events table in the order the engine replayed it (causal_order may have moved a few
+    events across CPUs), so explain's indices and the capture's agree."""
+    import numpy as np
+    import pyarrow as pa
+
+    from replay.engine.events import event_arrays
+
+    e = event_arrays(run.data)
+    table = run.data.events
+    if not e.reordered:
+        return table
+    seq = table["seq"].to_numpy()
+    order = np.argsort(seq, kind="stable")
+    return table.take(pa.array(order[np.searchsorted(seq[order], e.seq)]))
 
 
 def explain_simulated(run: Loaded, sim: SimulateResult, capture,

@@ -223,6 +223,7 @@ def test_steals_add_up_to_the_extfrag_events(explained, traces) -> None:
     total, per_key = recount_steals(traces / name / "trace.txt.gz")
     assert total == {"frag-a": 11, "mixed-small": 2, "numa-frag": 11}[name]
     assert tables["totals"]["steals"] == tables["totals"]["extfrag_events"] == total
+    assert tables["totals"]["pageblock_types_differing_from_engine"] == 0
     assert sum(r["steals"] for r in tables["blame"]["rows"]) == total
     assert len(tables["steals"]["rows"]) == total
     assert tables["totals"]["steals_requester_traced"] == sum(per_key.values()) == total

@@ -36,6 +36,7 @@ class Occupancy:
     free_pages: np.ndarray  # int64 [PB]
     pcp_pages: np.ndarray  # int64 [PB]
     in_zone_pages: np.ndarray  # int64 [PB] pages of the pageblock inside a zone
+    pb_mt: np.ndarray | None = None  # the engine's pageblock types there
 
 
 def pages_per_pageblock(heads: np.ndarray, orders: np.ndarray, pbo: int, npb: int) -> np.ndarray:
@@ -66,7 +67,7 @@ def occupancy(st, pbo: int) -> Occupancy:
     in_zone = np.bincount(np.flatnonzero(st.pg_zone >= 0) >> pbo, minlength=npb)[:npb]
     return Occupancy(pages_per_pageblock(free_h, st.pg_order[free_h], pbo, npb),
                      pages_per_pageblock(pcp_h, st.pg_order[pcp_h], pbo, npb),
-                     in_zone.astype(np.int64))
+                     in_zone.astype(np.int64), st.pb_mt.copy())
 
 
 class StateCapture:

@@ -66,7 +66,7 @@ def build_tables(state, end) -> dict:
         "pageblock_kib": 4 << state.pbo,
         "time_window_s": [t / 1e9 for t in state.window] if state.window else None,
         "end": {"index": snap["index"], "t_s": snap["ts_ns"] / 1e9},
-        "totals": totals(state, steals, mixed, pinned),
+        "totals": totals(state, steals, mixed, pinned, end),
         "blame": blame,
         "steals": steals,
         "mixed_end": mixed,
@@ -78,9 +78,15 @@ def build_tables(state, end) -> dict:
     return d
 
 
-def totals(state, steals: dict, mixed: dict, pinned: dict | None) -> dict:
+def totals(state, steals: dict, mixed: dict, pinned: dict | None, end=None) -> dict:
     A = state.A
+    differ = None
+    if end is not None and end.pb_mt is not None:
+        mine = state.end_snapshot["pb_mt"]
+        n = min(len(mine), len(end.pb_mt))
+        differ = int((mine[:n] != end.pb_mt[:n]).sum())
     return {
+        "pageblock_types_differing_from_engine": differ,
         "events": state.events_seen,
         "extfrag_events": int(A.scal[K.S_EXTFRAG]),
         "steals": steals["total"],
