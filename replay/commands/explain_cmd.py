@@ -83,8 +83,9 @@ def print_explanation(ex: dict, side: str, top: int, out: Console) -> None:
     tot = ex["totals"]
     win = ex.get("time_window_s")
     where = f" in {win[0]:g}..{win[1]:g} s" if win else ""
+    of = "in the whole replay" if win else "events"
     out.print(f"[bold]{side}[/]{where}: {tot['steals']:,} steals (of {tot['extfrag_events']:,} "
-              f"mm_page_alloc_extfrag events), {tot['mixed_pageblocks_end']:,} mixed pageblocks "
+              f"mm_page_alloc_extfrag {of}), {tot['mixed_pageblocks_end']:,} mixed pageblocks "
               f"at the end ({tot['mixed_pageblocks_end_attributed']:,} attributed), "
               f"{tot['pollution_page_s']:,.3f} page-seconds of pollution, "
               f"{tot['pinned_pageblocks_end'] or 0:,} pageblocks pinned only by trace "
