@@ -16,7 +16,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from replay.engine.buddy import MIGRATE_HIGHATOMIC, MIGRATE_MOVABLE, take_free_block
+from replay.engine.buddy import (
+    MIGRATE_HIGHATOMIC,
+    MIGRATE_MOVABLE,
+    __free_one_page,
+    take_free_block,
+)
 from replay.engine.policy import zone_watermark_ok
 from replay.engine.state import (
     CFG_PAGEBLOCK_ORDER,
@@ -32,6 +37,10 @@ COMPACT_CLUSTER_MAX = 32
 PAGE_ALLOC_COSTLY_ORDER = 3
 MODE_ASYNC, MODE_SYNC_LIGHT, MODE_SYNC = 0, 1, 2
 K_RUNS = 16  # concurrent compaction runs tracked (one per compacting task)
+# pg_target values: a target the trace showed isolated, or one inferred (2 + the order of the
+# block the untraced fast search took, so the whole block can be found again)
+TARGET_TRACED = 1
+TARGET_INFERRED = 2
 
 # compact_control fields (one row per task that compacts; CC_PID -1: a free row)
 (CC_PID, CC_ACTIVE, CC_ZONE, CC_ORDER, CC_MODE, CC_DIRECT, CC_IGNORE_SKIP, CC_FREE_PFN,
@@ -79,10 +88,11 @@ def isolate_watermark_ok(st, z, order):
 
 
 @njit(cache=True, _nrt=False)
-def __isolate_free_page(st, z, head):
+def __isolate_free_page(st, z, head, inferred):
     """__isolate_free_page(): take a free block for compaction (no tracepoint). A block of at
     least half a pageblock re-types the mergeable pageblocks it covers to MOVABLE. The pages
-    become allocated order-0 targets (split_map_pages). Returns the pages taken."""
+    become allocated order-0 targets (split_map_pages), marked as inferred when no event
+    showed the take. Returns the pages taken."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
     order = take_free_block(st, z, head)
     if order >= pbo - 1:
@@ -91,13 +101,34 @@ def __isolate_free_page(st, z, head):
             if st.pb_mt[b >> pbo] < MIGRATE_HIGHATOMIC:
                 st.pb_mt[b >> pbo] = MIGRATE_MOVABLE
             b += 1 << pbo
+    mark = TARGET_INFERRED + order if inferred else TARGET_TRACED
     for p in range(head, head + (1 << order)):
         st.pg_state[p] = PG_ALLOC
         st.pg_order[p] = 0
         st.pg_mt[p] = MIGRATE_MOVABLE
-        st.pg_target[p] = 1
+        st.pg_target[p] = mark
         st.pg_comp[p] = 0
     return 1 << order
+
+
+@njit(cache=True, _nrt=False)
+def revert_inferred_target(st, pfn):
+    """Later evidence shows the kernel still had this page free: the inferred fast-search take
+    of its block did not happen. The block's pages still marked inferred go back to the buddy
+    lists. Returns the pages returned."""
+    order = st.pg_target[pfn] - TARGET_INFERRED
+    if order < 0:
+        return 0
+    head = (pfn >> order) << order
+    z = st.pg_zone[head]
+    back = 0
+    for p in range(head, head + (1 << order)):
+        if st.pg_target[p] >= TARGET_INFERRED and st.pg_state[p] == PG_ALLOC:
+            st.pg_target[p] = 0
+            st.pg_state[p] = 0
+            __free_one_page(st, z, p, 0, st.pb_mt[p >> st.config[CFG_PAGEBLOCK_ORDER]], False)
+            back += 1
+    return back
 
 
 @njit(cache=True, _nrt=False)
@@ -256,7 +287,7 @@ def fast_isolate_freepages(st, cc, zc, r):
                 move_freelist_head(st, z, order, MIGRATE_MOVABLE, last)
             if page >= 0:
                 if isolate_watermark_ok(st, z, order):
-                    __isolate_free_page(st, z, page)
+                    __isolate_free_page(st, z, page, True)
                     page_order = order
                 else:
                     order = cc[r, CC_SEARCH_ORDER] + 1

@@ -14,6 +14,7 @@ from numba import njit
 
 from replay.engine.buddy import (
     MIGRATE_HIGHATOMIC,
+    MIGRATE_MOVABLE,
     __free_one_page,
     add_to_free_list,
     change_pageblock_range,
@@ -29,7 +30,16 @@ from replay.engine.buddy import (
     split_around,
     take_free_block,
 )
-from replay.engine.compaction import CC_ACTIVE, CC_CAPTURE, CC_PID, K_RUNS
+from replay.engine.compaction import (
+    CC_ACTIVE,
+    CC_CAPTURE,
+    CC_PID,
+    K_RUNS,
+    TARGET_INFERRED,
+    __isolate_free_page,
+    move_freelist_head,
+    revert_inferred_target,
+)
 from replay.engine.follow_compaction import (
     K_CAPTURED_PAGES,
     K_CAPTURES,
@@ -90,6 +100,11 @@ COUNTER_NAMES: tuple[str, ...] = (
     "pcp_alloc_not_on_pcp",  # 18 informational: pcp-order alloc taken straight from buddy
     "unexplained_direct_free",  # 19 inconsistency: a task-context free that skipped the pcp
     "lost_event_resyncs",  # 20 lossy traces: a model head the kernel skipped, taken as lost
+    "inferred_takes_reverted",  # 21 pages of an inferred fast-search take the kernel still had
+    "inferred_targets_confirmed",  # 22 inferred targets later freed (their migrated data)
+    "inferred_from_later_free",  # 23 a page free in the model, freed again: taken untraced
+    "inferred_list_rotations",  # 24 a compaction fast search's untraced move_freelist_head
+    "inferred_fast_takes",  # 25 pages of a block the kernel skipped: taken by a fast search
 )
 N_COUNTERS = len(COUNTER_NAMES)
 INCONSISTENCIES = (12, 13, 14, 15, 16, 17, 19)
@@ -98,6 +113,7 @@ C_LISTFIX, C_PBFIX, C_STEALS, C_RETYPE = 8, 9, 10, 11
 C_BADTAKE, C_BADDRAIN, C_BADALLOC, C_DOUBLEFREE, C_BADSTEAL, C_OUTSIDE, C_PCPMISS = range(12, 19)
 C_UNEXPLAINED = 19
 C_RESYNC = 20
+C_REVERTED, C_CONFIRMED, C_INFERRED_FREE, C_ROTATED, C_INFERRED_TAKE = 21, 22, 23, 24, 25
 
 
 @njit(cache=True, _nrt=False)
@@ -162,8 +178,12 @@ def take(st, z, pfn, order, mt, counters):
     """A traced take of [pfn, pfn + 2^order) from the buddy lists (zone_locked); returns
     whether the block taken had been placed by the trace (warm)."""
     head = find_free_block(st, pfn)
-    if head < 0:
+    if head < 0 or head + (1 << st.pg_order[head]) < pfn + (1 << order):
+        # part of the block sits on a pcp list in the model: freed straight to buddy after all
         free_pcp_pages_in(st, pfn, pfn + (1 << order), counters)
+        head = find_free_block(st, pfn)
+    if head < 0 and st.pg_target[pfn] >= TARGET_INFERRED:
+        counters[C_REVERTED] += revert_inferred_target(st, pfn)
         head = find_free_block(st, pfn)
     if head < 0:
         counters[C_BADTAKE] += 1
@@ -221,6 +241,44 @@ def steal(st, z, pfn, alloc_order, fallback_order, start_mt, fallback_mt, chown,
 
 
 @njit(cache=True, _nrt=False)
+def carve_out(st, pfn, order, counters):
+    """A page the model has free is freed (or drained) again: after compaction, the untraced
+    fast search took it as a target. Take [pfn, pfn + 2^order) off the free lists, allocated,
+    before the free is applied. Returns False when the pages are not all free."""
+    head = find_free_block(st, pfn)
+    if head < 0:
+        return False
+    z = st.pg_zone[head]
+    high = take_free_block(st, z, head)
+    if high < order:
+        add_to_free_list(st, z, head, high, st.pg_mt[head], False)
+        st.nr_free_pages[z] += 1 << high
+        return False
+    split_around(st, z, head, high, pfn, order, st.pb_mt[pfn >> st.config[CFG_PAGEBLOCK_ORDER]])
+    st.nr_free_pages[z] += (1 << high) - (1 << order)
+    st.pg_state[pfn] = PG_ALLOC
+    st.pg_order[pfn] = order
+    counters[C_INFERRED_FREE] += 1 << order
+    return True
+
+
+@njit(cache=True, _nrt=False)
+def infer_fast_search_move(st, z, h, p, m, counters):
+    """After compaction, the kernel took p where the model predicted h: an untraced move of
+    fast_isolate_freepages(). If p's block is on h's list, the kernel had rotated it to the head
+    (move_freelist_head); if h sits on a smaller order's list, the kernel no longer had h: its
+    fast search took it as a target (inferred; a later take of h reverts that)."""
+    fb = find_free_block(st, p)
+    if fb < 0:
+        return
+    if st.pg_order[fb] == st.pg_order[h] and st.pg_mt[fb] == st.pg_mt[h]:
+        move_freelist_head(st, z, st.pg_order[fb], st.pg_mt[fb], fb)
+        counters[C_ROTATED] += 1
+    elif st.pg_order[h] < st.pg_order[fb] and st.pg_mt[h] == MIGRATE_MOVABLE:
+        counters[C_INFERRED_TAKE] += __isolate_free_page(st, z, h, True)
+
+
+@njit(cache=True, _nrt=False)
 def any_active_run(cc):
     for k in range(K_RUNS):
         if cc[k, CC_ACTIVE] == 1:
@@ -264,6 +322,7 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
     in_fallback = False
     active = any_active_run(cc)
+    compacted = kc[0] > 0  # a compaction run was seen: untraced fast-search takes possible
     captures = False
     for k in range(K_RUNS):
         if cc[k, CC_CAPTURE] >= 0:
@@ -275,6 +334,7 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
                 compaction_event(st, cc, zc, e, cev[cidx[i]], pid[i], gfp[i], order[i], i,
                                  heads, nh, kc)
                 active = any_active_run(cc)
+                compacted = compacted or active
             continue
         p = pfn[i]
         if p < 0:
@@ -302,6 +362,8 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
                         # event. If it was free after all, a later take of it resynchronises.
                         take_free_block(st, st.pg_zone[h], h)
                         counters[C_RESYNC] += 1
+                elif compacted and h != p:
+                    infer_fast_search_move(st, z, h, p, m, counters)
             fallback_flag[i] = in_fallback
             in_fallback = False
             taken_warm[i] = take(st, z, p, o, m, counters)
@@ -338,12 +400,16 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
                 task_event(cc, zc, st, r, task_context, kc)
             s = st.pg_state[p]
             if s == PG_BUDDY or (s == PG_NONE and find_free_block(st, p) >= 0):
-                counters[C_DOUBLEFREE] += 1
-                continue
+                if not (compacted and carve_out(st, p, o, counters)):
+                    counters[C_DOUBLEFREE] += 1
+                    continue
+                s = PG_ALLOC
             if s == PG_PCP:
                 pcp_del(st, z, p)  # freed twice without a drain: keep the later placement
             st.pg_comp[p] = 0
             if st.pg_target[p] != 0:
+                if st.pg_target[p] >= TARGET_INFERRED:
+                    counters[C_CONFIRMED] += 1
                 st.pg_target[p] = 0
                 if r >= 0:
                     kc[K_RELEASED] += 1  # release_freepages(): an unused target
@@ -368,8 +434,9 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
             if s == PG_PCP:
                 pcp_del(st, z, p)
             elif s == PG_BUDDY or (s == PG_NONE and find_free_block(st, p) >= 0):
-                counters[C_BADDRAIN] += 1
-                continue
+                if not (compacted and carve_out(st, p, o, counters)):
+                    counters[C_BADDRAIN] += 1
+                    continue
             else:
                 counters[C_INITPCP] += 1
             st.pg_state[p] = PG_NONE

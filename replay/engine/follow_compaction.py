@@ -56,6 +56,7 @@ from replay.engine.compaction import (
     MODE_SYNC,
     MODE_SYNC_LIGHT,
     PAGE_ALLOC_COSTLY_ORDER,
+    TARGET_INFERRED,
     ZC_BLOCKSKIP_FLUSH,
     ZC_CACHED_FREE_PFN,
     ZC_CONSIDERED,
@@ -68,6 +69,7 @@ from replay.engine.compaction import (
     pageblock_end_pfn,
     pageblock_start_pfn,
     reset_isolation_free_pfn,
+    revert_inferred_target,
     visit_freepages_block,
 )
 from replay.engine.events import (
@@ -92,7 +94,7 @@ from replay.engine.events import (
     TASK_KSWAPD,
     TASK_OTHER,
 )
-from replay.engine.state import PG_BUDDY, ZP_END, ZP_START
+from replay.engine.state import PG_ALLOC, PG_BUDDY, ZP_END, ZP_START
 from replay.trace.schema import (
     EV_COMPACT_BEGIN,
     EV_COMPACT_DEFERRED,
@@ -111,8 +113,8 @@ STATUS_COMPLETE, STATUS_PARTIAL_SKIPPED = 5, 6  # enum compact_result
 # compaction counters: indices into the follow counters array (follow.py COUNTER_NAMES)
 (K_RUNS_SEEN, K_FREE_EVENTS, K_FREE_PAGES, K_FREE_MISMATCH, K_FAST_CALLS, K_FAST_PAGES,
  K_CAPTURES, K_CAPTURED_PAGES, K_RELEASED, K_MIGRATED, K_ROTATIONS, K_RESETS,
- K_STRIDE_FIXES, K_RELEASE_UNKNOWN, K_FAST_COLD) = range(15)
-N_KCOUNTERS = 15
+ K_STRIDE_FIXES, K_RELEASE_UNKNOWN, K_FAST_COLD, K_RECONCILED) = range(16)
+N_KCOUNTERS = 16
 
 
 @njit(cache=True, _nrt=False)
@@ -203,6 +205,33 @@ def _try_strides(st, start, end, blk_end, stride, want_taken, want_scanned, head
 
 
 @njit(cache=True, _nrt=False)
+def reconcile_scanned_range(st, z, start, end, blk_end, stride, nr_taken, heads, nh, kc):
+    """The scanner's visit shows the kernel's free set there (every head, at stride 1): blocks
+    the model inferred as fast-search targets in the range were free after all (reverted);
+    free blocks the model has beyond what the kernel found were taken by an untraced fast
+    search (inferred, largest first). Returns whether anything changed."""
+    changed = False
+    for p in range(start, end):
+        if st.pg_target[p] >= TARGET_INFERRED and st.pg_state[p] == PG_ALLOC:
+            kc[K_RECONCILED] += revert_inferred_target(st, p)
+            changed = True
+    if stride != 1 or end != blk_end:
+        return changed
+    sc, tk, stop, n = visit_freepages_block(st, start, end, blk_end, 1, heads, nh)
+    extra = tk - nr_taken
+    if extra <= 0 or n > heads.shape[0]:
+        return changed
+    for o in range(10, -1, -1):  # drop blocks of the model's extra pages, largest first
+        for k in range(n):
+            h = heads[k]
+            if extra >= (1 << o) and st.pg_state[h] == PG_BUDDY and st.pg_order[h] == o:
+                extra -= __isolate_free_page(st, z, h, True)
+                kc[K_RECONCILED] += 1 << o
+                changed = True
+    return changed
+
+
+@njit(cache=True, _nrt=False)
 def isolate_freepages_event(st, cc, zc, r, start, end, nr_scanned, nr_taken, heads, nh, kc):
     """A traced mm_compaction_isolate_freepages: take what the free scanner took."""
     z = st.pg_zone[start] if 0 <= start < st.pg_zone.shape[0] else -1
@@ -220,6 +249,10 @@ def isolate_freepages_event(st, cc, zc, r, start, end, nr_scanned, nr_taken, hea
         stride = cc[r, CC_STRIDE]
     kc[K_FREE_EVENTS] += 1
     used, exact = _try_strides(st, start, end, blk_end, stride, nr_taken, nr_scanned, heads, nh)
+    if not exact and reconcile_scanned_range(st, z, start, end, blk_end, stride, nr_taken,
+                                             heads, nh, kc):
+        used, exact = _try_strides(st, start, end, blk_end, stride, nr_taken, nr_scanned,
+                                   heads, nh)
     if used < 0:
         # the model's free set disagrees: take free heads of the range in pfn order
         kc[K_FREE_MISMATCH] += 1
@@ -227,7 +260,7 @@ def isolate_freepages_event(st, cc, zc, r, start, end, nr_scanned, nr_taken, hea
         p = start
         while p < end and got < nr_taken:
             if st.pg_state[p] == PG_BUDDY and got + (1 << st.pg_order[p]) <= nr_taken:
-                got += __isolate_free_page(st, z, p)
+                got += __isolate_free_page(st, z, p, False)
             p += 1
         kc[K_FREE_PAGES] += got
     else:
@@ -237,7 +270,7 @@ def isolate_freepages_event(st, cc, zc, r, start, end, nr_scanned, nr_taken, hea
         n = nh[0]
         got = 0
         for k in range(min(n, heads.shape[0])):
-            got += __isolate_free_page(st, z, heads[k])
+            got += __isolate_free_page(st, z, heads[k], False)
         kc[K_FREE_PAGES] += got
         if not exact:
             kc[K_FREE_MISMATCH] += 1
