@@ -11,7 +11,14 @@ from rich.console import Console
 from replay.commands.ingest_cmd import warn_damaged
 from replay.engine.simulate import Settings
 from replay.errors import SettingsError
-from replay.pipeline import load, observe, simulate_run
+from replay.pipeline import (
+    explain_capture,
+    explain_observed,
+    explain_simulated,
+    load,
+    observe,
+    simulate_run,
+)
 
 
 def parse_time(text: str | None) -> tuple[float, float] | None:
@@ -68,10 +75,17 @@ def run_report(source: str, outdir: Path | None, time_window: str | None,
     t0 = time.perf_counter()
     run = load(source, machine)
     warn_damaged(run.data.stats, err)
-    recon, samples = observe(run, window_events, window_ms)
-    sim = simulate_run(run, settings, window_events, window_ms) if compare else None
+    capture = explain_capture(run, window)
+    recon, samples = observe(run, window_events, window_ms, capture=capture)
+    explained, state = explain_observed(run, recon, capture, window)
+    explain = {"observed": explained}
+    sim = None
+    if compare:
+        sim_capture = explain_capture(run, window)
+        sim = simulate_run(run, settings, window_events, window_ms, capture=sim_capture)
+        explain["simulated"] = explain_simulated(run, sim, sim_capture, window, state.pid_comm)
     d = build(run, recon, samples, sim, settings.as_dict(), window,
-              "compare" if compare else "report")
+              "compare" if compare else "report", explain)
     d["seconds"] = round(time.perf_counter() - t0, 3)
     outdir = outdir or Path("report-" + Path(source.rstrip("/")).name.split(".")[0])
     paths = write_outputs(d, outdir, "comparison.json" if compare else "summary.json", plotlyjs)
