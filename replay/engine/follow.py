@@ -305,7 +305,8 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
 
 def plan_free_dispositions(ev: np.ndarray, pfn: np.ndarray, order: np.ndarray,
                            irq_flags: np.ndarray, preempt: np.ndarray,
-                           pageblock_order: int) -> np.ndarray:
+                           pageblock_order: int, pfn_zone: np.ndarray | None = None,
+                           cpu: np.ndarray | None = None) -> np.ndarray:
     """How each traced free reached the buddy allocator, decided from what happens next.
 
     - mm_page_free followed by mm_page_free_batched of the same page: free_unref_page_list()
@@ -316,6 +317,9 @@ def plan_free_dispositions(ev: np.ndarray, pfn: np.ndarray, order: np.ndarray,
       (D_DIRECT_IRQ); otherwise it went to the pcp list (D_PCP).
     - non-pcp orders go straight to buddy (D_DIRECT_ORDER).
     - a lookahead-direct free in task context is D_DIRECT_UNEXPLAINED (an inconsistency).
+    - pcp locks are per zone: with `pfn_zone` (each pfn's zone) and `cpu`, an interrupt's free
+      is direct only if the context it interrupted on that CPU was working on the same zone
+      (on i386 a softirq frees a lowmem page while its task frees HighMem pages).
     """
     n = len(ev)
     disp = np.zeros(n, np.int8)
@@ -341,4 +345,25 @@ def plan_free_dispositions(ev: np.ndarray, pfn: np.ndarray, order: np.ndarray,
     disp[(disp == D_DIRECT_LOOKAHEAD) & task_context] = D_DIRECT_UNEXPLAINED
     irq_direct = ((irq_flags & 0x30) != 0) & (preempt >= 3)
     disp[pf & (disp == D_PCP) & (nxt < 0) & irq_direct] = D_DIRECT_IRQ
+    if pfn_zone is not None and cpu is not None:
+        _other_zone_irq_frees(disp, pfn, irq_flags, cpu, pfn_zone)
     return disp
+
+
+def _other_zone_irq_frees(disp: np.ndarray, pfn: np.ndarray, irq_flags: np.ndarray,
+                          cpu: np.ndarray, pfn_zone: np.ndarray) -> None:
+    """An interrupt's free can only fail the pcp trylock of the zone whose pcp lock the
+    interrupted context holds: the zone of the previous event of that context on the CPU."""
+    cand = np.flatnonzero(disp == D_DIRECT_IRQ)
+    n_pfn = len(pfn_zone)
+    for i in cand:
+        ctx = irq_flags[i] & 0x30
+        j = i - 1
+        while j >= 0 and j > i - 4096:
+            if cpu[j] == cpu[i] and (irq_flags[j] & 0x30) != ctx and 0 <= pfn[j] < n_pfn:
+                break
+            j -= 1
+        if j < 0 or j <= i - 4096 or pfn[i] >= n_pfn:
+            continue
+        if pfn_zone[pfn[j]] != pfn_zone[pfn[i]]:
+            disp[i] = D_PCP

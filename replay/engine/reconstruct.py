@@ -289,7 +289,8 @@ def prepare_start(e: EventArrays, data: TraceData, bundle, machine: Machine,
     """The initial state at the start.buddyinfo marker (or boot state without a snapshot)."""
     cpus = cpus or max(machine.cpus, int(e.cpu.max()) + 1 if len(e) else 1)
     marks = marker_positions(data, e.seq)
-    disp = plan_free_dispositions(e.ev, e.pfn, e.order, e.irq, e.preempt, machine.pageblock_order)
+    disp = plan_free_dispositions(e.ev, e.pfn, e.order, e.irq, e.preempt, machine.pageblock_order,
+                                  machine.zone_index_array(), e.cpu)
     direct = np.isin(disp, (D_DIRECT_LOOKAHEAD, D_DIRECT_IRQ, D_DIRECT_ORDER,
                             D_DIRECT_UNEXPLAINED))
     snap = bundle.start if bundle is not None else None

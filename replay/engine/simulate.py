@@ -245,7 +245,7 @@ def run_simulation(st: State, machine: Machine, settings: Settings, e: EventArra
     """Run the model over the trace's requests from i_start; returns counters and events."""
     if disp is None:
         disp = plan_free_dispositions(e.ev, e.pfn, e.order, e.irq, e.preempt,
-                                      machine.pageblock_order)
+                                      machine.pageblock_order, machine.zone_index_array(), e.cpu)
     st.config[CFG_MOBILITY] = int(machine.mobility_grouping)
     st.config[CFG_FALLBACK_POLICY] = FALLBACK_POLICIES[settings.get("fallback_policy",
                                                                     "linux-6.1")]
