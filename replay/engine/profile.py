@@ -32,9 +32,9 @@ ARCHES: tuple[str, ...] = ("x86_64", "i386")
 (CFG_KERNEL, CFG_PCP_HIGH_TUNING, CFG_PCP_REFILL, CFG_PCP_FREE, CFG_FREE_HIGH, CFG_VMSTAT_DECAY,
  CFG_FALLBACK_RULE, CFG_EXTFRAG_TAKES, CFG_FREE_BATCHED_ANY_ORDER, CFG_MERGE_RETYPE,
  CFG_LIST_IS_PAGEBLOCK, CFG_SPLIT_LARGE_FREE, CFG_HIGHATOMIC_WMARK, CFG_WMARK_FAST_KEY,
- CFG_BOOST_WAKE_KSWAPD, CFG_HIGHATOMIC_LIMIT, CFG_BELOW_HIGH, CFG_CLAIM_WHOLE_BLOCK,
- CFG_FREE_HIGH_BATCH, CFG_VMSTAT_MS) = range(6, 26)
-N_CONFIG = 26
+ CFG_BOOST_WAKE_KSWAPD, CFG_HIGHATOMIC_LIMIT, CFG_BELOW_HIGH, CFG_FREE_HIGH_BATCH,
+ CFG_VMSTAT_MS) = range(6, 25)
+N_CONFIG = 25
 
 FALLBACK_STEAL, FALLBACK_CLAIM_STEAL = 0, 1  # __rmqueue_fallback (6.1) / claim-or-steal (6.12)
 VMSTAT_INTERVAL_MS = 1000  # vmstat_update: round_jiffies_relative(HZ) (mm/vmstat.c)
@@ -64,7 +64,6 @@ class KernelProfile:
     boost_wake_kswapd: int = 0
     highatomic_limit: int = 0
     below_high: int = 0
-    claim_whole_block: int = 0
 
     @property
     def name(self) -> str:
@@ -131,11 +130,11 @@ RULES: tuple[Rule, ...] = (
          "__rmqueue_fallback: the largest fallback block; steal_suitable_fallback moves the "
          "pageblock's free pages whatever the threshold, re-types it at >= half",
          "__rmqueue_claim (orders 10 down: whole pageblock iff free + alike >= half, nothing "
-         "moved otherwise) then __rmqueue_steal (the smallest block alone); rmqueue_bulk keeps "
-         "the mode for the rest of the refill",
+         "moved otherwise, never a pageblock straddling the zone) then __rmqueue_steal (the "
+         "smallest block alone); rmqueue_bulk keeps the mode for the rest of the refill",
          "__rmqueue_fallback L3033, steal_suitable_fallback L2791",
-         "__rmqueue_claim :2217, try_to_steal_block :1955, __rmqueue_steal :2269, "
-         "__rmqueue :2306"),
+         "__rmqueue_claim :2217, try_to_steal_block :1955, prep_move_freepages_block :1722, "
+         "__rmqueue_steal :2269, __rmqueue :2306"),
     Rule("extfrag_only_takes", CFG_EXTFRAG_TAKES, "mm_page_alloc_extfrag",
          "before the zone_locked of the stolen block; pfn = the stolen block",
          "claims of blocks >= pageblock_order and steals emit no zone_locked: extfrag alone, pfn "
@@ -176,9 +175,6 @@ RULES: tuple[Rule, ...] = (
          "-", "set when an allocation's high-watermark check fails, cleared after a drain that "
          "leaves the zone above it; drives pcp->high down", "-",
          "get_page_from_freelist :3499-3508, free_unref_page_commit :2718"),
-    Rule("claim_whole_block", CFG_CLAIM_WHOLE_BLOCK, "pageblock straddling the zone start",
-         "move_freepages_block starts at the page", "prep_move_freepages_block fails: no claim",
-         "move_freepages_block L2680", "prep_move_freepages_block :1722"),
 )
 
 _LINUX_61 = KernelProfile("6.1", source="Debian 6.1.192 (linux-source-6.1)")
