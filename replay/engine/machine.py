@@ -99,6 +99,7 @@ class ZoneSpec:
     pcp_batch: int = 1
     cpus: tuple[int, ...] = ()  # the CPUs of this zone's node
     pcp_high_max: int = 0  # 6.7+: high_max (zone_highsize with fraction 8); 0: = pcp_high
+    boot_managed: int = 0  # managed pages when boot sized the pcps (0: unknown, = managed)
 
     @property
     def name(self) -> str:
@@ -418,7 +419,9 @@ def machine_from_zoneinfo(
     if len(mapping) != ncpus or any(not 0 <= n < nodes for n in mapping):
         raise SettingsError(f"cpu_to_node {list(mapping)} does not fit {ncpus} CPUs, {nodes} nodes")
     zones = _sorted(_with_node_cpus([_zone_from_info(zi, arch) for zi in populated], mapping))
-    zones = tuple(_pcp_limits(z, ncpus, tuned=kernel != "6.1") for z in zones)
+    highs = {(zi.node, zi.name): [p.high for p in zi.pagesets.values()] for zi in populated}
+    zones = tuple(_pcp_limits(z, ncpus, kernel != "6.1", boot_managed_range(z, zones),
+                              highs.get((z.node, z.name), [])) for z in zones)
     if min_free_kbytes is None:
         inferred = infer_min_free_kbytes(zones)
         min_free_kbytes = inferred if inferred is not None else 4 * sum(z.wmark_min for z in zones)
@@ -432,14 +435,57 @@ def machine_from_zoneinfo(
     )
 
 
-def _pcp_limits(z: ZoneSpec, online_cpus: int, tuned: bool) -> ZoneSpec:
-    """high_max of a zone (and, for a tuned kernel's zoneinfo, high_min) by zone_highsize()."""
+def boot_managed_range(z: ZoneSpec, zones: Sequence[ZoneSpec],
+                       ratios: Sequence[int] = LOWMEM_RESERVE_RATIO) -> tuple[int, int] | None:
+    """The zone's managed pages when boot sized it, from the zone just below it on its node:
+    that zone's protection for it is ⌊managed / lowmem_reserve_ratio⌋, computed at the same
+    time as the pcp sizes (init_per_zone_wmark_min), before the initramfs was freed into the
+    zone. None without such a zone."""
+    below = [o for o in zones if o.node == z.node and _rank(o.zone_type) < _rank(z.zone_type)]
+    if not below:
+        return None
+    lower = max(below, key=lambda o: _rank(o.zone_type))
+    ratio = ratios[lower.zone_type] if lower.zone_type < len(ratios) else 0
+    if not ratio or z.zone_type >= len(lower.lowmem_reserve):
+        return None
+    p = lower.lowmem_reserve[z.zone_type]
+    if not p:
+        return None
+    return p * ratio, (p + 1) * ratio - 1
+
+
+def _rank(zone_type: int) -> int:
+    """Zone order within a node (HighMem sorts above Normal)."""
+    return {ZONE_DMA: 0, ZONE_DMA32: 1, ZONE_NORMAL: 2, ZONE_HIGHMEM: 3}.get(zone_type, 4)
+
+
+def _pcp_limits(z: ZoneSpec, online_cpus: int, tuned: bool,
+                managed_range: tuple[int, int] | None = None,
+                observed_highs: Sequence[int] = ()) -> ZoneSpec:
+    """high_max of a zone (and, for a tuned kernel's zoneinfo, high_min) by zone_highsize().
+
+    high_max = managed/8 split over the node's CPUs, with managed as boot saw it (from the
+    protection of the zone below: a range); a CPU whose printed high lies in that range is at
+    high_max, which fixes it exactly; otherwise the range's middle."""
     batch = max(z.pcp_batch, 1)
-    high_max = zone_highsize(z.wmark_low, z.managed, batch, len(z.cpus), online_cpus,
-                             MIN_PERCPU_PAGELIST_HIGH_FRACTION)
+    split = len(z.cpus) or online_cpus
+
+    def highsize(managed: int, fraction: int = 0) -> int:
+        return zone_highsize(z.wmark_low, managed, batch, len(z.cpus), online_cpus, fraction)
+
+    boot = z.managed
+    if managed_range is not None:
+        lo, hi = managed_range
+        boot = (lo + hi) // 2
+        h_lo, h_hi = (highsize(m, MIN_PERCPU_PAGELIST_HIGH_FRACTION) for m in managed_range)
+        at_max = [h for h in observed_highs if h_lo <= h <= h_hi] if tuned else []
+        if at_max:
+            boot = max(at_max) * split * MIN_PERCPU_PAGELIST_HIGH_FRACTION
+    high_max = highsize(boot, MIN_PERCPU_PAGELIST_HIGH_FRACTION)
+    z = replace(z, boot_managed=boot)
     if not tuned:
         return replace(z, pcp_high_max=max(high_max, z.pcp_high))
-    high_min = zone_highsize(z.wmark_low, z.managed, batch, len(z.cpus), online_cpus)
+    high_min = highsize(z.managed)
     return replace(z, pcp_high=high_min, pcp_high_max=max(high_max, high_min))
 
 
@@ -516,7 +562,7 @@ def recompute_pcp(
         # zone_set_pageset_high_and_batch() (6.7+): high_max from managed/8 unless the
         # fraction sysctl (or a fixed what-if high) pins high_min == high_max
         high_max = high if (fraction or pcp_high is not None) else max(high, zone_highsize(
-            z.wmark_low, z.managed, batch, len(z.cpus), machine.cpus,
+            z.wmark_low, z.boot_managed or z.managed, batch, len(z.cpus), machine.cpus,
             MIN_PERCPU_PAGELIST_HIGH_FRACTION))
         zones.append(replace(z, pcp_batch=batch, pcp_high=high, pcp_high_max=high_max))
     return replace(machine, zones=tuple(zones), percpu_pagelist_high_fraction=fraction)

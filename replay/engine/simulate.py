@@ -64,20 +64,17 @@ from replay.trace.schema import EV_ALLOC, EV_FREE, EV_FREE_BATCHED, EVENT_NAMES
 
 @njit(nogil=True, cache=True, _nrt=False)
 def simulate_requests(st, ev, pfn, order, mt, cpu, gfp, disp, i0, i1, cpu_map, cpu_node,
-                      mobility, pfn_map, out, counters, zonelists, zl_len, ts):
+                      mobility, pfn_map, out, counters, zonelists, zl_len, ts, vm_t, vm_cpu,
+                      vm_pos):
     """Feed requests [i0, i1) through the policy. pfn_map: traced pfn -> model pfn (-1 none).
-    Under 6.12's rules each CPU's vmstat_update runs when the trace's clock passes its turn."""
-    interval = st.config[CFG_VMSTAT_MS] * 1000000
-    ncpu = st.vmstat_next.shape[0]
+    vm_t/vm_cpu: the instants (trace clock) and CPUs of vmstat_update runs, in time order;
+    vm_pos[0] the next one (6.12's decay_pcp_high; empty under 6.1's rules)."""
+    nvm = vm_t.shape[0]
     for i in range(i0, i1):
         e = ev[i]
-        if interval > 0:
-            t = ts[i]
-            for c in range(ncpu):
-                if t >= st.vmstat_next[c]:
-                    vmstat_update(st, c, out, i, counters)
-                    while st.vmstat_next[c] <= t:
-                        st.vmstat_next[c] += interval
+        while vm_pos[0] < nvm and vm_t[vm_pos[0]] <= ts[i]:
+            vmstat_update(st, vm_cpu[vm_pos[0]], out, i, counters)
+            vm_pos[0] += 1
         if e == EV_ALLOC:
             p = pfn[i]
             o = order[i]
@@ -273,7 +270,8 @@ def cpu_mapping(machine: Machine, trace_cpus: int) -> tuple[np.ndarray, np.ndarr
 
 def run_simulation(st: State, machine: Machine, settings: Settings, e: EventArrays,  # noqa: PLR0913
                    i_start: int, disp: np.ndarray | None = None,
-                   sample_points=None, sampler=None) -> tuple[dict, Emitter]:
+                   sample_points=None, sampler=None,
+                   vmstat_evidence: np.ndarray | None = None) -> tuple[dict, Emitter]:
     """Run the model over the trace's requests from i_start; returns counters and events."""
     if disp is None:
         disp = plan_free_dispositions(e.ev, e.pfn, e.order, e.irq, e.preempt,
@@ -283,10 +281,11 @@ def run_simulation(st: State, machine: Machine, settings: Settings, e: EventArra
                                                                     "linux-6.1")]
     if st.config[CFG_VMSTAT_MS] and settings.get("vmstat_interval_ms") is not None:
         st.config[CFG_VMSTAT_MS] = int(settings.get("vmstat_interval_ms"))
-    if len(e) and i_start < len(e):
-        first_vmstat_updates(st, int(e.ts[i_start]))
     trace_cpus = int(e.cpu.max()) + 1 if len(e) else 1
     cpu_map, cpu_node = cpu_mapping(machine, trace_cpus)
+    vm_t, vm_cpu = vmstat_schedule(e, i_start, int(st.config[CFG_VMSTAT_MS]), cpu_map,
+                                   vmstat_evidence)
+    vm_pos = np.zeros(1, np.int64)
     n_req = int(np.count_nonzero(np.isin(e.ev[i_start:], (EV_ALLOC, EV_FREE, EV_FREE_BATCHED))))
     capacity = max(1 << 16, n_req * 3)
     counters = np.zeros(len(SIM_COUNTER_NAMES), np.int64)
@@ -306,7 +305,7 @@ def run_simulation(st: State, machine: Machine, settings: Settings, e: EventArra
             out = _grow(out, max(need, 2 * len(out.ev)))
         simulate_requests(st, e.ev, e.pfn, e.order, e.mt, e.cpu, e.gfp, disp, pos, nxt,
                           cpu_map, cpu_node, bool(machine.mobility_grouping), pfn_map, out,
-                          counters, zonelists, zl_len, e.ts)
+                          counters, zonelists, zl_len, e.ts, vm_t, vm_cpu, vm_pos)
         if out.n[1]:
             raise RuntimeError("simulated event buffer overflowed")
         pos = nxt
@@ -318,16 +317,74 @@ def run_simulation(st: State, machine: Machine, settings: Settings, e: EventArra
 VMSTAT_CPU_SKEW_NS = 12_000_000  # round_jiffies_common(): 3 jiffies per CPU at HZ=250
 
 
-def first_vmstat_updates(st: State, t0: int) -> None:
-    """Each CPU's first vmstat_update after trace time t0: the next whole interval of the
-    clock plus the CPU's skew (round_jiffies_relative(HZ) in vmstat_update; the real phase of
-    the deferrable work is not in the trace, see docs/model.md)."""
-    interval = int(st.config[CFG_VMSTAT_MS]) * 1_000_000
-    if interval <= 0:
-        return
-    base = (t0 // interval + 1) * interval
-    for c in range(len(st.vmstat_next)):
-        st.vmstat_next[c] = base + (c * VMSTAT_CPU_SKEW_NS) % interval
+def vmstat_runs(data, e: EventArrays, i_start: int) -> np.ndarray:
+    """Indices of the trace's pcpu_drain runs made by a kworker (vmstat_update's
+    decay_pcp_high or drain_zone_pages): the instants a CPU's vmstat_update is known to run."""
+    from replay.trace.schema import EV_PCPU_DRAIN
+
+    idx = np.flatnonzero(e.ev[i_start:] == EV_PCPU_DRAIN) + i_start
+    if not len(idx) or "comm" not in data.events.column_names:
+        return np.zeros(0, np.int64)
+    comm = data.events.column("comm").take(idx).to_pylist()
+    kw = np.array([c is not None and c.startswith("kworker/") for c in comm], bool)
+    idx = idx[kw]
+    if not len(idx):
+        return idx
+    # a run: the first of consecutive kworker drains on a CPU (no other event between)
+    starts = []
+    last = {}
+    for i in idx:
+        c = int(e.cpu[i])
+        j = last.get(c)
+        if j is None or np.any((e.cpu[j + 1:i] == c) & (e.ev[j + 1:i] != EV_PCPU_DRAIN)):
+            starts.append(i)
+        last[c] = i
+    return np.asarray(starts, np.int64)
+
+
+def vmstat_schedule(e: EventArrays, i_start: int, interval_ms: int, cpu_map: np.ndarray,
+                    evidence: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The instants of each CPU's vmstat_update over the replayed part of the trace, in time
+    order: every interval (round_jiffies_relative(HZ) re-arms it), CPU c 3·c jiffies before
+    the whole second (round_jiffies_common's skew). Where the trace shows a CPU's
+    vmstat_update (`evidence`: kworker drain runs) the schedule runs through those instants;
+    CPUs without one take the phase the others show; with none at all, whole seconds of the
+    trace clock (the true phase is not in the trace: docs/model.md)."""
+    if interval_ms <= 0 or i_start >= len(e):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    iv = interval_ms * 1_000_000
+    t0, t1 = int(e.ts[i_start]), int(e.ts[-1])
+    ncpu = int(cpu_map.max()) + 1 if len(cpu_map) else 1
+    ev_t = [[] for _ in range(ncpu)]
+    for i in (evidence if evidence is not None else []):
+        c = int(cpu_map[e.cpu[i]]) if e.cpu[i] < len(cpu_map) else -1
+        if 0 <= c < ncpu:
+            ev_t[c].append(int(e.ts[i]))
+    skew = [c * VMSTAT_CPU_SKEW_NS for c in range(ncpu)]
+    phases = [(t[0] + skew[c]) % iv for c, t in enumerate(ev_t) if t]
+    if phases:  # the circular mean of the phases the evidence shows
+        ang = np.asarray(phases, float) / iv * 2 * np.pi
+        phase = int((np.arctan2(np.sin(ang).mean(), np.cos(ang).mean()) / (2 * np.pi)) % 1 * iv)
+    else:
+        phase = 0
+    times, cpus = [], []
+    for c in range(ncpu):
+        # the first instant after t0 with (t + skew) at the phase
+        anchors = sorted(ev_t[c]) or [((t0 + skew[c] - phase) // iv + 1) * iv + phase - skew[c]]
+        t = anchors[0]
+        while t - iv > t0:
+            t -= iv
+        k = 0
+        while t <= t1:
+            while k < len(anchors) and anchors[k] <= t + iv // 2:
+                t = anchors[k]
+                k += 1
+            if t > t0:
+                times.append(t)
+                cpus.append(c)
+            t += iv
+    order = np.argsort(np.asarray(times, np.int64), kind="stable")
+    return np.asarray(times, np.int64)[order], np.asarray(cpus, np.int64)[order]
 
 
 def _grow(out: Emitter, capacity: int) -> Emitter:
@@ -470,8 +527,9 @@ def simulate(data, bundle=None, settings: Settings | None = None,
         zoneinfo = bundle.start.zoneinfo if bundle is not None else None
         seed_pcp_tuning(st, e, start.i_start, cpu_map, sim_machine, zoneinfo, choice.trace)
     sampler = sampler_factory(sim_machine, e) if sampler_factory else None
+    evidence = vmstat_runs(data, e, start.i_start) if choice.trace.vmstat_decay else None
     counters, out = run_simulation(st, sim_machine, settings, e, start.i_start, start.disp,
-                                   points, sampler)
+                                   points, sampler, evidence)
     table = emitted_table(out, e, sim_machine.pageblock_order)
     return SimulateResult(sim_machine, settings, st, counters, table, out, int(out.n[0]),
                           sampler.samples if sampler else None, start.i_start, choice)

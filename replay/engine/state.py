@@ -68,7 +68,6 @@ class State(NamedTuple):
     pcp_alloc_factor: np.ndarray  # int64 [CPUS, Z]
     pcp_free_count: np.ndarray  # int64 [CPUS, Z]
     pcp_flags: np.ndarray  # int64 [CPUS, Z]: PCPF_PREV_FREE_HIGH_ORDER, PCPF_FREE_HIGH_BATCH
-    vmstat_next: np.ndarray  # int64 [CPUS]: trace time (ns) of each CPU's next vmstat_update
 
 
 NR_ZONE_TYPES = 6  # DMA, DMA32, Normal, Movable, Device, HighMem (i386 only)
@@ -161,7 +160,6 @@ def new_state(machine: Machine, cpus: int | None = None) -> State:
         pcp_alloc_factor=np.zeros((ncpu, nz), np.int64),
         pcp_free_count=np.zeros((ncpu, nz), np.int64),
         pcp_flags=np.zeros((ncpu, nz), np.int64),
-        vmstat_next=np.zeros(ncpu, np.int64),
     )
 
 
