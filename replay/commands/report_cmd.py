@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from replay.commands.ingest_cmd import warn_damaged
+from replay.commands.ingest_cmd import warn_damaged, warn_profile
 from replay.engine.simulate import Settings
 from replay.errors import SettingsError
 from replay.pipeline import load, observe, simulate_run
@@ -56,7 +56,7 @@ def _json_default(o):
 def run_report(source: str, outdir: Path | None, time_window: str | None,
                window_ms: float | None, window_events: int | None, plotlyjs: str,
                machine: str | None, sets: list[str] | None, compare: bool,
-               out: Console, err: Console) -> int:
+               out: Console, err: Console, kernel: str | None = None) -> int:
     from replay.report.build import build
 
     if window_ms is not None and window_ms <= 0:
@@ -65,11 +65,16 @@ def run_report(source: str, outdir: Path | None, time_window: str | None,
         raise SettingsError(f"--window-events {window_events}: must be positive")
     window = parse_time(time_window)
     settings = Settings.parse(sets) if compare else Settings()
+    if kernel is not None and settings.get("kernel") not in (None, kernel):
+        raise SettingsError(f"--kernel {kernel} and --set kernel={settings.get('kernel')}: "
+                            "give one")
     t0 = time.perf_counter()
-    run = load(source, machine)
+    run = load(source, machine, kernel or settings.get("kernel"))
     warn_damaged(run.data.stats, err)
-    recon, samples = observe(run, window_events, window_ms)
+    recon, samples = observe(run, window_events, window_ms,
+                             follow="trace" if compare else "requested")
     sim = simulate_run(run, settings, window_events, window_ms) if compare else None
+    warn_profile(sim.profile if sim is not None else recon.profile, err)
     d = build(run, recon, samples, sim, settings.as_dict(), window,
               "compare" if compare else "report")
     d["seconds"] = round(time.perf_counter() - t0, 3)
