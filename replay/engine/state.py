@@ -159,7 +159,8 @@ def new_state(machine: Machine, cpus: int | None = None) -> State:
         pcp_high_max=pcp_high_max,
         pcp_alloc_factor=np.zeros((ncpu, nz), np.int64),
         pcp_free_count=np.zeros((ncpu, nz), np.int64),
-        pcp_flags=np.zeros((ncpu, nz), np.int64),
+        pcp_flags=np.full((ncpu, nz), PCPF_FREE_HIGH_BATCH if profile.free_high else 0,
+                          np.int64),
     )
 
 
