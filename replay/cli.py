@@ -158,6 +158,30 @@ def compare(
                                 plotlyjs, machine, sets, True, out, err, kernel))
 
 
+@app.command()
+def explain(
+    source: SourceArg,
+    time_window: TimeOpt = None,
+    outdir: Annotated[Path | None, typer.Option("-o", "--output", help="Directory for "
+                                                "explain.json.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print explain.json to stdout "
+                                          "instead of the tables.")] = False,
+    symbols: Annotated[Path | None, typer.Option(
+        "--symbols", help="System.map or /proc/kallsyms to name call sites (traces with call "
+        "chains).")] = None,
+    sets: SetOpt = None,
+    top: Annotated[int, typer.Option("--top", help="Rows per table in the console.")] = 15,
+    machine: MachineOpt = None,
+) -> None:
+    """Who stole pageblocks from another migratetype, which live blocks left them mixed (and
+    for how long), and which blocks keep pageblocks from merging. With --set, the simulated run
+    under those settings is explained too."""
+    from replay.commands.explain_cmd import run_explain
+
+    raise typer.Exit(run_explain(source, time_window, outdir, as_json, symbols, machine, sets,
+                                 top, out, err))
+
+
 ThresholdsOpt = Annotated[Path | None, typer.Option(
     "--thresholds", help="TOML file of per-metric thresholds (docs/ci.md); default thresholds "
     "otherwise.")]
@@ -216,6 +240,9 @@ def sweep(
         "--cache", help="Folder for ingested traces (shared storage on a multi-node cluster); "
         "default ~/.cache/pagereplay/ingested.")] = None,
     machine: MachineOpt = None,
+    orders: Annotated[list[int] | None, typer.Option(
+        "--order", help="Also compare settings at this allocation order (repeatable); order 9 "
+        "(2 MiB, THP) always.")] = None,
     kernel: Annotated[str | None, typer.Option(
         "--kernel", help="Kernel rules for every point (6.1 or 6.12); or vary it with "
         "--grid kernel=6.1,6.12.")] = None,
@@ -234,7 +261,7 @@ def sweep(
             raise SettingsError("--kernel and --grid kernel=...: give one")
         grid = (grid or []) + [f"kernel={kernel}"]
     raise typer.Exit(run_sweep(sources, grid, outdir, workers, scheduler, cache, machine, out,
-                               err))
+                               err, orders))
 
 
 def main() -> None:

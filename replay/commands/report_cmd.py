@@ -11,7 +11,14 @@ from rich.console import Console
 from replay.commands.ingest_cmd import warn_damaged, warn_profile
 from replay.engine.simulate import Settings
 from replay.errors import SettingsError
-from replay.pipeline import load, observe, simulate_run
+from replay.pipeline import (
+    explain_capture,
+    explain_observed,
+    explain_simulated,
+    load,
+    observe,
+    simulate_run,
+)
 
 
 def parse_time(text: str | None) -> tuple[float, float] | None:
@@ -71,12 +78,19 @@ def run_report(source: str, outdir: Path | None, time_window: str | None,
     t0 = time.perf_counter()
     run = load(source, machine, kernel or settings.get("kernel"))
     warn_damaged(run.data.stats, err)
+    capture = explain_capture(run, window)
     recon, samples = observe(run, window_events, window_ms,
-                             follow="trace" if compare else "requested")
-    sim = simulate_run(run, settings, window_events, window_ms) if compare else None
+                             follow="trace" if compare else "requested", capture=capture)
+    explained, state = explain_observed(run, recon, capture, window)
+    explain = {"observed": explained}
+    sim = None
+    if compare:
+        sim_capture = explain_capture(run, window)
+        sim = simulate_run(run, settings, window_events, window_ms, capture=sim_capture)
+        explain["simulated"] = explain_simulated(run, sim, sim_capture, window, state.pid_comm)
     warn_profile(sim.profile if sim is not None else recon.profile, err)
     d = build(run, recon, samples, sim, settings.as_dict(), window,
-              "compare" if compare else "report")
+              "compare" if compare else "report", explain)
     d["seconds"] = round(time.perf_counter() - t0, 3)
     outdir = outdir or Path("report-" + Path(source.rstrip("/")).name.split(".")[0])
     paths = write_outputs(d, outdir, "comparison.json" if compare else "summary.json", plotlyjs)

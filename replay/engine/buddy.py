@@ -238,12 +238,28 @@ def __free_one_page(st, z, pfn, order, mt, to_tail_forced):
     page's cached type), whatever its buddies' lists were. With the merge_retype rule (6.12
     page_alloc.c:874) a buddy pageblock of another mergeable type takes `mt`.
     """
+    head, _ = free_one_page_capc(st, z, pfn, order, mt, to_tail_forced, -1)
+    return head
+
+
+@njit(cache=True, _nrt=False)
+def free_one_page_capc(st, z, pfn, order, mt, to_tail_forced, capture_order):
+    """__free_one_page() with a direct compaction's capture_control: when the merging block
+    reaches `capture_order` (-1: none) and compaction_capture() accepts it, the block is taken
+    for the compacting task instead of being listed. Returns (head pfn, captured)."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
     if mt != MIGRATE_ISOLATE:
         st.nr_free_pages[z] += 1 << order
     buddy_pfn = pfn ^ (1 << order)
     max_order = st.config[CFG_MAX_ORDER]
     while order < max_order - 1:
+        if capture_order >= 0 and order == capture_order and mt != MIGRATE_ISOLATE and not (
+                order < pbo and mt == MIGRATE_MOVABLE):  # compaction_capture()
+            if mt != MIGRATE_ISOLATE:
+                st.nr_free_pages[z] -= 1 << order
+            st.pg_state[pfn] = PG_NONE
+            st.pg_order[pfn] = order
+            return pfn, True
         buddy_pfn = pfn ^ (1 << order)
         if not page_is_buddy(st, z, buddy_pfn, order):
             break
@@ -263,7 +279,7 @@ def __free_one_page(st, z, pfn, order, mt, to_tail_forced):
         to_tail = buddy_merge_likely(st, z, pfn, buddy_pfn, order)
     add_to_free_list(st, z, pfn, order, mt, to_tail)
     st.pg_warm[pfn] = 1
-    return pfn
+    return pfn, False
 
 
 @njit(cache=True, _nrt=False)

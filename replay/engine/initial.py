@@ -41,6 +41,7 @@ from replay.trace.schema import (
 )
 
 KPF_LRU, KPF_SLAB, KPF_BUDDY, KPF_NOPAGE, KPF_PGTABLE = 5, 7, 10, 20, 26
+KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL = 15, 16
 
 
 def split_into_blocks(free: np.ndarray, pg_zone: np.ndarray,
@@ -372,10 +373,28 @@ def initial_state_from_snapshot(machine: Machine, kpf: np.ndarray, pagetypeinfo,
     lru[:m] = ((kpf[:m] >> np.uint64(KPF_LRU)) & np.uint64(1)) != 0
     nonfree = st.pg_state != PG_BUDDY
     st.pg_mt[nonfree & lru] = 1
+    mark_compound_heads(st, kpf[:m])
     info = {"pages_corrected_by_events": changed, "free_pages": int(free.sum())}
     if list_is_pageblock:
         info["pageblocks_retyped_to_lists"] = retyped
     return st, info
+
+
+def mark_compound_heads(st: State, kpf: np.ndarray) -> None:
+    """pg_comp at each compound head of the snapshot: order + 1, the order from the run of
+    KPF_COMPOUND_TAIL pages after the head (compaction's free scanner skips a compound page
+    whole when it visits its head)."""
+    head = ((kpf >> np.uint64(KPF_COMPOUND_HEAD)) & np.uint64(1)).astype(bool)
+    tail = ((kpf >> np.uint64(KPF_COMPOUND_TAIL)) & np.uint64(1)).astype(bool)
+    heads = np.flatnonzero(head)
+    if not len(heads):
+        return
+    # length of the tail run after each head: distance to the next non-tail page
+    not_tail = np.append(np.flatnonzero(~tail), len(kpf))
+    nxt = not_tail[np.searchsorted(not_tail, heads + 1)]
+    pages = np.minimum(nxt - heads, 1 << (MAX_ORDER - 1))
+    order = np.floor(np.log2(np.maximum(pages, 1))).astype(np.int8)
+    st.pg_comp[heads] = order + 1
 
 
 def initial_state_boot(machine: Machine, cpus: int) -> State:

@@ -9,10 +9,10 @@ instant inside its markers, so a zone is exact when one of those points matches.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 
+from replay.engine.compaction import new_compaction_tables
 from replay.engine.events import EventArrays, event_arrays, marker_positions
 from replay.engine.follow import (
     COUNTER_NAMES,
@@ -28,6 +28,7 @@ from replay.engine.follow import (
     plan_claims,
     plan_free_dispositions,
 )
+from replay.engine.follow_compaction import K_FREE_MISMATCH, KCOUNTER_NAMES, N_KCOUNTERS
 from replay.engine.initial import initial_state_boot, initial_state_from_snapshot
 from replay.engine.machine import Machine, machine_from_bundle
 from replay.engine.profile import KernelProfile, ProfileChoice, get_profile, trace_profiles
@@ -109,11 +110,15 @@ class ReconstructResult:
     i_start: int
     info: dict = field(default_factory=dict)
     end_state: State | None = None  # the state at the end.buddyinfo marker
+    compaction: dict[str, int] = field(default_factory=dict)  # KCOUNTER_NAMES
     profile: ProfileChoice | None = None  # the kernel rules followed
 
     @property
     def inconsistencies(self) -> dict[str, int]:
-        return {COUNTER_NAMES[i]: self.counters[COUNTER_NAMES[i]] for i in INCONSISTENCIES}
+        bad = {COUNTER_NAMES[i]: self.counters[COUNTER_NAMES[i]] for i in INCONSISTENCIES}
+        name = KCOUNTER_NAMES[K_FREE_MISMATCH]
+        bad[name] = self.compaction.get(name, 0)
+        return bad
 
     @property
     def exact(self) -> bool:
@@ -129,6 +134,7 @@ class ReconstructResult:
             "inconsistencies": self.inconsistencies,
             "inconsistent_events": sum(self.inconsistencies.values()),
             "counters": self.counters,
+            "compaction": self.compaction,
             "agreement": self.agreement.as_dict(),
             "info": self.info,
         }
@@ -161,6 +167,10 @@ class Follower:
         self.pred_warm = np.zeros(n, np.uint8)
         self.taken_warm = np.zeros(n, np.uint8)
         self.fallback = np.zeros(n, np.bool_)
+        self.cc, self.zc = new_compaction_tables(st.zone_param.shape[0])
+        self.kc = np.zeros(N_KCOUNTERS, np.int64)
+        self.heads = np.zeros(1 << 12, np.int64)  # free blocks one scanned pageblock can hold
+        self.nh = np.zeros(1, np.int64)
 
     def run(self, i0: int, i1: int) -> None:
         """Follow events [i0, i1), sampling at the sample points inside (i0, i1]."""
@@ -183,7 +193,8 @@ class Follower:
         e = self.e
         follow_events(self.st, e.ev, e.pfn, e.order, e.mt, e.cpu, e.refill, e.ford, e.fmt,
                       e.chown, self.disp, i0, i1, self.counters, self.pred, self.pred_warm,
-                      self.taken_warm, self.fallback)
+                      self.taken_warm, self.fallback, e.pid, e.irq, e.gfp, e.cidx, e.cev,
+                      self.cc, self.zc, self.kc, self.heads, self.nh)
 
 
 def _zone_keys(machine: Machine) -> list[str]:
@@ -387,14 +398,9 @@ def reconstruct(data: TraceData, bundle=None, machine: Machine | None = None,
             pos = p1
     f.run(pos, len(e))
     counters = {name: int(f.counters[i]) for i, name in enumerate(COUNTER_NAMES)}
+    compaction = {name: int(f.kc[i]) for i, name in enumerate(KCOUNTER_NAMES)}
+    if e.reordered:
+        info["reordered_events"] = e.reordered  # cross-CPU clock skew repaired (causal.py)
     return ReconstructResult(machine, f.st, e, counters, start_chk, end_chk, pti_chk, pb_chk,
-                             compute_agreement(f, i_start), i_start, info, end_state, choice)
-
-
-def reconstruct_source(source: str | Path, machine_desc: str | None = None) -> ReconstructResult:
-    """Read a trace (file or bundle) and reconstruct it."""
-
-    from replay.pipeline import load
-
-    run = load(source, machine_desc)
-    return reconstruct(run.data, run.bundle, run.machine)
+                             compute_agreement(f, i_start), i_start, info, end_state,
+                             compaction, choice)

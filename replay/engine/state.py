@@ -3,7 +3,7 @@
 Every free block, pcp entry and allocated block is described at its head pfn. Free lists and pcp
 lists are doubly linked through `next`/`prev` (pfn-indexed), with head and tail per list, so
 allocation can take the head and frees can go to the head or the tail as the kernel does.
-About 15 bytes per page of modelled RAM.
+About 17 bytes per page of modelled RAM.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ class State(NamedTuple):
     pg_cpu: np.ndarray  # int16: the CPU whose pcp list holds the block
     pg_warm: np.ndarray  # uint8: 1 once a traced event placed this block on its list
     pg_zone: np.ndarray  # int8: zone index, -1 outside every zone
+    pg_comp: np.ndarray  # int8: compound order + 1 at an allocated compound head, else 0
+    pg_target: np.ndarray  # uint8: 1 on a page compaction isolated as a migration target
     # per pageblock
     pb_mt: np.ndarray  # int8 pageblock migratetype
     # per zone x order x migratetype free lists
@@ -138,6 +140,8 @@ def new_state(machine: Machine, cpus: int | None = None) -> State:
         pg_cpu=np.full(npfn, -1, np.int16),
         pg_warm=np.zeros(npfn, np.uint8),
         pg_zone=pg_zone,
+        pg_comp=np.zeros(npfn, np.int8),
+        pg_target=np.zeros(npfn, np.uint8),
         pb_mt=np.full(pb, 1, np.int8),
         fl_head=np.full((nz, MAX_ORDER, MIGRATE_TYPES), NIL, np.int64),
         fl_tail=np.full((nz, MAX_ORDER, MIGRATE_TYPES), NIL, np.int64),

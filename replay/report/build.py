@@ -228,8 +228,10 @@ def recon_section(recon) -> dict:
 
 
 def build(run, recon, obs_samples: Samples | None, sim=None, settings: dict | None = None,
-          time_window: tuple[float, float] | None = None, kind: str = "report") -> dict:
-    """The whole report dict for `report` (sim None) or `compare`."""
+          time_window: tuple[float, float] | None = None, kind: str = "report",
+          explain: dict | None = None) -> dict:
+    """The whole report dict for `report` (sim None) or `compare`; `explain` holds the explain
+    tables by side (replay.metrics.explain_tables), as explain.json has them."""
     pbo = recon.machine.pageblock_order
     i0 = recon.i_start
     end_idx = end_marker_index(run, recon.events)
@@ -270,6 +272,8 @@ def build(run, recon, obs_samples: Samples | None, sim=None, settings: dict | No
                                      "max_order": sim.machine.max_order}
         d["gaps"] = gaps(d["observed"], d["simulated"])
     d["kernel_profile"] = kernel_profile_section(recon, sim)
+    if explain:
+        d["explain"] = explain
     d["verdict"] = verdict(d)
     return d
 

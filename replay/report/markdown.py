@@ -538,8 +538,82 @@ def section_kernel(d: Mapping) -> str:
     return "\n\n".join(lines)
 
 
+TOP_CULPRITS = 10
+
+
+def _explain_totals(side: str, ex: Mapping) -> str:
+    t = ex.get("totals") or {}
+    pinned = t.get("pinned_pageblocks_end")
+    return (f"**{side}:** {fmt_num(t.get('steals'))} steals (of "
+            f"{fmt_num(t.get('extfrag_events'))} mm_page_alloc_extfrag events, "
+            f"{fmt_num(t.get('steals_requester_traced'))} with their requesting allocation), "
+            f"{fmt_num(t.get('mixed_pageblocks_end'))} mixed pageblocks at the end "
+            f"({fmt_num(t.get('mixed_pageblocks_end_attributed'))} attributed to live blocks), "
+            f"{fmt_num(t.get('pollution_page_s'), 3)} page-seconds of pollution"
+            + (f", {fmt_num(pinned)} pageblocks kept from merging by trace allocations only"
+               if pinned is not None else "")
+            + f"; pageblocks of {ex.get('pageblock_kib', '?')} KiB.")
+
+
+def section_explain(d: Mapping, top: int = TOP_CULPRITS) -> str:
+    """Who stole and polluted pageblocks (docs/metrics.md §6), observed and simulated."""
+    ex_all = d.get("explain") or {}
+    sides = [(k, ex_all[k]) for k in ("observed", "simulated") if ex_all.get(k)]
+    if not sides:
+        return ""
+    lines = ["### Who fragmented memory", "A *steal* is a fallback (mm_page_alloc_extfrag) "
+             "charged to the allocation it served; a block *pollutes* while its migratetype "
+             "differs from its pageblock's (a *mixed* pageblock); *pinned* pageblocks are "
+             "kept from merging to pageblock_order only by blocks allocated during the trace "
+             "(docs/metrics.md §6)."]
+    lines += [_explain_totals(s, ex) for s, ex in sides]
+    metrics = (("steals", "steals"), ("mixed_pageblocks_end", "mixed@end"),
+               ("pollution_page_s", "pollution page-s"), ("pinned_pageblocks_end",
+                                                          "pinned@end"))
+    labels: list[str] = []
+    by_side: dict[str, dict] = {}
+    for s, ex in sides:
+        rows = (ex.get("blame") or {}).get("rows") or []
+        by_side[s] = {r["label"]: r for r in rows}
+        labels += [r["label"] for r in rows[:top] if r["label"] not in labels]
+    headers = ["culprit (comm gfp order)", "type"]
+    for _, name in metrics:
+        headers += [f"{name} ({s})" for s, _ in sides]
+    body = []
+    for label in labels[: top * len(sides)]:
+        any_row = next(by_side[s][label] for s, _ in sides if label in by_side[s])
+        row = [label, any_row.get("migratetype") or ""]
+        for key, _ in metrics:
+            for s, _ in sides:
+                r = by_side[s].get(label)
+                row.append(fmt_num(r[key], 3 if key == "pollution_page_s" else 0)
+                           if r else "–")
+        body.append(row)
+    if body:
+        lines.append(table(headers, body, ["l", "l"]))
+    obs = dict(sides).get("observed") or {}
+    mixed = (obs.get("mixed_end") or {}).get("pageblocks") or []
+    if mixed:
+        lines.append(table(["mixed pageblock (observed)", "zone", "type", "polluting pages",
+                            "live blocks that make it mixed"],
+                           [[r["pageblock"], r["zone"], r["type"], r["polluting_pages"],
+                             "; ".join(f"{b['culprit']} pfn {b['pfn']:#x}"
+                                       for b in r["polluters"][:3])] for r in mixed[:top]],
+                           ["r", "l", "l", "r", "l"]))
+    pinned = (obs.get("merge_blockers") or {}).get("pageblocks") or []
+    if pinned:
+        lines.append(table(["nearest to merging (observed)", "zone", "type", "free", "pcp",
+                            "blocker pages", "blocks to free"],
+                           [[r["pageblock"], r["zone"], r["type"], r["free_pages"],
+                             r["pcp_pages"], r["blocker_pages"],
+                             "; ".join(f"{b['culprit']} pfn {b['pfn']:#x}"
+                                       for b in r["blockers"][:3])] for r in pinned[:5]],
+                           ["r", "l", "l", "r", "r", "r", "l"]))
+    return "\n\n".join(lines)
+
+
 SECTIONS = (section_title, section_kernel, section_key_numbers, section_reconstruct,
-            section_agreement, section_zones, section_fallbacks, section_pcp,
+            section_agreement, section_zones, section_fallbacks, section_explain, section_pcp,
             section_processes, section_page_summary, section_settings, section_trace)
 
 
