@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from replay.engine.machine import Machine, machine_from_description
+from replay.engine.profile import KERNELS, ProfileChoice, trace_profiles
 from replay.engine.reconstruct import ReconstructResult, reconstruct
 from replay.engine.sampling import Sampler, sample_points
 from replay.engine.simulate import Settings, SimulateResult, simulate
+from replay.errors import SettingsError
 from replay.trace.result import TraceData
 
 
@@ -18,10 +20,19 @@ class Loaded:
     data: TraceData
     bundle: object | None
     machine: Machine | None
+    kernel: str | None = None  # --kernel: the model's rules (and the trace's, without a release)
+
+    def profiles(self) -> ProfileChoice:
+        """Which kernel rules the trace (observed side) and the model follow."""
+        return trace_profiles(self.data, self.bundle, self.kernel, self.machine)
 
 
-def load(source: str | Path, machine_desc: str | None = None) -> Loaded:
-    """Read a trace (a file, a bundle directory, or an ingested .parquet) and its bundle."""
+def load(source: str | Path, machine_desc: str | None = None,
+         kernel: str | None = None) -> Loaded:
+    """Read a trace (a file, a bundle directory, or an ingested .parquet) and its bundle.
+    `kernel` ('6.1' or '6.12', --kernel) chooses the model's kernel rules."""
+    if kernel is not None and kernel not in KERNELS:
+        raise SettingsError(f"--kernel {kernel}: choose one of {', '.join(KERNELS)}")
     from replay.trace.ingest import read_parquet, read_trace
     from replay.trace.snapshots import open_bundle
     from replay.trace.sources import resolve
@@ -36,7 +47,7 @@ def load(source: str | Path, machine_desc: str | None = None) -> Loaded:
         bundle = open_bundle(bundle_dir) if bundle_dir is not None else None
         data = read_trace(src)
     machine = machine_from_description(machine_desc) if machine_desc else None
-    return Loaded(src, data, bundle, machine)
+    return Loaded(src, data, bundle, machine, kernel)
 
 
 def reconstruct_source(source: str | Path, machine_desc: str | None = None) -> ReconstructResult:
@@ -46,18 +57,24 @@ def reconstruct_source(source: str | Path, machine_desc: str | None = None) -> R
 
 
 def observe(run: Loaded, every_events: int | None = None, every_ms: float | None = None,
-            samples: bool = True, capture=None) -> tuple[ReconstructResult, object]:
-    """Reconstruct the observed state, sampled over time; `capture` (an explain
-    StateCapture) also sees the start state and the state at its end point."""
+            samples: bool = True, follow: str = "trace",
+            capture=None) -> tuple[ReconstructResult, object]:
+    """Reconstruct the observed state, sampled over time. `follow`: 'trace' follows the
+    trace's own kernel (compare's observed side), 'requested' the --kernel rules (report);
+    `capture` (an explain StateCapture) also sees the start state and the state at its end
+    point."""
     from replay.engine.events import event_arrays
     from replay.engine.reconstruct import bundle_machine
 
-    machine = bundle_machine(run.bundle, run.machine)
+    choice = run.profiles()
+    kernel = choice.trace.kernel if follow == "trace" else choice.model.kernel
+    machine = bundle_machine(run.bundle, run.machine, kernel)
     e = event_arrays(run.data)
     sampler = Sampler(machine, e) if samples else None
     points = _points(run, e, every_events, every_ms) if samples else None
     call, all_points = _with_capture(sampler, points, capture)
-    r = reconstruct(run.data, run.bundle, run.machine, call, all_points)
+    r = reconstruct(run.data, run.bundle, run.machine, call, all_points,
+                    kernel if (run.kernel or follow != "trace") else None)
     return r, sampler.samples if sampler else None
 
 
@@ -87,6 +104,8 @@ def simulate_run(run: Loaded, settings: Settings | None = None, every_events: in
     from replay.engine.events import event_arrays
 
     e = event_arrays(run.data)
+    if run.kernel is not None and (settings is None or settings.get("kernel") is None):
+        settings = Settings({**(settings.values if settings else {}), "kernel": run.kernel})
     if sample_at is not None:
         points = np.unique(np.asarray(list(sample_at) + [len(e)], np.int64))
     else:

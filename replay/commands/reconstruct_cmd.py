@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from replay.commands.ingest_cmd import warn_damaged
+from replay.commands.ingest_cmd import warn_damaged, warn_profile
 from replay.engine.reconstruct import ReconstructResult, reconstruct
 from replay.metrics.compaction import compaction_section
 from replay.pipeline import load
@@ -61,6 +61,9 @@ def print_result(r: ReconstructResult, source: str, seconds: float, out: Console
     if bad:
         out.print("inconsistencies: " + ", ".join(f"{k} {v}" for k, v in
                                                    r.inconsistencies.items() if v))
+    if r.profile is not None:
+        out.print(f"kernel rules: {r.profile.model.name} ({r.profile.model.source}; "
+                  f"release {r.profile.release or 'unknown'})", highlight=False)
     a = r.agreement
     out.print(f"agreement: {a.exact:,}/{a.decisions:,} takes as __rmqueue_smallest predicts "
               f"({100 * a.rate:.3f}%; {100 * a.determined_rate:.3f}% of the {a.determined:,} "
@@ -73,11 +76,12 @@ def print_result(r: ReconstructResult, source: str, seconds: float, out: Console
 
 
 def run_reconstruct(source: str, json_out: Path | None, machine: str | None, out: Console,
-                    err: Console) -> int:
+                    err: Console, kernel: str | None = None) -> int:
     t0 = time.perf_counter()
-    run = load(source, machine)
+    run = load(source, machine, kernel)
     warn_damaged(run.data.stats, err)
-    r = reconstruct(run.data, run.bundle, run.machine)
+    r = reconstruct(run.data, run.bundle, run.machine, kernel=kernel)
+    warn_profile(r.profile, err)
     dt = time.perf_counter() - t0
     d = r.as_dict()
     d["source"] = source

@@ -309,9 +309,26 @@ def build(run, recon, obs_samples: Samples | None, sim=None, settings: dict | No
         d["simulated"]["machine"] = {"pageblock_order": sim_pbo, "cpus": sim.machine.cpus,
                                      "max_order": sim.machine.max_order}
         d["gaps"] = gaps(d["observed"], d["simulated"])
+    d["kernel_profile"] = kernel_profile_section(recon, sim)
     if explain:
         d["explain"] = explain
     d["verdict"] = verdict(d)
+    return d
+
+
+def kernel_profile_section(recon, sim=None) -> dict:
+    """Which kernel rules each side followed (replay/engine/profile.py), the release they
+    were chosen from, and any warning (a kernel with no profile of its own, a what-if)."""
+    d: dict = {}
+    rp = getattr(recon, "profile", None)
+    if rp is not None:
+        d.update(release=rp.release, detected_from=rp.detected_from,
+                 observed=rp.model.as_dict(), warnings=list(rp.warnings))
+    sp = getattr(sim, "profile", None) if sim is not None else None
+    if sp is not None:
+        d["simulated"] = sp.model.as_dict()
+        d["what_if"] = sp.what_if
+        d["warnings"] = list(dict.fromkeys(d.get("warnings", []) + list(sp.warnings)))
     return d
 
 

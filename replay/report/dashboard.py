@@ -638,8 +638,26 @@ def header_html(d: Mapping) -> str:
         sub.append("settings: " + html.escape(_settings_suffix(d).strip(" ()") or
                                                "the kernel's own"))
     return (f'<header><h1>pagereplay {kind} <span class="src">{src}</span></h1>'
-            f'<p class="sub">{" · ".join(sub)}</p>{verdict_html(d)}{cards_html(d)}'
-            f'{fidelity_html(d)}</header>')
+            f'<p class="sub">{" · ".join(sub)}</p>{kernel_html(d)}{verdict_html(d)}'
+            f'{cards_html(d)}{fidelity_html(d)}</header>')
+
+
+def kernel_html(d: Mapping) -> str:
+    """The kernel rules each side followed, and any warning about them."""
+    kp = d.get("kernel_profile") or {}
+    if not kp:
+        return ""
+    obs, sim = kp.get("observed") or {}, kp.get("simulated") or {}
+    parts = []
+    if obs:
+        parts.append(f"observed: {html.escape(str(obs.get('name')))}")
+    if sim:
+        parts.append(f"simulated: {html.escape(str(sim.get('name')))}"
+                     + (" <b>(upgrade what-if)</b>" if kp.get("what_if") else ""))
+    out = f'<p class="sub">kernel rules — {" · ".join(parts)}</p>' if parts else ""
+    for w in kp.get("warnings") or []:
+        out += f'<p class="sub"><b>warning:</b> {html.escape(str(w))}</p>'
+    return out
 
 
 def verdict_html(d: Mapping) -> str:

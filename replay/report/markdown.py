@@ -557,6 +557,32 @@ def section_settings(d: Mapping) -> str:
                                       [[k, fmt_num(v)] for k, v in settings.items()], ["l", "l"])
 
 
+def section_kernel(d: Mapping) -> str:
+    """Which kernel's rules each side followed, warnings first; a what-if lists the rules
+    that differ between the two sides."""
+    kp = d.get("kernel_profile") or {}
+    if not kp:
+        return ""
+    lines = ["### Kernel rules"]
+    for w in kp.get("warnings") or []:
+        lines.append(f"> **Warning:** {cell(w)}")
+    obs, sim = kp.get("observed") or {}, kp.get("simulated") or {}
+    rows = [("release", kp.get("release") or "unknown"),
+            ("chosen from", kp.get("detected_from") or "–")]
+    if obs:
+        rows.append(("observed side", f"{obs.get('name')} ({obs.get('source')})"))
+    if sim:
+        what_if = " — upgrade what-if" if kp.get("what_if") else ""
+        rows.append(("simulated side", f"{sim.get('name')} ({sim.get('source')}){what_if}"))
+    lines.append(table(["", "value"], rows, ["l", "l"]))
+    if obs and sim and kp.get("what_if"):
+        diff = [[k, obs["rules"][k], sim["rules"][k]]
+                for k in obs.get("rules", {}) if obs["rules"][k] != sim["rules"].get(k)]
+        lines.append(table(["rule", f"observed ({obs.get('name')})",
+                            f"simulated ({sim.get('name')})"], diff, ["l", "l", "l"]))
+    return "\n\n".join(lines)
+
+
 TOP_CULPRITS = 10
 
 
@@ -631,8 +657,9 @@ def section_explain(d: Mapping, top: int = TOP_CULPRITS) -> str:
     return "\n\n".join(lines)
 
 
-SECTIONS = (section_title, section_key_numbers, section_reconstruct, section_agreement,
-            section_compaction, section_zones, section_fallbacks, section_explain, section_pcp,
+SECTIONS = (section_title, section_kernel, section_key_numbers, section_reconstruct,
+            section_agreement, section_compaction, section_zones, section_fallbacks,
+            section_explain, section_pcp,
             section_processes, section_page_summary, section_settings, section_trace)
 
 
