@@ -33,8 +33,8 @@ ARCHES: tuple[str, ...] = ("x86_64", "i386")
  CFG_FALLBACK_RULE, CFG_EXTFRAG_TAKES, CFG_FREE_BATCHED_ANY_ORDER, CFG_MERGE_RETYPE,
  CFG_LIST_IS_PAGEBLOCK, CFG_SPLIT_LARGE_FREE, CFG_HIGHATOMIC_WMARK, CFG_WMARK_FAST_KEY,
  CFG_BOOST_WAKE_KSWAPD, CFG_HIGHATOMIC_LIMIT, CFG_BELOW_HIGH, CFG_FREE_HIGH_BATCH,
- CFG_VMSTAT_MS) = range(6, 25)
-N_CONFIG = 25
+ CFG_VMSTAT_MS, CFG_COMPACTION) = range(6, 26)
+N_CONFIG = 26
 
 FALLBACK_STEAL, FALLBACK_CLAIM_STEAL = 0, 1  # __rmqueue_fallback (6.1) / claim-or-steal (6.12)
 VMSTAT_INTERVAL_MS = 1000  # vmstat_update: round_jiffies_relative(HZ) (mm/vmstat.c)
@@ -64,6 +64,7 @@ class KernelProfile:
     boost_wake_kswapd: int = 0
     highatomic_limit: int = 0
     below_high: int = 0
+    compaction: int = 0
 
     @property
     def name(self) -> str:
@@ -171,6 +172,17 @@ RULES: tuple[Rule, ...] = (
          "managed/100 + pageblock_nr_pages",
          "ALIGN(managed/100, pageblock_nr_pages); none when managed/100 < a pageblock",
          "reserve_highatomic_pageblock L2918", "reserve_highatomic_pageblock :2081-2083"),
+    Rule("compaction", CFG_COMPACTION, "compaction as a trace shows it",
+         "fast_isolate_freepages() untraced (inferred); targets split to order 0; a compound "
+         "page counts once in nr_scanned; capture only non-MOVABLE below pageblock_order",
+         "fast_isolate_freepages() traced (mm_compaction_fast_isolate_freepages: pages taken); "
+         "targets kept whole, compaction_free() emits mm_page_free of a target that stays "
+         "isolated, leftovers freed at their order; a compound page inside the block counts "
+         "2^order; __isolate_free_page() moves the pageblock's free blocks to MOVABLE; a "
+         "MOVABLE request also captures MOVABLE blocks below pageblock_order",
+         "compaction.c:1396-1553, 541-664, split_map_pages :85; page_alloc.c:989",
+         "compaction.c:1667, 589-711, 1833-1906, release_free_list :91; page_alloc.c:623, "
+         "__isolate_free_page :2889"),
     Rule("below_high", CFG_BELOW_HIGH, "ZONE_BELOW_HIGH",
          "-", "set when an allocation's high-watermark check fails, cleared after a drain that "
          "leaves the zone above it; drives pcp->high down", "-",
