@@ -25,14 +25,14 @@ from engine_helpers import (
 )
 
 from replay.engine import buddy, policy
+from replay.engine.events import EventArrays
 from replay.engine.follow import (
     COUNTER_NAMES,
     D_CLAIM_FIRST,
     D_CLAIMED,
     D_DIRECT_IRQ,
     D_PCP,
-    N_COUNTERS,
-    follow_events,
+    INCONSISTENCIES,
     free_batched_orders,
     plan_claims,
     plan_free_dispositions,
@@ -46,6 +46,7 @@ from replay.engine.profile import (
     nearest_kernel,
     parse_release,
 )
+from replay.engine.reconstruct import Follower
 from replay.engine.state import (
     PG_PCP,
     ZONE_BELOW_HIGH,
@@ -416,14 +417,16 @@ def _arrays(rows):
 
 
 def _follow(st, rows, disp=None):
+    """reconstruct's follow_events over hand-made events (task context, no compaction)."""
     ev, pfn, order, mt, cpu, refill, ford, fmt, chown = _arrays(rows)
     n = len(ev)
-    disp = disp if disp is not None else np.full(n, D_PCP, np.int8)
-    cnt = np.zeros(N_COUNTERS, np.int64)
-    pred = np.full(n, -2, np.int64)
-    follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, 0, n, cnt, pred,
-                  np.zeros(n, np.uint8), np.zeros(n, np.uint8), np.zeros(n, np.bool_))
-    return cnt, pred
+    zeros = np.zeros(n, np.int64)
+    e = EventArrays(seq=np.arange(n), ts=zeros, ev=ev, pfn=pfn, order=order, mt=mt, cpu=cpu,
+                    refill=refill, ford=ford, fmt=fmt, chown=chown, irq=zeros + 0x80,
+                    preempt=zeros, gfp=zeros, pid=zeros + 1)
+    f = Follower(st, e, disp if disp is not None else np.full(n, D_PCP, np.int8))
+    f.run(0, n)
+    return f.counters, f.pred
 
 
 @BOTH
@@ -460,7 +463,7 @@ def test_reconstruct_steal_and_claim_pairs():
     assert pred[1] == 64  # after the move, __rmqueue_smallest's own choice is the traced one
     assert st.pb_mt[0] == UNMOVABLE and free_list(st, 3, UNMOVABLE) == [0]
     assert st.pb_mt[2] == MOVABLE and free_list(st, 1, MOVABLE) == [1026]
-    assert cnt[C["list_type_corrections"]] == 0 and sum(cnt[12:20]) == 0
+    assert cnt[C["list_type_corrections"]] == 0 and sum(cnt[i] for i in INCONSISTENCIES) == 0
 
 
 @BOTH
