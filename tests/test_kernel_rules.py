@@ -143,7 +143,7 @@ def test_nr_pcp_alloc_doubles_refills_and_grows_high():
 @BOTH
 def test_consecutive_refills(kernel):
     """6.1 refills batch blocks every time; 6.12 doubles with no free between and a free
-    halves alloc_factor (free_unref_page_commit :2687)."""
+    halves alloc_factor (free_unref_page_commit :2689)."""
     st = tuned_state(kernel, high=410, high_max=7152, batch=31)
     for k in range(8):
         put_free(st, k * 1024, 10, MOVABLE)
@@ -247,7 +247,7 @@ def test_drain_rereads_the_pageblock_type(kernel):
 @BOTH
 def test_zone_below_high(kernel):
     """get_page_from_freelist (:3499-3508): a zone under its high watermark gets
-    ZONE_BELOW_HIGH (6.12 only); a drain that leaves it above high clears it (:2718)."""
+    ZONE_BELOW_HIGH (6.12 only); a drain that leaves it above high clears it (:2720)."""
     st = one_zone_state(kernel=kernel, wmin=10, wlow=20, whigh=2000, high=4, batch=1)
     put_free(st, 0, 10, MOVABLE)  # 1024 free < high 2000
     from engine_helpers import alloc_pages
@@ -269,7 +269,7 @@ def test_zone_below_high(kernel):
 @BOTH
 def test_claim_of_a_whole_block(kernel):
     """An Unmovable request with only an order-10 Movable block. 6.12 try_to_steal_block
-    (:1970-1977): re-typed and split in place, one extfrag whose pfn is the page handed out,
+    (:1973-1980): re-typed and split in place, one extfrag whose pfn is the page handed out,
     no zone_locked. 6.1: extfrag, then the zone_locked of the re-listed block."""
     st = one_zone_state(kernel=kernel)
     put_free(st, 4096, 10, MOVABLE)
@@ -520,3 +520,10 @@ def test_api_builds_a_612_machine():
     assert runs["6.1"][0] == 48 and runs["6.12"][0] == 6
     assert runs["6.12"][1]["high"] > runs["6.12"][1]["high_min"]
     assert new_state(machine(kernel="6.12")).config[CFG_VMSTAT_MS] == 1000
+
+
+def test_docs_table_lists_every_rule(traces):
+    """docs/model.md's side-by-side table carries every rule of profile.py with its sources."""
+    text = (traces.parent / "docs" / "model.md").read_text()
+    for r in RULES:
+        assert f"(`{r.key}`)" in text and r.src612.replace("|", "\\|") in text, r.key
