@@ -264,6 +264,28 @@ def sweep(
                                err, orders))
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def record(
+    ctx: typer.Context,
+    outdir: Annotated[Path, typer.Argument(help="The bundle directory to write.")],
+    duration: Annotated[float | None, typer.Option(
+        "--duration", help="Trace for this many seconds (instead of -- COMMAND).")] = None,
+    buffer_kb: Annotated[int, typer.Option("--buffer-kb", "-b", help="Ring buffer per CPU, "
+                                           "KiB (an overrun loses events).")] = 65536,
+    trace_cmd: Annotated[bool, typer.Option("--trace-cmd", help="Record with trace-cmd "
+                                            "(streams to disk; adds trace.dat.gz).")] = False,
+    kpageflags: Annotated[bool, typer.Option(" /--no-kpageflags", help="Skip the "
+                                             "/proc/kpageflags snapshots.")] = True,
+) -> None:
+    """Record a bundle on this host (root): kmem and compaction events, /proc snapshots
+    between trace markers. `pagereplay record OUT --duration 30` or
+    `pagereplay record OUT -- COMMAND ARG...`; exits with the capture's status."""
+    from replay.commands.record_cmd import run_record
+
+    raise typer.Exit(run_record(outdir, duration, list(ctx.args), buffer_kb, trace_cmd,
+                                kpageflags, err))
+
+
 def main() -> None:
     """Entry point: run the app; a PageReplayError becomes one line on stderr and exit 2."""
     try:

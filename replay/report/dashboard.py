@@ -222,6 +222,45 @@ def fig_unusable(d: Mapping) -> Panel:
                  + _line_key(d))
 
 
+def fig_compaction(d: Mapping, zone: str | None) -> Panel:
+    """Compaction over time: free pages isolated and pages migrated, direct-compaction stalls,
+    beside the unusable index it changes (observed)."""
+    comp = d.get("compaction") or {}
+    rates = comp.get("rates") or {}
+    title = "Compaction over time"
+    if not (comp.get("trace") or {}).get("runs") or not rates.get("t_s"):
+        note = comp.get("verdict") or "No compaction in this trace."
+        return Panel("compaction", title, None, note)
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=["pages per window: free pages isolated, pages migrated",
+                                        "direct compaction attempts (stalls) per window",
+                                        "unusable free index at the pageblock order"])
+    t = rates["t_s"]
+    for key, label, colour in (("free_isolated", "free pages isolated", "#2ca02c"),
+                               ("migrated", "pages migrated", "#9467bd")):
+        fig.add_trace(go.Bar(x=t, y=rates.get(key) or [], name=label, marker_color=colour,
+                             hovertemplate=f"{label}<br>until %{{x:.3f}} s: %{{y}}"
+                                           "<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Bar(x=t, y=rates.get("stalls") or [], name="stalls",
+                         marker_color="#d62728", hovertemplate="stalls until %{x:.3f} s: "
+                         "%{y}<extra></extra>"), row=2, col=1)
+    ts = (d.get("timeseries") or {}).get("observed") or {}
+    for zname, zv in (ts.get("zones") or {}).items():
+        fig.add_trace(go.Scatter(x=ts.get("t_s") or [],
+                                 y=np.asarray(zv.get("unusable_index_pb") or [], float) / 1000,
+                                 mode="lines", name=f"unusable {zname}",
+                                 line=dict(width=2 if zname == zone else 1)), row=3, col=1)
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(title_text=time_label(d), row=3, col=1)
+    tr = comp.get("trace") or {}
+    note = (f"{tr.get('runs', 0):,} runs; {tr.get('free_isolated', 0):,} free pages isolated by "
+            f"the traced free scanner; {tr.get('migrated', 0):,} pages migrated.")
+    if comp.get("untraced_isolated_pages"):
+        note += (f" The untraced fast search took {comp['untraced_isolated_pages']:,} more "
+                 "(vmstat compact_isolated residual).")
+    return Panel("compaction", title, _layout(fig, 620), note)
+
+
 def _pair_name(e: Mapping) -> str:
     return f"{e.get('alloc_mt')} from {e.get('fallback_mt')}"
 
@@ -689,7 +728,7 @@ def zone_selector_html(d: Mapping, selected: str | None) -> str:
 def panels(d: Mapping) -> list[Panel]:
     """Every figure, in page order."""
     zone = busiest_zone(d)
-    return [fig_free_heatmap(d, zone), fig_unusable(d), fig_fallbacks(d),
+    return [fig_free_heatmap(d, zone), fig_unusable(d), fig_compaction(d, zone), fig_fallbacks(d),
             fig_pageblocks(d, zone), fig_pbmap(d), fig_culprits(d), fig_pcp(d),
             fig_end_buddyinfo(d, zone), fig_matrix(d), fig_processes(d)]
 

@@ -292,6 +292,51 @@ def section_reconstruct(d: Mapping) -> str:
     return "\n\n".join(lines)
 
 
+COMPACTION_ROWS = (
+    ("runs", "compaction runs (mm_compaction_begin)", None),
+    ("direct_compactions", "direct compaction attempts (try_to_compact_pages)", "compact_stall"),
+    ("kcompactd_wakes", "kcompactd wakes", "compact_daemon_wake"),
+    ("free_isolated", "free pages isolated by the traced free scanner", None),
+    ("migrate_isolated", "pages isolated by the migrate scanner", None),
+    ("migrated", "pages migrated", "pgmigrate_success"),
+    ("free_scanned", "pages the free scanner scanned", "compact_free_scanned"),
+    ("migrate_scanned", "pages the migrate scanner scanned", "compact_migrate_scanned"),
+)
+
+
+def section_compaction(d: Mapping) -> str:
+    """Compaction in the trace, the kernel's vmstat counters, and what the replay inferred."""
+    comp = d.get("compaction") or {}
+    t, vm = comp.get("trace") or {}, comp.get("vmstat") or {}
+    if not t.get("runs") and not comp.get("verdict") and not vm.get("compact_isolated"):
+        return ""
+    lines = ["### Compaction"]
+    if comp.get("verdict"):
+        lines.append(f"**{comp['verdict']}.**")
+    rows = [[label, fmt_num(t.get(key)), fmt_num(vm.get(v)) if v and v in vm else "–"]
+            for key, label, v in COMPACTION_ROWS]
+    if "compact_isolated" in vm:
+        rows.append(["pages isolated, both scanners (compact_isolated)",
+                     fmt_num(t.get("free_isolated", 0) + t.get("migrate_isolated", 0)),
+                     fmt_num(vm["compact_isolated"])])
+    lines.append(table(["", "trace", "vmstat delta"], rows, ["l", "r", "r"]))
+    rep = comp.get("replay")
+    if rep and (t.get("runs") or rep.get("captures")):
+        inferred = rep.get("inferred") or {}
+        traced = fmt_num(rep.get("free_scanner_pages"))
+        text = (f"The replay followed the traced free scanner ({traced} pages) and inferred "
+                f"{fmt_num(rep.get('inferred_untraced_pages'))} pages taken "
+                f"by the untraced fast search (vmstat's residual: "
+                f"{fmt_num(comp.get('untraced_isolated_pages'))}); "
+                f"{fmt_num(rep.get('captures'))} captures ({fmt_num(rep.get('captured_pages'))} "
+                f"pages), {fmt_num(rep.get('targets_released'))} unused targets released. "
+                "Inferred from later events: "
+                + ", ".join(f"{k.replace('_', ' ')} {fmt_num(v)}" for k, v in inferred.items())
+                + ".")
+        lines.append(text)
+    return "\n\n".join(lines)
+
+
 def _agreement_rows(group: str, by: Mapping) -> list[list[str]]:
     rows = []
     for key in sorted(by, key=order_sort_key):
@@ -613,7 +658,8 @@ def section_explain(d: Mapping, top: int = TOP_CULPRITS) -> str:
 
 
 SECTIONS = (section_title, section_kernel, section_key_numbers, section_reconstruct,
-            section_agreement, section_zones, section_fallbacks, section_explain, section_pcp,
+            section_agreement, section_compaction, section_zones, section_fallbacks,
+            section_explain, section_pcp,
             section_processes, section_page_summary, section_settings, section_trace)
 
 
