@@ -16,9 +16,9 @@
 # replay of a host where compaction ran needs them to stay exact).
 # OUTDIR gets: trace.txt.gz (trace-cmd report's text with --trace-cmd, plus trace.dat.gz);
 # start.* and end.* snapshots: buddyinfo pagetypeinfo zoneinfo vmstat meminfo kpageflags.gz;
-# ringstats (per-CPU ring-buffer stats), uname, cmdline, thp, sysctl (vm.*), numa (CPUs per
-# node) and capture.json. Tracing is on while the snapshots are read, and each file is read
-# between `kcapture: <side>.<file> begin` / `end` trace markers, so a replay can tell which
+# ringstats (per-CPU ring-buffer stats), uname, cmdline, thp, thp_defrag, sysctl (vm.*),
+# numa (CPUs per node) and capture.json. Tracing is on while the snapshots are read, and each
+# file is read between `kcapture: <side>.<file> begin` / `end` trace markers, so a replay can tell which
 # events happened before, during and after each read (as ../../shared/kcapture/init does).
 # The default mode records in a tracefs instance of its own (the main buffer is untouched);
 # --trace-cmd uses the main buffer, as trace-cmd does.
@@ -182,6 +182,8 @@ write_host_files() {
     cat /proc/cmdline > "$OUT/cmdline"
     thp=/sys/kernel/mm/transparent_hugepage/enabled
     if [ -r "$thp" ]; then cat "$thp" > "$OUT/thp"; fi
+    defrag=/sys/kernel/mm/transparent_hugepage/defrag
+    if [ -r "$defrag" ]; then cat "$defrag" > "$OUT/thp_defrag"; fi
     for s in $SYSCTLS; do
         if [ -r "/proc/sys/vm/$s" ]; then
             printf 'vm.%s = %s\n' "$s" "$(tr -s '\t ' '  ' < "/proc/sys/vm/$s")"
