@@ -116,7 +116,13 @@ start_tracefs() {
         OLD_ON=$(cat "$T/tracing_on")
     fi
     echo 0 > "$T/tracing_on"
-    echo "$BUFKB" > "$T/buffer_size_kb"
+    # A buffer the kernel cannot allocate fails the write with ENOMEM, which the shell reports
+    # only as "write error" (busybox: "sh: write error: Cannot allocate memory"): name -b.
+    if ! echo "$BUFKB" > "$T/buffer_size_kb" 2>/dev/null; then
+        die "the kernel could not allocate a ring buffer of $BUFKB KiB per CPU" \
+            "($(grep -c '^processor' /proc/cpuinfo) CPUs," \
+            "$(awk '$1 == "MemTotal:" { print int($2 / 1024) }' /proc/meminfo) MiB of RAM): lower -b"
+    fi
     : > "$T/trace"
     set_events 1
     echo 1 > "$T/tracing_on"
