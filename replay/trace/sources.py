@@ -7,6 +7,7 @@ import io
 import lzma
 import os
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -20,6 +21,8 @@ MAGIC = {
     b"BZh": "bz2",
 }
 TRACEDAT_MAGIC = b"\x17\x08\x44tracing"
+_GZIP = b"\x1f\x8b"
+_ZSTD = b"\x28\xb5\x2f\xfd"
 TRACE_NAMES = ("trace.txt", "trace.dat", "trace", "trace.pipe", "trace_pipe", "report.txt")
 
 
@@ -145,3 +148,68 @@ def open_source(source: str | os.PathLike) -> Source:
     if path is not None and not head:
         raise InputError(f"{name}: empty file")
     return Source(name, stream, kind, is_dat, path, bundle)
+
+
+def _inflate_stream(data: bytes, new_decoder, errors: tuple[type[Exception], ...], magic: bytes,
+                    name: str) -> tuple[bytes, str | None]:
+    """Decompress concatenated gzip or zstd members; keep what precedes a truncation or error."""
+    parts: list[bytes] = []
+    rest = data
+    step = 1 << 22
+    while rest:
+        decoder = new_decoder()
+        try:
+            for start in range(0, len(rest), step):
+                parts.append(decoder.decompress(rest[start : start + step]))
+                if decoder.eof:
+                    break
+        except errors as exc:
+            return b"".join(parts), f"the {name} stream is corrupt ({exc})"
+        if not decoder.eof:
+            return b"".join(parts), f"the {name} stream is truncated"
+        rest = decoder.unused_data
+        if rest[: len(magic)] != magic:
+            break
+    return b"".join(parts), None
+
+
+def _gunzip(data: bytes) -> tuple[bytes, str | None]:
+    """Decompress gzip data (isal when available)."""
+    try:
+        from isal import isal_zlib as zmod
+    except ImportError:  # pragma: no cover
+        zmod = zlib
+    return _inflate_stream(data, lambda: zmod.decompressobj(31), (zmod.error, zlib.error),
+                           _GZIP, "gzip")
+
+
+def _unzstd(data: bytes) -> tuple[bytes, str | None]:
+    """Decompress zstd data."""
+    import zstandard
+
+    dctx = zstandard.ZstdDecompressor()
+    return _inflate_stream(data, dctx.decompressobj, (zstandard.ZstdError,), _ZSTD, "zstd")
+
+
+def read_whole(source: str | Path | BinaryIO | bytes) -> tuple[bytes, str, str, str | None]:
+    """A whole file (path, stream or bytes) in memory, decompressed when gzip or zstd: its bytes,
+    display name, compression and the problem that cut decompression short, if any (what came
+    before the damage is kept). For the binary formats read whole (trace.dat, perf.data)."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        raw, name = bytes(source), "<bytes>"
+    elif isinstance(source, str | Path):
+        name = str(source)
+        try:
+            raw = Path(source).read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read {name}: {exc.strerror or exc}") from None
+    else:
+        name = str(getattr(source, "name", "<stream>"))
+        raw = source.read()
+    if raw[:2] == _GZIP:
+        data, problem = _gunzip(raw)
+        return data, name, "gzip", problem
+    if raw[:4] == _ZSTD:
+        data, problem = _unzstd(raw)
+        return data, name, "zstd", problem
+    return raw, name, "none", None

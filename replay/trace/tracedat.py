@@ -41,6 +41,7 @@ from numba import njit
 from replay.errors import InputError
 from replay.trace.result import TraceData, TraceStats
 from replay.trace.schema import LOST_SCHEMA
+from replay.trace.sources import read_whole
 from replay.trace.tracefmt import (  # noqa: F401 - re-exported: tests and fixtures use them here
     TRACING_MAGIC,
     CpuData,
@@ -63,7 +64,7 @@ from replay.trace.tracefmt import (  # noqa: F401 - re-exported: tests and fixtu
 )
 from replay.trace.tracefmt import ByteReader as _Reader
 from replay.trace.tracefmt import FormatError as _FormatError
-from replay.trace.tracerecords import Records, _read_uint, record_tables
+from replay.trace.tracerecords import Records, _read_uint, common_fields, record_tables
 
 __all__ = [
     "TRACEDAT_MAGIC",
@@ -75,8 +76,6 @@ __all__ = [
 ]
 
 TRACEDAT_MAGIC = TRACING_MAGIC
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 # trace-cmd option / section ids (lib/trace-cmd/include/trace-cmd-local.h, trace-cmd.dat.v7).
 OPT_DONE, OPT_DATE, OPT_CPUSTAT, OPT_BUFFER, OPT_TRACECLOCK, OPT_UNAME = 0, 1, 2, 3, 4, 5
@@ -112,47 +111,6 @@ def looks_like_tracedat(head: bytes) -> bool:
 # --------------------------------------------------------------------------------------------
 # Compression: the outer file (gzip/zstd) and the v7 sections and chunks (zstd/zlib)
 # --------------------------------------------------------------------------------------------
-
-
-def _inflate_stream(data: bytes, new_decoder, errors: tuple[type[Exception], ...], magic: bytes,
-                    name: str) -> tuple[bytes, str | None]:
-    """Decompress concatenated gzip or zstd members; keep what precedes a truncation or error."""
-    parts: list[bytes] = []
-    rest = data
-    step = 1 << 22
-    while rest:
-        decoder = new_decoder()
-        try:
-            for start in range(0, len(rest), step):
-                parts.append(decoder.decompress(rest[start : start + step]))
-                if decoder.eof:
-                    break
-        except errors as exc:
-            return b"".join(parts), f"the {name} stream is corrupt ({exc})"
-        if not decoder.eof:
-            return b"".join(parts), f"the {name} stream is truncated"
-        rest = decoder.unused_data
-        if rest[: len(magic)] != magic:
-            break
-    return b"".join(parts), None
-
-
-def _gunzip(data: bytes) -> tuple[bytes, str | None]:
-    """Decompress gzip data (isal when available)."""
-    try:
-        from isal import isal_zlib as zmod
-    except ImportError:  # pragma: no cover
-        zmod = zlib
-    return _inflate_stream(data, lambda: zmod.decompressobj(31), (zmod.error, zlib.error),
-                           _GZIP_MAGIC, "gzip")
-
-
-def _unzstd(data: bytes) -> tuple[bytes, str | None]:
-    """Decompress zstd data."""
-    import zstandard
-
-    dctx = zstandard.ZstdDecompressor()
-    return _inflate_stream(data, dctx.decompressobj, (zstandard.ZstdError,), _ZSTD_MAGIC, "zstd")
 
 
 class _Codec:
@@ -715,27 +673,12 @@ def _merge_streams(ts, starts, ends):  # pragma: no cover - compiled
 # --------------------------------------------------------------------------------------------
 
 
-def _common_field(formats: dict[int, EventFormat], name: str, default: FieldFormat) -> FieldFormat:
-    """A common_* field's layout (identical in every format file); the kmem ones are read."""
-    preferred = [f for f in formats.values() if f.system == "kmem"][:1]
-    for fmt in preferred or list(formats.values())[:1]:
-        if name in fmt.fields:
-            return fmt.fields[name]
-    return default
-
-
 def _layout(tf: TraceFile) -> np.ndarray:
     """The scan kernel's layout vector: page header timestamp offset/size, commit offset/size,
     data offset, big-endian flag; common_type offset/size, common_flags and
     common_preempt_count offsets, common_pid offset/size; end of the common fields; page size."""
     ph = tf.page_header
-    ctype = _common_field(tf.formats, "common_type", FieldFormat("common_type", 0, 2, False))
-    cflags = _common_field(tf.formats, "common_flags", FieldFormat("common_flags", 2, 1, False))
-    cpc = _common_field(tf.formats, "common_preempt_count",
-                        FieldFormat("common_preempt_count", 3, 1, False))
-    cpid = _common_field(tf.formats, "common_pid", FieldFormat("common_pid", 4, 4, True))
-    common_end = max(ctype.offset + ctype.size, cflags.offset + 1, cpc.offset + 1,
-                     cpid.offset + cpid.size)
+    ctype, cflags, cpc, cpid, common_end = common_fields(tf.formats)
     return np.array([ph.ts_offset, ph.ts_size, ph.commit_offset, ph.commit_size,
                      ph.data_offset, int(tf.endian == ">"), ctype.offset, min(ctype.size, 4),
                      cflags.offset, cpc.offset, cpid.offset, min(cpid.size, 4), common_end,
@@ -848,28 +791,6 @@ def _lost_table(rec: Records, tf: TraceFile, stats: TraceStats) -> pa.Table:
 # --------------------------------------------------------------------------------------------
 
 
-def _load_source(source: str | Path | BinaryIO | bytes) -> tuple[bytes, str, str, str | None]:
-    """Bytes of the (decompressed) file, its display name, outer compression and any problem."""
-    if isinstance(source, bytes | bytearray | memoryview):
-        raw, name = bytes(source), "<bytes>"
-    elif isinstance(source, str | Path):
-        name = str(source)
-        try:
-            raw = Path(source).read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read {name}: {exc.strerror or exc}") from None
-    else:
-        name = str(getattr(source, "name", "<stream>"))
-        raw = source.read()
-    if raw[:2] == _GZIP_MAGIC:
-        data, problem = _gunzip(raw)
-        return data, name, "gzip", problem
-    if raw[:4] == _ZSTD_MAGIC:
-        data, problem = _unzstd(raw)
-        return data, name, "zstd", problem
-    return raw, name, "none", None
-
-
 def _note_bad_pages(rec: Records, stats: TraceStats) -> None:
     """Count pages the scan had to stop early in, by problem."""
     for status, reason in _PAGE_PROBLEMS.items():
@@ -917,7 +838,7 @@ def read_tracedat(source: str | Path | BinaryIO | bytes, *, strict: bool = False
     (and any corrupt page or record) raises InputError instead. A file that is not a trace.dat
     always raises InputError.
     """
-    data, name, compression, problem = _load_source(source)
+    data, name, compression, problem = read_whole(source)
     if not looks_like_tracedat(data):
         if problem and not data:
             raise InputError(f"{name} cannot be decompressed: {problem}")

@@ -130,6 +130,29 @@ def _gather_fields(buf, rec_off, rec_len, idx, kind, spec, nspec, big, wide, nar
     return short
 
 
+def _common_field(formats: dict[int, EventFormat], name: str, default: FieldFormat) -> FieldFormat:
+    """A common_* field's layout (identical in every format file); the kmem ones are read."""
+    preferred = [f for f in formats.values() if f.system == "kmem"][:1]
+    for fmt in preferred or list(formats.values())[:1]:
+        if name in fmt.fields:
+            return fmt.fields[name]
+    return default
+
+
+def common_fields(formats: dict[int, EventFormat],
+                  ) -> tuple[FieldFormat, FieldFormat, FieldFormat, FieldFormat, int]:
+    """common_type, common_flags, common_preempt_count and common_pid as the formats lay them
+    out (the usual 0/2/3/4 when no format says), and where the common fields end."""
+    ctype = _common_field(formats, "common_type", FieldFormat("common_type", 0, 2, False))
+    cflags = _common_field(formats, "common_flags", FieldFormat("common_flags", 2, 1, False))
+    cpc = _common_field(formats, "common_preempt_count",
+                        FieldFormat("common_preempt_count", 3, 1, False))
+    cpid = _common_field(formats, "common_pid", FieldFormat("common_pid", 4, 4, True))
+    end = max(ctype.offset + ctype.size, cflags.offset + 1, cpc.offset + 1,
+              cpid.offset + cpid.size)
+    return ctype, cflags, cpc, cpid, end
+
+
 def _none() -> np.ndarray:
     return np.zeros(0, dtype=np.int64)
 
