@@ -1,0 +1,465 @@
+"""Read perf.data natively (no perf binary): kmem and compaction tracepoint samples, call chains.
+
+`perf kmem --page record` and `perf record -e 'kmem:mm_page_*' [-g] [-z] [-o -]` write the
+tracepoint's payload (PERF_SAMPLE_RAW) into each sample; the formats that give its fields are
+in the tracing data (a feature section, or a record in pipe mode). The reading, in passes over
+flat arrays (perfscan.py): index the records, inflate PERF_RECORD_COMPRESSED (zstd, one stream
+over all of them), parse each sample's pid/tid, time, CPU, call chain and payload, put the
+records in the order perf's ordered-events queue delivers them (perf script's order), give
+each sample the comm its thread had at that point (PERF_RECORD_COMM, FORK), and gather the
+event columns as for trace.dat (tracerecords.py). Call chains keep their kernel part, innermost
+first, as a list column with a stack id per distinct chain.
+
+Accounting (TraceStats): `lines` counts records, `events` kmem/compaction samples,
+`other_events` other samples by event name, `lost_lines` PERF_RECORD_LOST and LOST_SAMPLES
+records, `header_lines` every other record (COMM, MMAP, FORK, FINISHED_ROUND, ...).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+
+from replay.errors import InputError
+from replay.trace.perfheader import (
+    PIPE_HEADER_SIZE,
+    REC_COMM,
+    REC_COMPRESSED,
+    REC_COMPRESSED2,
+    REC_FORK,
+    REC_HEADER_ATTR,
+    REC_HEADER_FEATURE,
+    REC_LOST,
+    REC_LOST_SAMPLES,
+    REC_SAMPLE,
+    REC_TRACING_DATA,
+    SAMPLE_CALLCHAIN,
+    SAMPLE_CPU,
+    SAMPLE_ID,
+    SAMPLE_IDENTIFIER,
+    SAMPLE_STREAM_ID,
+    PerfAttr,
+    PerfHeader,
+    apply_feature,
+    check_magic,
+    looks_like_perfdata,
+    parse_attr,
+    parse_file_header,
+)
+from replay.trace.perfscan import (
+    delivery_order,
+    index_records,
+    kernel_chains,
+    parse_records,
+    stack_ids,
+)
+from replay.trace.result import TraceData, TraceStats
+from replay.trace.schema import EVENTS_SCHEMA, LOST_SCHEMA
+from replay.trace.sources import read_whole
+from replay.trace.tracefmt import FormatError, TraceFile, read_tracing_data
+from replay.trace.tracerecords import Records, common_fields, record_tables
+
+__all__ = ["looks_like_perfdata", "read_perfdata"]
+
+_MAX_DECOMPRESSED = 1 << 36  # refuse a zstd stream claiming more than 64 GiB
+IDLE_COMM = "swapper"  # perf's name for tid 0 (machine__idle_thread)
+
+
+@dataclass
+class _Stream:
+    """The logical record stream: every record in file order, compressed ones inflated in
+    place, all in one byte buffer."""
+
+    buf: np.ndarray
+    off: np.ndarray
+    size: np.ndarray
+    typ: np.ndarray
+    misc: np.ndarray
+    error: str | None = None
+
+
+def _index(buf: np.ndarray, start: int, end: int, what: str) -> tuple[np.ndarray, ...]:
+    """Offsets, sizes, types and misc of the records in buf[start:end], and a problem, if any."""
+    bound = max(0, end - start) // 8 + 1
+    off, size = np.empty(bound, np.int64), np.empty(bound, np.int64)
+    typ, misc = np.empty(bound, np.int32), np.empty(bound, np.int32)
+    n, stop, status = index_records(buf, start, end, off, size, typ, misc)
+    problem = None
+    if status == 1:
+        problem = f"{what} ends at byte {stop} inside a record (cut at byte {end})"
+    elif status == 2:
+        problem = f"{what} has a record with an impossible size at byte {stop}"
+    return off[:n], size[:n], typ[:n], misc[:n], problem
+
+
+def _inflate(buf: np.ndarray, off: np.ndarray, size: np.ndarray, typ: np.ndarray
+             ) -> tuple[bytes, np.ndarray, str | None]:
+    """Decompress every PERF_RECORD_COMPRESSED payload as one zstd stream (a frame may span
+    records). Returns the bytes and, per compressed record, the inflated size so far."""
+    import zstandard
+
+    rows = np.flatnonzero((typ == REC_COMPRESSED) | (typ == REC_COMPRESSED2))
+    dobj = zstandard.ZstdDecompressor().decompressobj()
+    parts: list[bytes] = []
+    ends = np.zeros(rows.size, np.int64)
+    total = 0
+    problem = None
+    raw = buf.data
+    for j, i in enumerate(rows):
+        start, stop = int(off[i]) + 8, int(off[i] + size[i])
+        if typ[i] == REC_COMPRESSED2:  # u64 data_size, then the (8-byte padded) payload
+            data_size = int.from_bytes(raw[start : start + 8], "little")
+            start, stop = start + 8, min(stop, start + 8 + data_size)
+        chunk = raw[start:stop]
+        try:
+            while chunk:
+                out = dobj.decompress(chunk)
+                parts.append(out)
+                total += len(out)
+                chunk = dobj.unused_data if dobj.eof else b""
+                if dobj.eof:  # a frame ended inside this record: the next one starts here
+                    dobj = zstandard.ZstdDecompressor().decompressobj()
+        except zstandard.ZstdError as exc:
+            problem = f"compressed record {j} at byte {int(off[i])} does not inflate ({exc})"
+            ends[j:] = total
+            break
+        if total > _MAX_DECOMPRESSED:
+            problem = "the compressed records inflate to more than 64 GiB"
+            ends[j:] = total
+            break
+        ends[j] = total
+    return b"".join(parts), ends, problem
+
+
+def _stream(data: bytes, header: PerfHeader) -> _Stream:
+    """Index the records; inflate compressed ones and splice them in after their container."""
+    top = np.frombuffer(data, np.uint8)
+    off, size, typ, misc, problem = _index(top, header.data_start, header.data_end,
+                                           "the perf.data record stream")
+    if not np.any((typ == REC_COMPRESSED) | (typ == REC_COMPRESSED2)):
+        return _Stream(top, off, size, typ, misc, problem)
+    dec, ends, zproblem = _inflate(top, off, size, typ)
+    buf = np.empty(len(data) + len(dec), np.uint8)
+    buf[: len(data)] = top
+    buf[len(data):] = np.frombuffer(dec, np.uint8)
+    doff, dsize, dtyp, dmisc, dproblem = _index(buf, len(data), buf.size,
+                                                "the decompressed records")
+    if dproblem and not zproblem and ends.size and dsize.size:
+        dproblem = dproblem.replace("the decompressed records", "the compressed records")
+    # the container each inflated record was completed in (its last byte came from it)
+    containers = np.flatnonzero((typ == REC_COMPRESSED) | (typ == REC_COMPRESSED2))
+    owner = containers[np.minimum(np.searchsorted(ends, doff - len(data) + dsize, "left"),
+                                  containers.size - 1)]
+    keep = (typ != REC_COMPRESSED) & (typ != REC_COMPRESSED2)
+    top_rank = np.arange(off.size)
+    rank = np.concatenate([top_rank[keep], owner])
+    sub = np.concatenate([np.zeros(int(keep.sum()), np.int64), np.arange(1, doff.size + 1)])
+    order = np.lexsort((sub, rank))
+    cat = lambda a, b: np.concatenate([a[keep], b])[order]  # noqa: E731
+    return _Stream(buf, cat(off, doff), cat(size, dsize), cat(typ, dtyp), cat(misc, dmisc),
+                   problem or zproblem or dproblem)
+
+
+def _user_records(s: _Stream, header: PerfHeader) -> None:
+    """Attributes, tracing data and features that arrive as records (pipe mode, perf inject)."""
+    raw = s.buf.data
+    for i in np.flatnonzero(np.isin(s.typ, (REC_HEADER_ATTR, REC_TRACING_DATA,
+                                            REC_HEADER_FEATURE))):
+        start, end = int(s.off[i]), int(s.off[i] + s.size[i])
+        t = int(s.typ[i])
+        try:
+            if t == REC_HEADER_ATTR:
+                attr_size = struct.unpack_from("<I", raw, start + 12)[0] or 64
+                attr = parse_attr(raw[start + 8 : start + 8 + attr_size])
+                nids = max(0, (end - start - 8 - attr_size) // 8)
+                attr.ids = list(struct.unpack_from(f"<{nids}Q", raw, start + 8 + attr_size))
+                header.attrs.append(attr)
+            elif t == REC_TRACING_DATA:
+                blob_size = struct.unpack_from("<I", raw, start + 8)[0]
+                header.tracing = read_tracing_data(raw[end : end + blob_size],
+                                                   "the perf.data tracing data")
+            else:
+                feat = struct.unpack_from("<Q", raw, start + 8)[0]
+                apply_feature(header, int(feat), raw[start + 16 : end])
+        except (FormatError, struct.error) as exc:
+            header.error = header.error or f"record {t} at byte {start} is damaged ({exc})"
+
+
+def _id_mode(attrs: list[PerfAttr]) -> tuple[int, int, int]:
+    """How records name their attribute: (mode, id position in a sample, from a trailer's end).
+    perf's rule (evlist__valid_sample_type): with several events, each sample must carry an
+    IDENTIFIER, or all events share one sample_type with PERF_SAMPLE_ID."""
+    if attrs and all(a.sample_type & SAMPLE_IDENTIFIER for a in attrs):
+        return 1, 0, 1
+    if len(attrs) <= 1:
+        return 0, 0, 0
+    types = {a.sample_type for a in attrs}
+    st = types.pop()
+    if types or not st & SAMPLE_ID:
+        raise FormatError("the perf.data's events have different sample types and no sample "
+                          "IDENTIFIER: their samples cannot be told apart")
+    id_pos = sum(1 for bit in (1, 2, 4, 8) if st & bit)
+    is_pos = 1 + sum(1 for bit in (SAMPLE_CPU, SAMPLE_STREAM_ID) if st & bit)
+    return 2, id_pos, is_pos
+
+
+@dataclass
+class _Parsed:
+    """parse_records' per-record output."""
+
+    attr: np.ndarray
+    time: np.ndarray
+    cpu: np.ndarray
+    pid: np.ndarray
+    tid: np.ndarray
+    raw: np.ndarray
+    raw_len: np.ndarray
+    chain: np.ndarray
+    chain_nr: np.ndarray
+    type_id: np.ndarray
+    flags: np.ndarray
+    pc: np.ndarray
+    cpid: np.ndarray
+    status: np.ndarray
+
+
+def _parse(s: _Stream, attrs: list[PerfAttr], tf: TraceFile | None) -> _Parsed:
+    n = s.off.size
+    mode, id_pos, is_pos = _id_mode(attrs)
+    pairs = sorted((i, k) for k, a in enumerate(attrs) for i in a.ids)
+    ids = np.array([i for i, _ in pairs], np.int64)
+    id_attr = np.array([k for _, k in pairs], np.int64)
+    attrs = attrs or [PerfAttr(0, 0, 0, 0, 0)]
+    st = np.array([a.sample_type for a in attrs], np.int64)
+    rf = np.array([a.read_format for a in attrs], np.int64)
+    sid_all = np.array([a.sample_id_all for a in attrs], np.bool_)
+    ctype, cflags, cpc, cpid, end = common_fields(tf.formats if tf else {})
+    common = np.array([ctype.offset, min(ctype.size, 4), cflags.offset, cpc.offset,
+                       cpid.offset, min(cpid.size, 4), end], np.int64)
+    p = _Parsed(*(np.empty(n, t) for t in (
+        np.int32, np.int64, np.int32, np.int32, np.int32, np.int64, np.int64, np.int64,
+        np.int64, np.int32, np.uint8, np.uint8, np.int32, np.int8)))
+    parse_records(s.buf, s.off, s.size, s.typ, s.misc, ids, id_attr, st, rf, sid_all, mode,
+                  id_pos, is_pos, common, p.attr, p.time, p.cpu, p.pid, p.tid, p.raw,
+                  p.raw_len, p.chain, p.chain_nr, p.type_id, p.flags, p.pc, p.cpid, p.status)
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# comms
+
+
+def _comm_timeline(s: _Stream, p: _Parsed, delivered: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Every change of a thread's comm, in delivery order: (rank, tid, code), and the names.
+
+    As perf's machine: the idle thread (tid 0) starts as "swapper"; COMM sets a thread's comm;
+    FORK recreates the child thread and gives it the parent's comm, if the parent has one (else
+    the child has none: perf prints :tid).
+    """
+    raw = s.buf.data
+    rows = delivered[np.isin(s.typ[delivered], (REC_COMM, REC_FORK))]
+    rank_of = np.empty(s.typ.size, np.int64)
+    rank_of[delivered] = np.arange(delivered.size)
+    names: list[str] = [IDLE_COMM]
+    code: dict[str, int] = {IDLE_COMM: 0}
+    current: dict[int, int] = {0: 0}
+    ranks, tids, codes = [-1], [0], [0]
+    for i in rows:
+        start = int(s.off[i]) + 8
+        if s.typ[i] == REC_COMM:
+            pid, tid = struct.unpack_from("<II", raw, start)
+            stop = int(s.off[i] + s.size[i])
+            name = bytes(raw[start + 8 : stop]).split(b"\0", 1)[0].decode("utf-8", "replace")
+            c = code.setdefault(name, len(code))
+            if c == len(names):
+                names.append(name)
+        else:
+            pid, _ppid, tid, ptid = struct.unpack_from("<IIII", raw, start)
+            c = current.get(ptid, -1)
+        current[tid] = c
+        ranks.append(rank_of[i])
+        tids.append(tid)
+        codes.append(c)
+    return (np.array(ranks, np.int64), np.array(tids, np.int64), np.array(codes, np.int32),
+            names)
+
+
+def _comms_of(sample_rank: np.ndarray, sample_tid: np.ndarray,
+              change: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """The comm code each sample's thread had when it was delivered (-1: none)."""
+    ranks, tids, codes = change
+    n = sample_rank.size
+    rank = np.concatenate([ranks, sample_rank])
+    tid = np.concatenate([tids, sample_tid.astype(np.int64)])
+    order = np.lexsort((rank, tid))
+    is_change = order < ranks.size
+    last = np.maximum.accumulate(np.where(is_change, np.arange(order.size), -1))
+    src = order[np.maximum(last, 0)]
+    ok = (last >= 0) & (tid[src] == tid[order])
+    value = np.where(ok, np.concatenate([codes, np.full(n, -1, np.int32)])[src], -1)
+    out = np.empty(order.size, np.int32)
+    out[order] = value
+    return out[ranks.size:]
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+
+
+def _lost_table(s: _Stream, p: _Parsed, delivered: np.ndarray, sample_rank: np.ndarray,
+                stats: TraceStats) -> pa.Table:
+    """PERF_RECORD_LOST (the kernel's ring buffer was full: `lost` records dropped) and
+    PERF_RECORD_LOST_SAMPLES (samples an event dropped), at the seq of the next sample.
+    stats.lost_events counts LOST records only when the file has no LOST_SAMPLES: both
+    count the same losses when perf record writes both (perf 6.x)."""
+    raw = s.buf.data
+    rows = delivered[np.isin(s.typ[delivered], (REC_LOST, REC_LOST_SAMPLES))]
+    rank_of = np.empty(s.typ.size, np.int64)
+    rank_of[delivered] = np.arange(delivered.size)
+    ranks = rank_of[rows]
+    next_sample = np.searchsorted(sample_rank, ranks)  # index of the next sample, 0-based
+    table_rows = []
+    for i, nxt in zip(rows, next_sample, strict=True):
+        start = int(s.off[i]) + 8
+        if s.typ[i] == REC_LOST:
+            count = struct.unpack_from("<Q", raw, start + 8)[0]
+            kind = "lost"
+        else:
+            count = struct.unpack_from("<Q", raw, start)[0]
+            kind = "lost_samples"
+        cpu = int(p.cpu[i]) if p.cpu[i] >= 0 else None
+        seq = int(nxt) + 1 if nxt < sample_rank.size else None
+        table_rows.append((seq, cpu, int(count), kind))
+    has_samples_kind = any(r[3] == "lost_samples" for r in table_rows)
+    for _, cpu, count, kind in table_rows:
+        if kind == ("lost_samples" if has_samples_kind else "lost"):
+            stats.lost_events += count
+            if cpu is not None:
+                stats.lost_by_cpu[cpu] = stats.lost_by_cpu.get(cpu, 0) + count
+    columns = list(zip(*table_rows, strict=True)) if table_rows else [[], [], [], []]
+    return pa.Table.from_arrays(
+        [pa.array(col, type=f.type) for col, f in zip(columns, LOST_SCHEMA, strict=True)],
+        schema=LOST_SCHEMA)
+
+
+def _callchain_columns(s: _Stream, p: _Parsed, rows: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    """stack_id and callchain of samples `rows` (null where the sample has no call chain)."""
+    offsets = np.zeros(rows.size + 1, np.int64)
+    total = kernel_chains(s.buf, p.chain, p.chain_nr, s.misc, rows, False, offsets,
+                          np.zeros(0, np.uint64))
+    values = np.empty(total, np.uint64)
+    kernel_chains(s.buf, p.chain, p.chain_nr, s.misc, rows, True, offsets, values)
+    valid = p.chain[rows] >= 0
+    ids = stack_ids(offsets, values, valid)
+    mask = pa.array(~valid) if not valid.all() else None
+    chains = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)),
+                                      pa.array(values, pa.uint64()), mask=mask)
+    return pa.array(ids, pa.int32(), mask=~valid), chains
+
+
+def _count_records(s: _Stream, p: _Parsed, attrs: list[PerfAttr], is_tp: np.ndarray,
+                   stats: TraceStats) -> None:
+    """lines, header and lost records, non-tracepoint samples by event, damaged samples."""
+    stats.lines = int(s.typ.size)
+    samples = s.typ == REC_SAMPLE
+    lost = np.isin(s.typ, (REC_LOST, REC_LOST_SAMPLES))
+    stats.lost_lines = int(np.count_nonzero(lost))
+    stats.header_lines = int(s.typ.size - np.count_nonzero(samples) - stats.lost_lines)
+    reasons = {1: "sample of an unknown event id", 2: "sample shorter than its sample_type"}
+    for code, reason in reasons.items():
+        bad = np.flatnonzero(samples & (p.status == code))
+        if bad.size:
+            stats.bad_lines[reason] = stats.bad_lines.get(reason, 0) + int(bad.size)
+            if len(stats.bad_samples) < 20:
+                stats.bad_samples.append((0, reason, f"record at byte {int(s.off[bad[0]])}"))
+    other = samples & (p.status == 0) & ~is_tp
+    if other.any():
+        names = [a.name or f"type {a.type} config {a.config}" for a in attrs]
+        for k, count in zip(*np.unique(p.attr[other], return_counts=True), strict=True):
+            name = names[k]
+            stats.other_events[name] = stats.other_events.get(name, 0) + int(count)
+
+
+def _decode(data: bytes, stats: TraceStats) -> TraceData:
+    pipe = check_magic(data)
+    header = (PerfHeader(True, PIPE_HEADER_SIZE, len(data)) if pipe
+              else parse_file_header(data))
+    stats.layout = "perf.data (pipe)" if pipe else "perf.data"
+    s = _stream(data, header)
+    _user_records(s, header)
+    stats.kernel_release = header.osrelease
+    stats.cpus = header.nr_cpus_online
+    stats.error = header.error or s.error
+    tf = header.tracing
+    p = _parse(s, header.attrs, tf)
+    delivered = delivery_order(s.typ, p.time)
+    tp_attr = np.array([a.is_tracepoint for a in header.attrs] or [False], np.bool_)
+    is_tp = (s.typ == REC_SAMPLE) & (p.status == 0) & (p.raw >= 0) & tp_attr[p.attr]
+    _count_records(s, p, header.attrs, is_tp, stats)
+    rows = delivered[is_tp[delivered]]  # tracepoint samples, in perf script's order
+    sample_rank = np.flatnonzero(is_tp[delivered])
+    if tf is None:
+        if rows.size:
+            reason = "tracepoint sample without event formats"
+            stats.bad_lines[reason] = int(rows.size)
+            problem = ("the perf.data has no tracing data (the event formats): its "
+                       f"{rows.size} tracepoint samples cannot be decoded")
+            stats.error = f"{stats.error}; {problem}" if stats.error else problem
+        data_ = TraceData.empty(stats)
+        data_.lost = _lost_table(s, p, delivered, sample_rank, stats)
+        return data_
+    tf.cmdlines = {}
+    change = _comm_timeline(s, p, delivered)
+    tid = np.where(p.tid[rows] >= 0, p.tid[rows], p.cpid[rows])
+    rec = Records(
+        buf=s.buf, off=p.raw[rows], length=p.raw_len[rows].astype(np.int32),
+        ts=np.maximum(p.time[rows], 0), cpu=np.maximum(p.cpu[rows], 0).astype(np.int16),
+        type_id=p.type_id[rows], flags=p.flags[rows], preempt=p.pc[rows],
+        pid=tid.astype(np.int32), order=np.arange(rows.size),
+        comm=_comms_of(sample_rank, tid, change[:3]), comm_values=change[3],
+        tgid=np.where(p.pid[rows] >= 0, p.pid[rows], tid).astype(np.int32),
+    )
+    events, markers = record_tables(rec, tf, stats)
+    if events.num_rows and np.any(header_has_chain(header.attrs)):
+        event_rows = rows[events.column("seq").to_numpy() - 1]
+        ids, chains = _callchain_columns(s, p, event_rows)
+        events = events.set_column(EVENTS_SCHEMA.get_field_index("stack_id"),
+                                   EVENTS_SCHEMA.field("stack_id"), ids)
+        events = events.set_column(EVENTS_SCHEMA.get_field_index("callchain"),
+                                   EVENTS_SCHEMA.field("callchain"), chains)
+    lost = _lost_table(s, p, delivered, sample_rank, stats)
+    return TraceData(events, markers, lost, stats)
+
+
+def header_has_chain(attrs: list[PerfAttr]) -> list[bool]:
+    """Which events record call chains (PERF_SAMPLE_CALLCHAIN)."""
+    return [bool(a.sample_type & SAMPLE_CALLCHAIN) for a in attrs]
+
+
+def read_perfdata(source: str | Path | BinaryIO | bytes, *, strict: bool = False) -> TraceData:
+    """Read a perf.data (file or pipe mode; plain, gzip or zstd file; `perf record -z` data)
+    into a TraceData. A truncated or damaged file gives what could be read, `stats.error`
+    saying where reading stopped (with `strict=True` that raises InputError); a file that is
+    not a perf.data always raises InputError."""
+    data, name, compression, problem = read_whole(source)
+    if not looks_like_perfdata(data):
+        if problem and not data:
+            raise InputError(f"{name} cannot be decompressed: {problem}")
+        raise InputError(f"{name} is not a perf.data file")
+    stats = TraceStats(source=name, layout="perf.data", compression=compression)
+    try:
+        result = _decode(data, stats)
+    except FormatError as exc:
+        raise InputError(f"{name}: {exc}") from None
+    if problem:
+        stats.error = f"{problem}; {stats.error}" if stats.error else problem
+    if strict and (stats.error or stats.bad_lines):
+        reason = stats.error or ", ".join(f"{v} x {k}" for k, v in stats.bad_lines.items())
+        raise InputError(f"{name}: {reason}")
+    return result
