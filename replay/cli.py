@@ -44,16 +44,23 @@ def ingest(
     raise typer.Exit(code)
 
 
+SymbolsOpt = Annotated[Path | None, typer.Option(
+    "--symbols", help="System.map or /proc/kallsyms (plain or .gz) to name the call sites of "
+    "a perf.data recorded with -g (relocated to the recording kernel; default: a bundle's "
+    "kallsyms or System.map).")]
+
+
 @app.command()
 def info(
     source: SourceArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
     strict: StrictOpt = False,
+    symbols: SymbolsOpt = None,
 ) -> None:
     """Summarise a trace: events by kind, duration, CPUs, zones, markers, lost events, bad lines."""
     from replay.commands.info_cmd import run_info
 
-    raise typer.Exit(run_info(source, as_json, strict, out, err))
+    raise typer.Exit(run_info(source, as_json, strict, out, err, symbols))
 
 
 MachineOpt = Annotated[str | None, typer.Option(
@@ -117,12 +124,13 @@ def report(
     window_events: WindowEvOpt = None,
     plotlyjs: PlotlyOpt = "inline",
     machine: MachineOpt = None,
+    symbols: SymbolsOpt = None,
 ) -> None:
     """The observed trace alone: summary.json, report.md and dashboard.html."""
     from replay.commands.report_cmd import run_report
 
     raise typer.Exit(run_report(source, outdir, time_window, window_ms, window_events,
-                                plotlyjs, machine, None, False, out, err))
+                                plotlyjs, machine, None, False, out, err, symbols))
 
 
 @app.command()
@@ -135,12 +143,13 @@ def compare(
     window_events: WindowEvOpt = None,
     plotlyjs: PlotlyOpt = "inline",
     machine: MachineOpt = None,
+    symbols: SymbolsOpt = None,
 ) -> None:
     """Reconstruct, simulate and agreement; observed vs simulated for every metric."""
     from replay.commands.report_cmd import run_report
 
     raise typer.Exit(run_report(source, outdir, time_window, window_ms, window_events,
-                                plotlyjs, machine, sets, True, out, err))
+                                plotlyjs, machine, sets, True, out, err, symbols))
 
 
 ThresholdsOpt = Annotated[Path | None, typer.Option(

@@ -10,6 +10,7 @@ from replay.engine.reconstruct import ReconstructResult, reconstruct
 from replay.engine.sampling import Sampler, sample_points
 from replay.engine.simulate import Settings, SimulateResult, simulate
 from replay.trace.result import TraceData
+from replay.trace.symbols import Symbols
 
 
 @dataclass
@@ -18,10 +19,19 @@ class Loaded:
     data: TraceData
     bundle: object | None
     machine: Machine | None
+    symbols: Symbols | None = None  # kernel symbols for call chains (perf.data -g)
 
 
-def load(source: str | Path, machine_desc: str | None = None) -> Loaded:
-    """Read a trace (a file, a bundle directory, or an ingested .parquet) and its bundle."""
+SYMBOL_FILES = ("kallsyms", "kallsyms.gz", "System.map", "System.map.gz")
+
+
+def load(source: str | Path, machine_desc: str | None = None,
+         symbols: str | Path | None = None) -> Loaded:
+    """Read a trace (a file, a bundle directory, or an ingested .parquet) and its bundle.
+
+    `symbols` is a System.map or kallsyms for call chains; without it a bundle's own
+    `kallsyms[.gz]` or `System.map[.gz]` is used when present. Either is relocated to where
+    the recording kernel was (perf's kernel map; KASLR)."""
     from replay.trace.ingest import read_parquet, read_trace
     from replay.trace.snapshots import open_bundle
     from replay.trace.sources import resolve
@@ -36,7 +46,21 @@ def load(source: str | Path, machine_desc: str | None = None) -> Loaded:
         bundle = open_bundle(bundle_dir) if bundle_dir is not None else None
         data = read_trace(src)
     machine = machine_from_description(machine_desc) if machine_desc else None
-    return Loaded(src, data, bundle, machine)
+    bundle_dir = getattr(bundle, "path", None)
+    return Loaded(src, data, bundle, machine, load_symbols(symbols, bundle_dir, data))
+
+
+def load_symbols(path: str | Path | None, bundle_dir: Path | None,
+                 data: TraceData) -> Symbols | None:
+    """The symbols to name call chains with: `path`, else the bundle's, relocated (KASLR)."""
+    from replay.trace.symbols import Symbols
+
+    if path is None and bundle_dir is not None:
+        found = [Path(bundle_dir) / n for n in SYMBOL_FILES if (Path(bundle_dir) / n).exists()]
+        path = found[0] if found else None
+    if path is None:
+        return None
+    return Symbols.load(path).relocate(data.stats.kernel_reloc)
 
 
 def observe(run: Loaded, every_events: int | None = None, every_ms: float | None = None,

@@ -56,7 +56,7 @@ def _json_default(o):
 def run_report(source: str, outdir: Path | None, time_window: str | None,
                window_ms: float | None, window_events: int | None, plotlyjs: str,
                machine: str | None, sets: list[str] | None, compare: bool,
-               out: Console, err: Console) -> int:
+               out: Console, err: Console, symbols: Path | None = None) -> int:
     from replay.report.build import build
 
     if window_ms is not None and window_ms <= 0:
@@ -66,7 +66,7 @@ def run_report(source: str, outdir: Path | None, time_window: str | None,
     window = parse_time(time_window)
     settings = Settings.parse(sets) if compare else Settings()
     t0 = time.perf_counter()
-    run = load(source, machine)
+    run = load(source, machine, symbols)
     warn_damaged(run.data.stats, err)
     recon, samples = observe(run, window_events, window_ms)
     sim = simulate_run(run, settings, window_events, window_ms) if compare else None

@@ -36,6 +36,8 @@ from replay.trace.perfheader import (
     REC_HEADER_FEATURE,
     REC_LOST,
     REC_LOST_SAMPLES,
+    REC_MMAP,
+    REC_MMAP2,
     REC_SAMPLE,
     REC_TRACING_DATA,
     SAMPLE_CALLCHAIN,
@@ -386,6 +388,20 @@ def _count_records(s: _Stream, p: _Parsed, attrs: list[PerfAttr], is_tp: np.ndar
             stats.other_events[name] = stats.other_events.get(name, 0) + int(count)
 
 
+def _kernel_reloc(s: _Stream) -> dict | None:
+    """perf's kernel map (MMAP or MMAP2 of `[kernel.kallsyms]_text`): its pgoff is the
+    runtime address of the reference symbol named after the bracket."""
+    raw = s.buf.data
+    for i in np.flatnonzero(np.isin(s.typ, (REC_MMAP, REC_MMAP2)))[:64]:
+        start, end = int(s.off[i]) + 8, int(s.off[i] + s.size[i])
+        name_at = start + (32 if s.typ[i] == REC_MMAP else 64)
+        name = bytes(raw[name_at:end]).split(b"\0", 1)[0].decode("utf-8", "replace")
+        if name.startswith("[kernel.kallsyms]") and len(name) > len("[kernel.kallsyms]"):
+            pgoff = struct.unpack_from("<Q", raw, start + 24)[0]
+            return {"symbol": name[len("[kernel.kallsyms]"):], "address": int(pgoff)}
+    return None
+
+
 def _decode(data: bytes, stats: TraceStats) -> TraceData:
     pipe = check_magic(data)
     header = (PerfHeader(True, PIPE_HEADER_SIZE, len(data)) if pipe
@@ -394,6 +410,7 @@ def _decode(data: bytes, stats: TraceStats) -> TraceData:
     s = _stream(data, header)
     _user_records(s, header)
     stats.kernel_release = header.osrelease
+    stats.kernel_reloc = _kernel_reloc(s)
     stats.cpus = header.nr_cpus_online
     stats.error = header.error or s.error
     tf = header.tracing

@@ -23,7 +23,7 @@ PIPE_HEADER_SIZE = 16
 # enum perf_event_type (include/uapi/linux/perf_event.h) and perf's own user records
 # (tools/lib/perf/include/perf/event.h enum perf_user_event_type).
 REC_MMAP, REC_LOST, REC_COMM, REC_EXIT, REC_FORK, REC_SAMPLE = 1, 2, 3, 4, 7, 9
-REC_LOST_SAMPLES = 13
+REC_MMAP2, REC_LOST_SAMPLES = 10, 13
 REC_USER_FIRST = 64
 REC_HEADER_ATTR, REC_TRACING_DATA, REC_FINISHED_ROUND = 64, 66, 68
 REC_AUXTRACE, REC_EVENT_UPDATE, REC_HEADER_FEATURE = 71, 78, 80

@@ -23,7 +23,11 @@ MAGIC = {
 TRACEDAT_MAGIC = b"\x17\x08\x44tracing"
 _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
-TRACE_NAMES = ("trace.txt", "trace.dat", "trace", "trace.pipe", "trace_pipe", "report.txt")
+PERFDATA_MAGIC = b"PERFILE2"  # perf.data, file and pipe mode (the header size tells them apart)
+# A bundle's trace files, best first. perf.data comes last: a bundle that also holds the ftrace
+# text of the same run (traces/perf-small) reads the text unless perf.data is named.
+TRACE_NAMES = ("trace.txt", "trace.dat", "trace", "trace.pipe", "trace_pipe", "report.txt",
+               "perf.data")
 
 
 @dataclass
@@ -36,6 +40,7 @@ class Source:
     is_tracedat: bool
     path: Path | None = None
     bundle_dir: Path | None = None
+    is_perfdata: bool = False
 
 
 def sniff_compression(head: bytes) -> str:
@@ -46,8 +51,9 @@ def sniff_compression(head: bytes) -> str:
 
 
 def trace_files(directory: Path) -> list[Path]:
-    """A bundle's trace files, best first: trace.txt, trace.dat, trace, trace_pipe... with any
-    compression suffix (trace.txt.gz, trace.dat.zst), in TRACE_NAMES order; then any trace*."""
+    """A bundle's trace files, best first: trace.txt, trace.dat, trace, trace_pipe..., perf.data
+    with any compression suffix (trace.txt.gz, trace.dat.zst, perf.data.gz), in TRACE_NAMES
+    order; then any trace*."""
     candidates = sorted(p for p in Path(directory).iterdir() if p.is_file())
 
     def rank(p: Path) -> int:
@@ -65,7 +71,7 @@ def find_trace_in_bundle(directory: Path) -> Path:
     files = trace_files(directory)
     if not files:
         raise InputError(f"{directory}: no trace file in this directory (expected "
-                         "trace.txt[.gz] or trace.dat[.gz])")
+                         "trace.txt[.gz], trace.dat[.gz] or perf.data[.gz])")
     return files[0]
 
 
@@ -147,7 +153,7 @@ def open_source(source: str | os.PathLike) -> Source:
     is_dat = inner.startswith(TRACEDAT_MAGIC)
     if path is not None and not head:
         raise InputError(f"{name}: empty file")
-    return Source(name, stream, kind, is_dat, path, bundle)
+    return Source(name, stream, kind, is_dat, path, bundle, inner.startswith(PERFDATA_MAGIC))
 
 
 def _inflate_stream(data: bytes, new_decoder, errors: tuple[type[Exception], ...], magic: bytes,
