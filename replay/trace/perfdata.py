@@ -34,6 +34,7 @@ from replay.trace.perfheader import (
     REC_FORK,
     REC_HEADER_ATTR,
     REC_HEADER_FEATURE,
+    REC_ID_INDEX,
     REC_LOST,
     REC_LOST_SAMPLES,
     REC_MMAP,
@@ -314,33 +315,52 @@ def _comms_of(sample_rank: np.ndarray, sample_tid: np.ndarray,
 # tables
 
 
-def _lost_table(s: _Stream, p: _Parsed, delivered: np.ndarray, sample_rank: np.ndarray,
-                stats: TraceStats) -> pa.Table:
-    """PERF_RECORD_LOST (the kernel's ring buffer was full: `lost` records dropped) and
-    PERF_RECORD_LOST_SAMPLES (samples an event dropped), at the seq of the next sample.
-    stats.lost_events counts LOST records only when the file has no LOST_SAMPLES: both
-    count the same losses when perf record writes both (perf 6.x)."""
+def _id_index(s: _Stream) -> dict[int, int]:
+    """Sample id -> CPU from PERF_RECORD_ID_INDEX (u64 nr, then {id, idx, cpu, tid} each)."""
+    raw = s.buf.data
+    out: dict[int, int] = {}
+    for i in np.flatnonzero(s.typ == REC_ID_INDEX):
+        start, end = int(s.off[i]) + 8, int(s.off[i] + s.size[i])
+        (nr,) = struct.unpack_from("<Q", raw, start)
+        for k in range(min(nr, (end - start - 8) // 32)):
+            ident, _idx, cpu, _tid = struct.unpack_from("<QQQQ", raw, start + 8 + 32 * k)
+            if cpu < 1 << 15:
+                out[ident] = cpu
+    return out
+
+
+def _lost_table(s: _Stream, p: _Parsed, attrs: list[PerfAttr], delivered: np.ndarray,
+                sample_rank: np.ndarray, stats: TraceStats) -> pa.Table:
+    """PERF_RECORD_LOST (a CPU's ring buffer was full: `lost` records dropped, kind "lost")
+    and PERF_RECORD_LOST_SAMPLES (an event's samples dropped on one CPU, which perf record
+    writes at the end: kind "lost_samples"), at the seq of the next sample (null at the end).
+
+    stats.lost_events counts the page events lost: the tracepoint events' LOST_SAMPLES when
+    the file has them (perf 6.x; they count each event's own losses), else the LOST counts."""
     raw = s.buf.data
     rows = delivered[np.isin(s.typ[delivered], (REC_LOST, REC_LOST_SAMPLES))]
     rank_of = np.empty(s.typ.size, np.int64)
     rank_of[delivered] = np.arange(delivered.size)
-    ranks = rank_of[rows]
-    next_sample = np.searchsorted(sample_rank, ranks)  # index of the next sample, 0-based
-    table_rows = []
+    next_sample = np.searchsorted(sample_rank, rank_of[rows])
+    cpu_of_id = _id_index(s) if np.any(s.typ[rows] == REC_LOST_SAMPLES) else {}
+    by_identifier = all(a.sample_type & SAMPLE_IDENTIFIER for a in attrs)
+    table_rows, counted = [], []
     for i, nxt in zip(rows, next_sample, strict=True):
-        start = int(s.off[i]) + 8
-        if s.typ[i] == REC_LOST:
-            count = struct.unpack_from("<Q", raw, start + 8)[0]
-            kind = "lost"
-        else:
-            count = struct.unpack_from("<Q", raw, start)[0]
-            kind = "lost_samples"
+        start, end = int(s.off[i]) + 8, int(s.off[i] + s.size[i])
         cpu = int(p.cpu[i]) if p.cpu[i] >= 0 else None
+        if s.typ[i] == REC_LOST:
+            count, kind = struct.unpack_from("<Q", raw, start + 8)[0], "lost"
+        else:
+            count, kind = struct.unpack_from("<Q", raw, start)[0], "lost_samples"
+            if by_identifier:  # synthesized at the end: the trailer's CPU is 0, the id tells
+                cpu = cpu_of_id.get(struct.unpack_from("<Q", raw, end - 8)[0], cpu)
         seq = int(nxt) + 1 if nxt < sample_rank.size else None
         table_rows.append((seq, cpu, int(count), kind))
+        counted.append(kind == "lost" or attrs[int(p.attr[i])].is_tracepoint if attrs
+                       else True)
     has_samples_kind = any(r[3] == "lost_samples" for r in table_rows)
-    for _, cpu, count, kind in table_rows:
-        if kind == ("lost_samples" if has_samples_kind else "lost"):
+    for (_, cpu, count, kind), tracepoint in zip(table_rows, counted, strict=True):
+        if kind == ("lost_samples" if has_samples_kind else "lost") and tracepoint:
             stats.lost_events += count
             if cpu is not None:
                 stats.lost_by_cpu[cpu] = stats.lost_by_cpu.get(cpu, 0) + count
@@ -429,7 +449,7 @@ def _decode(data: bytes, stats: TraceStats) -> TraceData:
                        f"{rows.size} tracepoint samples cannot be decoded")
             stats.error = f"{stats.error}; {problem}" if stats.error else problem
         data_ = TraceData.empty(stats)
-        data_.lost = _lost_table(s, p, delivered, sample_rank, stats)
+        data_.lost = _lost_table(s, p, header.attrs, delivered, sample_rank, stats)
         return data_
     tf.cmdlines = {}
     change = _comm_timeline(s, p, delivered)
@@ -450,7 +470,7 @@ def _decode(data: bytes, stats: TraceStats) -> TraceData:
                                    EVENTS_SCHEMA.field("stack_id"), ids)
         events = events.set_column(EVENTS_SCHEMA.get_field_index("callchain"),
                                    EVENTS_SCHEMA.field("callchain"), chains)
-    lost = _lost_table(s, p, delivered, sample_rank, stats)
+    lost = _lost_table(s, p, header.attrs, delivered, sample_rank, stats)
     return TraceData(events, markers, lost, stats)
 
 
