@@ -264,8 +264,8 @@ def live_pages(frame: Frame, time: tuple[float | None, float | None] | None = No
 # ---------------------------------------------------------------------------------------------
 # perf kmem --page --caller
 
-CALLER_COLUMNS = ("total_alloc_kb", "hits", "order", "migratetype", "gfp_text", "callsite",
-                  "callsite_addr")
+CALLER_COLUMNS = ("total_alloc_kb", "hits", "order", "migratetype", "gfp_flags", "gfp_text",
+                  "callsite", "callsite_addr")
 
 
 def callsites(frame: Frame, symbols: Symbols | None = None) -> pl.DataFrame:
@@ -300,9 +300,10 @@ def caller_table(frame: Frame, symbols: Symbols | None = None,
 
     Columns CALLER_COLUMNS: total_alloc_kb (4 KiB * 2^order summed), hits (allocations),
     order, migratetype (6.1's names: perf prints migrate_type_str[], the pre-4.4 order, so its
-    RECLAIM is Movable and its MOVABLE Reclaimable), gfp_text (the kernel's flag names, not
-    perf's abbreviations), callsite (the caller's function, see `callsites`; perf names the
-    first frame outside `^_?_?(alloc|get_free|get_zeroed)_pages?`, which on 6.1 is the
+    RECLAIM is Movable and its MOVABLE Reclaimable), gfp_flags (the mask) and gfp_text (the
+    kernel's flag names, not perf's abbreviations), callsite (the caller's function, see
+    `callsites`; perf names the first frame outside `^_?_?(alloc|get_free|get_zeroed)_pages?`,
+    which on 6.1 is the
     tracepoint's own __traceiter_mm_page_alloc, and keys rows on that exact address) and
     callsite_addr (the first such address seen). Sorted by total_alloc_kb then hits,
     descending, as perf's default `-s bytes,hit`. Empty when the events have no call chains.

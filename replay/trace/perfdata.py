@@ -10,9 +10,10 @@ each sample the comm its thread had at that point (PERF_RECORD_COMM, FORK), and 
 event columns as for trace.dat (tracerecords.py). Call chains keep their kernel part, innermost
 first, as a list column with a stack id per distinct chain.
 
-Accounting (TraceStats): `lines` counts records, `events` kmem/compaction samples,
-`other_events` other samples by event name, `lost_lines` PERF_RECORD_LOST and LOST_SAMPLES
-records, `header_lines` every other record (COMM, MMAP, FORK, FINISHED_ROUND, ...).
+Accounting (TraceStats): `lines` counts records (as perf report --stats' TOTAL events),
+`events` kmem/compaction samples, `other_events` other samples by event name, `bad_lines`
+samples that cannot be decoded, `lost_lines` PERF_RECORD_LOST and LOST_SAMPLES records,
+`header_lines` every other record (COMM, MMAP, FORK, FINISHED_ROUND, COMPRESSED, ...).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class _Stream:
     typ: np.ndarray
     misc: np.ndarray
     error: str | None = None
+    containers: int = 0  # PERF_RECORD_COMPRESSED records (replaced by what they hold)
 
 
 def _index(buf: np.ndarray, start: int, end: int, what: str) -> tuple[np.ndarray, ...]:
@@ -94,10 +96,18 @@ def _index(buf: np.ndarray, start: int, end: int, what: str) -> tuple[np.ndarray
     n, stop, status = index_records(buf, start, end, off, size, typ, misc)
     problem = None
     if status == 1:
-        problem = f"{what} ends at byte {stop} inside a record (cut at byte {end})"
+        problem = f"{what} ends at byte {end} inside a record (from byte {stop})"
+        if end - stop >= 16 and _read_u32(buf, stop) in (REC_COMPRESSED, REC_COMPRESSED2):
+            # keep the cut compressed record: its complete zstd blocks still inflate
+            off[n], size[n], typ[n], misc[n] = stop, end - stop, _read_u32(buf, stop), 0
+            n += 1
     elif status == 2:
         problem = f"{what} has a record with an impossible size at byte {stop}"
     return off[:n], size[:n], typ[:n], misc[:n], problem
+
+
+def _read_u32(buf: np.ndarray, pos: int) -> int:
+    return int.from_bytes(buf[pos : pos + 4].tobytes(), "little")
 
 
 def _inflate(buf: np.ndarray, off: np.ndarray, size: np.ndarray, typ: np.ndarray
@@ -165,7 +175,7 @@ def _stream(data: bytes, header: PerfHeader) -> _Stream:
     order = np.lexsort((sub, rank))
     cat = lambda a, b: np.concatenate([a[keep], b])[order]  # noqa: E731
     return _Stream(buf, cat(off, doff), cat(size, dsize), cat(typ, dtyp), cat(misc, dmisc),
-                   problem or zproblem or dproblem)
+                   problem or zproblem or dproblem, int(containers.size))
 
 
 def _user_records(s: _Stream, header: PerfHeader) -> None:
@@ -387,12 +397,13 @@ def _callchain_columns(s: _Stream, p: _Parsed, rows: np.ndarray) -> tuple[pa.Arr
 
 def _count_records(s: _Stream, p: _Parsed, attrs: list[PerfAttr], is_tp: np.ndarray,
                    stats: TraceStats) -> None:
-    """lines, header and lost records, non-tracepoint samples by event, damaged samples."""
-    stats.lines = int(s.typ.size)
+    """lines (records, PERF_RECORD_COMPRESSED ones too: perf's TOTAL events), header and lost
+    records, non-tracepoint samples by event, damaged samples."""
+    stats.lines = int(s.typ.size) + s.containers
     samples = s.typ == REC_SAMPLE
     lost = np.isin(s.typ, (REC_LOST, REC_LOST_SAMPLES))
     stats.lost_lines = int(np.count_nonzero(lost))
-    stats.header_lines = int(s.typ.size - np.count_nonzero(samples) - stats.lost_lines)
+    stats.header_lines = int(stats.lines - np.count_nonzero(samples) - stats.lost_lines)
     reasons = {1: "sample of an unknown event id", 2: "sample shorter than its sample_type"}
     for code, reason in reasons.items():
         bad = np.flatnonzero(samples & (p.status == code))

@@ -100,7 +100,7 @@ class PerfHeader:
 
 def looks_like_perfdata(head: bytes) -> bool:
     """True when `head` (the first bytes of an uncompressed file) is a perf.data header."""
-    return head[:8] in (PERF_MAGIC, PERF_MAGIC_SWAPPED)
+    return head[:8] in (PERF_MAGIC, PERF_MAGIC_SWAPPED, PERF_MAGIC_V1)
 
 
 def parse_attr(body: bytes | memoryview) -> PerfAttr:
@@ -197,7 +197,7 @@ def parse_file_header(data: bytes) -> PerfHeader:
     _magic, size, attr_size = struct.unpack_from("<8sQQ", data, 0)
     attrs_off, attrs_size, data_off, data_size = struct.unpack_from("<4Q", data, 24)
     bitmap = int.from_bytes(data[72:104], "little")
-    if size != FILE_HEADER_SIZE or attr_size < 64 or attr_size > 4096:
+    if size != FILE_HEADER_SIZE or not 80 <= attr_size <= 4096 or attr_size % 8:
         raise FormatError(f"the perf.data header is not a known layout (header size {size}, "
                           f"attr size {attr_size})")
     if attrs_off + attrs_size > len(data):

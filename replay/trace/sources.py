@@ -23,7 +23,9 @@ MAGIC = {
 TRACEDAT_MAGIC = b"\x17\x08\x44tracing"
 _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
-PERFDATA_MAGIC = b"PERFILE2"  # perf.data, file and pipe mode (the header size tells them apart)
+# perf.data, file and pipe mode (the header size tells them apart); big-endian and version-1
+# files are sniffed too, for a clear refusal
+PERFDATA_MAGICS = (b"PERFILE2", b"2ELIFREP", b"PERFFILE")
 # A bundle's trace files, best first. perf.data comes last: a bundle that also holds the ftrace
 # text of the same run (traces/perf-small) reads the text unless perf.data is named.
 TRACE_NAMES = ("trace.txt", "trace.dat", "trace", "trace.pipe", "trace_pipe", "report.txt",
@@ -153,7 +155,7 @@ def open_source(source: str | os.PathLike) -> Source:
     is_dat = inner.startswith(TRACEDAT_MAGIC)
     if path is not None and not head:
         raise InputError(f"{name}: empty file")
-    return Source(name, stream, kind, is_dat, path, bundle, inner.startswith(PERFDATA_MAGIC))
+    return Source(name, stream, kind, is_dat, path, bundle, inner.startswith(PERFDATA_MAGICS))
 
 
 def _inflate_stream(data: bytes, new_decoder, errors: tuple[type[Exception], ...], magic: bytes,
