@@ -18,8 +18,9 @@ samples that cannot be decoded, `lost_lines` PERF_RECORD_LOST and LOST_SAMPLES r
 
 from __future__ import annotations
 
+import mmap
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -56,9 +57,10 @@ from replay.trace.perfheader import (
     parse_file_header,
 )
 from replay.trace.perfscan import (
+    comms_at,
     delivery_order,
+    gather_chains,
     index_records,
-    kernel_chains,
     parse_records,
     stack_ids,
 )
@@ -93,7 +95,7 @@ def _index(buf: np.ndarray, start: int, end: int, what: str) -> tuple[np.ndarray
     bound = max(0, end - start) // 8 + 1
     off, size = np.empty(bound, np.int64), np.empty(bound, np.int64)
     typ, misc = np.empty(bound, np.int32), np.empty(bound, np.int32)
-    n, stop, status = index_records(buf, start, end, off, size, typ, misc)
+    n, stop, status, _ = index_records(buf, start, end, off, size, typ, misc)
     problem = None
     if status == 1:
         problem = f"{what} ends at byte {end} inside a record (from byte {stop})"
@@ -223,22 +225,24 @@ def _id_mode(attrs: list[PerfAttr]) -> tuple[int, int, int]:
 
 @dataclass
 class _Parsed:
-    """parse_records' per-record output."""
+    """parse_records' per-record output, and the compact payloads and kernel chains."""
 
     attr: np.ndarray
     time: np.ndarray
     cpu: np.ndarray
     pid: np.ndarray
     tid: np.ndarray
-    raw: np.ndarray
-    raw_len: np.ndarray
-    chain: np.ndarray
-    chain_nr: np.ndarray
     type_id: np.ndarray
     flags: np.ndarray
     pc: np.ndarray
     cpid: np.ndarray
     status: np.ndarray
+    payload_at: np.ndarray
+    payload_len: np.ndarray
+    chain_at: np.ndarray
+    chain_len: np.ndarray
+    payload: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
+    chains: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
 
 
 def _parse(s: _Stream, attrs: list[PerfAttr], tf: TraceFile | None) -> _Parsed:
@@ -251,15 +255,23 @@ def _parse(s: _Stream, attrs: list[PerfAttr], tf: TraceFile | None) -> _Parsed:
     st = np.array([a.sample_type for a in attrs], np.int64)
     rf = np.array([a.read_format for a in attrs], np.int64)
     sid_all = np.array([a.sample_id_all for a in attrs], np.bool_)
+    tp = np.array([a.is_tracepoint for a in attrs], np.bool_)
     ctype, cflags, cpc, cpid, end = common_fields(tf.formats if tf else {})
     common = np.array([ctype.offset, min(ctype.size, 4), cflags.offset, cpc.offset,
                        cpid.offset, min(cpid.size, 4), end], np.int64)
     p = _Parsed(*(np.empty(n, t) for t in (
-        np.int32, np.int64, np.int32, np.int32, np.int32, np.int64, np.int64, np.int64,
-        np.int64, np.int32, np.uint8, np.uint8, np.int32, np.int8)))
-    parse_records(s.buf, s.off, s.size, s.typ, s.misc, ids, id_attr, st, rf, sid_all, mode,
-                  id_pos, is_pos, common, p.attr, p.time, p.cpu, p.pid, p.tid, p.raw,
-                  p.raw_len, p.chain, p.chain_nr, p.type_id, p.flags, p.pc, p.cpid, p.status)
+        np.int32, np.int64, np.int32, np.int32, np.int32, np.int32, np.uint8, np.uint8,
+        np.int32, np.int8, np.int64, np.int32, np.int64, np.int32)))
+    # upper bounds, never touched beyond what is written: payloads and chains are parts of
+    # the records, so the records' total size bounds them
+    payload = np.empty(s.buf.size, np.uint8)
+    chains = np.empty(s.buf.size // 8 + 1, np.uint64)
+    used, nchain, _ = parse_records(
+        s.buf, s.off, s.size, s.typ, s.misc, ids, id_attr, st, rf, sid_all, tp, mode, id_pos,
+        is_pos, common, p.attr, p.time, p.cpu, p.pid, p.tid, p.type_id, p.flags, p.pc, p.cpid,
+        p.status, payload, p.payload_at, p.payload_len, chains, p.chain_at, p.chain_len)
+    p.payload = payload[:used]
+    p.chains = chains[:nchain]
     return p
 
 
@@ -276,7 +288,8 @@ def _comm_timeline(s: _Stream, p: _Parsed, delivered: np.ndarray
     the child has none: perf prints :tid).
     """
     raw = s.buf.data
-    rows = delivered[np.isin(s.typ[delivered], (REC_COMM, REC_FORK))]
+    typ = s.typ[delivered]
+    rows = delivered[(typ == REC_COMM) | (typ == REC_FORK)]
     rank_of = np.empty(s.typ.size, np.int64)
     rank_of[delivered] = np.arange(delivered.size)
     names: list[str] = [IDLE_COMM]
@@ -307,18 +320,8 @@ def _comms_of(sample_rank: np.ndarray, sample_tid: np.ndarray,
               change: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
     """The comm code each sample's thread had when it was delivered (-1: none)."""
     ranks, tids, codes = change
-    n = sample_rank.size
-    rank = np.concatenate([ranks, sample_rank])
-    tid = np.concatenate([tids, sample_tid.astype(np.int64)])
-    order = np.lexsort((rank, tid))
-    is_change = order < ranks.size
-    last = np.maximum.accumulate(np.where(is_change, np.arange(order.size), -1))
-    src = order[np.maximum(last, 0)]
-    ok = (last >= 0) & (tid[src] == tid[order])
-    value = np.where(ok, np.concatenate([codes, np.full(n, -1, np.int32)])[src], -1)
-    out = np.empty(order.size, np.int32)
-    out[order] = value
-    return out[ranks.size:]
+    max_tid = int(max(tids.max(initial=0), 0))
+    return comms_at(ranks, tids, codes, sample_rank, sample_tid.astype(np.int64), max_tid)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,7 +351,8 @@ def _lost_table(s: _Stream, p: _Parsed, attrs: list[PerfAttr], delivered: np.nda
     stats.lost_events counts the page events lost: the tracepoint events' LOST_SAMPLES when
     the file has them (perf 6.x; they count each event's own losses), else the LOST counts."""
     raw = s.buf.data
-    rows = delivered[np.isin(s.typ[delivered], (REC_LOST, REC_LOST_SAMPLES))]
+    typ = s.typ[delivered]
+    rows = delivered[(typ == REC_LOST) | (typ == REC_LOST_SAMPLES)]
     rank_of = np.empty(s.typ.size, np.int64)
     rank_of[delivered] = np.arange(delivered.size)
     next_sample = np.searchsorted(sample_rank, rank_of[rows])
@@ -380,18 +384,18 @@ def _lost_table(s: _Stream, p: _Parsed, attrs: list[PerfAttr], delivered: np.nda
         schema=LOST_SCHEMA)
 
 
-def _callchain_columns(s: _Stream, p: _Parsed, rows: np.ndarray) -> tuple[pa.Array, pa.Array]:
+def _callchain_columns(p: _Parsed, rows: np.ndarray) -> tuple[pa.Array, pa.Array]:
     """stack_id and callchain of samples `rows` (null where the sample has no call chain)."""
-    offsets = np.zeros(rows.size + 1, np.int64)
-    total = kernel_chains(s.buf, p.chain, p.chain_nr, s.misc, rows, False, offsets,
-                          np.zeros(0, np.uint64))
-    values = np.empty(total, np.uint64)
-    kernel_chains(s.buf, p.chain, p.chain_nr, s.misc, rows, True, offsets, values)
-    valid = p.chain[rows] >= 0
+    offsets = np.empty(rows.size + 1, np.int64)
+    values = np.empty(int(p.chain_len[rows].sum()), np.uint64)
+    gather_chains(p.chains, p.chain_at, p.chain_len, rows, offsets, values)
+    valid = p.chain_at[rows] >= 0
     ids = stack_ids(offsets, values, valid)
     mask = pa.array(~valid) if not valid.all() else None
-    chains = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)),
-                                      pa.array(values, pa.uint64()), mask=mask)
+    list_type = pa.int32() if values.size < 2**31 else pa.int64()
+    chains = (pa.ListArray if list_type == pa.int32() else pa.LargeListArray).from_arrays(
+        pa.array(offsets.astype(np.int32 if list_type == pa.int32() else np.int64)),
+        pa.array(values, pa.uint64()), mask=mask)
     return pa.array(ids, pa.int32(), mask=~valid), chains
 
 
@@ -401,7 +405,7 @@ def _count_records(s: _Stream, p: _Parsed, attrs: list[PerfAttr], is_tp: np.ndar
     records, non-tracepoint samples by event, damaged samples."""
     stats.lines = int(s.typ.size) + s.containers
     samples = s.typ == REC_SAMPLE
-    lost = np.isin(s.typ, (REC_LOST, REC_LOST_SAMPLES))
+    lost = (s.typ == REC_LOST) | (s.typ == REC_LOST_SAMPLES)
     stats.lost_lines = int(np.count_nonzero(lost))
     stats.header_lines = int(stats.lines - np.count_nonzero(samples) - stats.lost_lines)
     reasons = {1: "sample of an unknown event id", 2: "sample shorter than its sample_type"}
@@ -423,7 +427,7 @@ def _kernel_reloc(s: _Stream) -> dict | None:
     """perf's kernel map (MMAP or MMAP2 of `[kernel.kallsyms]_text`): its pgoff is the
     runtime address of the reference symbol named after the bracket."""
     raw = s.buf.data
-    for i in np.flatnonzero(np.isin(s.typ, (REC_MMAP, REC_MMAP2)))[:64]:
+    for i in np.flatnonzero((s.typ == REC_MMAP) | (s.typ == REC_MMAP2))[:64]:
         start, end = int(s.off[i]) + 8, int(s.off[i] + s.size[i])
         name_at = start + (32 if s.typ[i] == REC_MMAP else 64)
         name = bytes(raw[name_at:end]).split(b"\0", 1)[0].decode("utf-8", "replace")
@@ -447,8 +451,7 @@ def _decode(data: bytes, stats: TraceStats) -> TraceData:
     tf = header.tracing
     p = _parse(s, header.attrs, tf)
     delivered = delivery_order(s.typ, p.time)
-    tp_attr = np.array([a.is_tracepoint for a in header.attrs] or [False], np.bool_)
-    is_tp = (s.typ == REC_SAMPLE) & (p.status == 0) & (p.raw >= 0) & tp_attr[p.attr]
+    is_tp = p.payload_at >= 0
     _count_records(s, p, header.attrs, is_tp, stats)
     rows = delivered[is_tp[delivered]]  # tracepoint samples, in perf script's order
     sample_rank = np.flatnonzero(is_tp[delivered])
@@ -466,7 +469,7 @@ def _decode(data: bytes, stats: TraceStats) -> TraceData:
     change = _comm_timeline(s, p, delivered)
     tid = np.where(p.tid[rows] >= 0, p.tid[rows], p.cpid[rows])
     rec = Records(
-        buf=s.buf, off=p.raw[rows], length=p.raw_len[rows].astype(np.int32),
+        buf=p.payload, off=p.payload_at[rows], length=p.payload_len[rows],
         ts=np.maximum(p.time[rows], 0), cpu=np.maximum(p.cpu[rows], 0).astype(np.int16),
         type_id=p.type_id[rows], flags=p.flags[rows], preempt=p.pc[rows],
         pid=tid.astype(np.int32), order=np.arange(rows.size),
@@ -476,7 +479,7 @@ def _decode(data: bytes, stats: TraceStats) -> TraceData:
     events, markers = record_tables(rec, tf, stats)
     if events.num_rows and np.any(header_has_chain(header.attrs)):
         event_rows = rows[events.column("seq").to_numpy() - 1]
-        ids, chains = _callchain_columns(s, p, event_rows)
+        ids, chains = _callchain_columns(p, event_rows)
         events = events.set_column(EVENTS_SCHEMA.get_field_index("stack_id"),
                                    EVENTS_SCHEMA.field("stack_id"), ids)
         events = events.set_column(EVENTS_SCHEMA.get_field_index("callchain"),
@@ -490,12 +493,26 @@ def header_has_chain(attrs: list[PerfAttr]) -> list[bool]:
     return [bool(a.sample_type & SAMPLE_CALLCHAIN) for a in attrs]
 
 
+def _map_or_read(source: str | Path | BinaryIO | bytes
+                 ) -> tuple[bytes | mmap.mmap, str, str, str | None]:
+    """A plain perf.data file is memory-mapped (no copy); anything else is read whole."""
+    if isinstance(source, str | Path):
+        try:
+            with open(source, "rb") as f:
+                if looks_like_perfdata(f.read(8)):
+                    return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), str(source), \
+                        "none", None
+        except (OSError, ValueError):
+            pass  # read_whole says what is wrong
+    return read_whole(source)
+
+
 def read_perfdata(source: str | Path | BinaryIO | bytes, *, strict: bool = False) -> TraceData:
     """Read a perf.data (file or pipe mode; plain, gzip or zstd file; `perf record -z` data)
     into a TraceData. A truncated or damaged file gives what could be read, `stats.error`
     saying where reading stopped (with `strict=True` that raises InputError); a file that is
     not a perf.data always raises InputError."""
-    data, name, compression, problem = read_whole(source)
+    data, name, compression, problem = _map_or_read(source)
     if not looks_like_perfdata(data):
         if problem and not data:
             raise InputError(f"{name} cannot be decompressed: {problem}")

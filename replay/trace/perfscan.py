@@ -10,8 +10,8 @@ Each kernel is one pass over flat arrays (no Python per record):
 * `delivery_order`: the order perf's ordered-events queue delivers records in (perf script,
   perf kmem): by time, ties in file order, flushed at each FINISHED_ROUND up to the newest
   time seen before the previous round; records without a time go out at once.
-* `kernel_chains` / `stack_ids`: the kernel part of each call chain, and one id per distinct
-  chain.
+* `gather_chains` / `stack_ids`: the kernel part of each call chain (copied out by
+  parse_records), and one id per distinct chain; `comms_at`: each sample's thread's comm.
 """
 
 from __future__ import annotations
@@ -27,19 +27,27 @@ ST_OK, ST_UNKNOWN_ID, ST_SHORT = 0, 1, 2
 ID_NONE, ID_IDENTIFIER, ID_POS = 0, 1, 2
 PERF_CONTEXT_MAX = np.uint64(2**64 - 4095)  # call-chain context markers are >= this
 PERF_CONTEXT_KERNEL = np.uint64(2**64 - 128)
+WARM_BLOCK = 1 << 15  # bytes read ahead (one load per cache line) before walking them
 
 
 @njit(cache=True, nogil=True)
 def index_records(buf, start, end, off, size, typ, misc):  # pragma: no cover - compiled
     """Record offsets, header sizes, types and misc from `start` to `end`.
 
-    Returns (count, stop position, status): 0 read to the end, 1 a record runs past the end,
-    2 a record header with an impossible size (< 8).
+    Returns (count, stop position, status, a checksum of the warming reads): status 0 read to
+    the end, 1 a record runs past the end, 2 a record header with an impossible size (< 8).
     """
     n = 0
     pos = start
     status = 0
+    warm = start
+    acc = 0
     while pos < end:
+        if pos + 64 > warm:  # pull the next block into cache: the walk itself is a chain of
+            stop = min(warm + WARM_BLOCK, buf.size)  # dependent loads the prefetcher misses
+            for j in range(warm, stop, 64):
+                acc += buf[j]
+            warm = stop
         if pos + 8 > end:
             status = 1
             break
@@ -68,7 +76,7 @@ def index_records(buf, start, end, off, size, typ, misc):  # pragma: no cover - 
         misc[n] = _read_uint(buf, pos + 4, 2, False)
         n += 1
         pos = stop
-    return n, pos, status
+    return n, pos, status, acc
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -117,37 +125,52 @@ def _trailer_size(st):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def parse_records(buf, off, size, typ, misc, ids, id_attr, attr_st, attr_rf, attr_sid_all,
-                  id_mode, id_pos, is_pos, common, out_attr, out_time, out_cpu, out_pid,
-                  out_tid, out_raw, out_raw_len, out_chain, out_chain_nr, out_type_id,
-                  out_flags, out_pc, out_cpid, out_status):  # pragma: no cover - compiled
-    """Parse every record's sample (or sample_id trailer).
+                  attr_tp, id_mode, id_pos, is_pos, common, out_attr, out_time, out_cpu,
+                  out_pid, out_tid, out_type_id, out_flags, out_pc, out_cpid, out_status,
+                  payload, out_payload, out_payload_len, chains, out_chain, out_chain_len
+                  ):  # pragma: no cover - compiled
+    """Parse every record's sample (or sample_id trailer), in one pass in file order.
 
     id_mode: ID_NONE (one attribute: index 0), ID_IDENTIFIER (first u64 of a sample, last of
     a trailer) or ID_POS (PERF_SAMPLE_ID at u64 index id_pos of a sample, is_pos u64s from
     the end of a trailer). common: offsets/sizes of common_type, common_flags,
     common_preempt_count and common_pid in a tracepoint payload. out_time is -1 for records
-    without a time; out_raw -1 for samples without a payload; out_chain -1 without a chain.
+    without a time. The PERF_SAMPLE_RAW payload of each tracepoint sample is copied into
+    `payload` (out_payload: where, -1 for none) and the kernel part of its call chain into
+    `chains` (out_chain: where, -1 for no chain; out_chain_len entries), so that later passes
+    in perf's delivery order read compact, nearly sequential arrays.
+    Returns (payload bytes used, chain entries used, warming checksum).
     """
     ctype_off, ctype_size, cflags_off, cpc_off = common[0], common[1], common[2], common[3]
     cpid_off, cpid_size, common_end = common[4], common[5], common[6]
+    np_used = 0
+    nc_used = 0
+    warm_lo = 0
+    warm_hi = 0
+    acc = 0
     for i in range(off.size):
         t = typ[i]
         p = off[i]
         e = p + size[i]
+        if e > warm_hi or p < warm_lo:
+            warm_lo = p
+            warm_hi = min(p + WARM_BLOCK, buf.size)
+            for j in range(p, warm_hi, 64):
+                acc += buf[j]
         out_attr[i] = 0
         out_time[i] = -1
         out_cpu[i] = -1
         out_pid[i] = -1
         out_tid[i] = -1
-        out_raw[i] = -1
-        out_raw_len[i] = 0
-        out_chain[i] = -1
-        out_chain_nr[i] = 0
         out_type_id[i] = -1
         out_flags[i] = 0
         out_pc[i] = 0
         out_cpid[i] = 0
         out_status[i] = 0
+        out_payload[i] = -1
+        out_payload_len[i] = 0
+        out_chain[i] = -1
+        out_chain_len[i] = 0
         if t >= 64:
             continue
         k = 0
@@ -190,35 +213,53 @@ def parse_records(buf, off, size, typ, misc, ids, id_attr, attr_st, attr_rf, att
                     out_status[i] = 2
                     continue
                 q += _read_size(buf, q, attr_rf[k])
+            chain_at = -1
+            chain_nr = 0
             if st & 32:
                 if q + 8 > e:
                     out_status[i] = 2
                     continue
-                nr = _read_uint(buf, q, 8, False)
-                if nr < 0 or nr > (e - q) // 8:
+                chain_nr = _read_uint(buf, q, 8, False)
+                if chain_nr < 0 or chain_nr > (e - q) // 8:
                     out_status[i] = 2
                     continue
-                out_chain[i] = q + 8
-                out_chain_nr[i] = nr
-                q += 8 + 8 * nr
+                chain_at = q + 8
+                q += 8 + 8 * chain_nr
+            raw_at = -1
+            raw_len = 0
             if st & 1024:
                 if q + 4 > e:
                     out_status[i] = 2
                     continue
-                rs = _read_uint(buf, q, 4, False)
-                out_raw[i] = q + 4
-                out_raw_len[i] = rs
-                q += 4 + rs
-                if rs >= common_end:
-                    r = q - rs
-                    out_type_id[i] = _read_uint(buf, r + ctype_off, ctype_size, False)
-                    out_flags[i] = buf[r + cflags_off]
-                    out_pc[i] = buf[r + cpc_off]
-                    out_cpid[i] = _read_uint(buf, r + cpid_off, cpid_size, False)
+                raw_len = _read_uint(buf, q, 4, False)
+                raw_at = q + 4
+                q += 4 + raw_len
             if q > e:
                 out_status[i] = 2
-                out_raw[i] = -1
-                out_chain[i] = -1
+                continue
+            if not attr_tp[k] or raw_at < 0:
+                continue
+            out_payload[i] = np_used
+            out_payload_len[i] = raw_len
+            payload[np_used:np_used + raw_len] = buf[raw_at:raw_at + raw_len]
+            np_used += raw_len
+            if raw_len >= common_end:
+                out_type_id[i] = _read_uint(buf, raw_at + ctype_off, ctype_size, False)
+                out_flags[i] = buf[raw_at + cflags_off]
+                out_pc[i] = buf[raw_at + cpc_off]
+                out_cpid[i] = _read_uint(buf, raw_at + cpid_off, cpid_size, False)
+            if chain_at >= 0:
+                out_chain[i] = nc_used
+                kernel = (misc[i] & 7) == 1
+                for c in range(chain_nr):
+                    ip = np.uint64(_read_uint(buf, chain_at + 8 * c, 8, False))
+                    if ip >= PERF_CONTEXT_MAX:
+                        kernel = ip == PERF_CONTEXT_KERNEL
+                        continue
+                    if kernel:
+                        chains[nc_used] = ip
+                        nc_used += 1
+                out_chain_len[i] = nc_used - out_chain[i]
             continue
         # a kernel record other than a sample: its sample_id trailer
         if id_mode == 1 and e - 8 >= p + 8:
@@ -247,115 +288,107 @@ def parse_records(buf, off, size, typ, misc, ids, id_attr, attr_st, attr_rf, att
             q += 8
         if st & 128:
             out_cpu[i] = _read_uint(buf, q, 4, False)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _before(time, a, b):  # pragma: no cover - compiled
-    """Queue order: earlier time, ties in arrival (file) order."""
-    return time[a] < time[b] or (time[a] == time[b] and a < b)
+    return np_used, nc_used, acc
 
 
 @njit(cache=True, nogil=True)
-def delivery_order(typ, time):  # pragma: no cover - compiled
-    """Records in the order perf's ordered-events queue delivers them (util/ordered-events.c).
+def delivery_batches(typ, time):  # pragma: no cover - compiled
+    """The batch each record leaves perf's ordered-events queue in (util/ordered-events.c);
+    -1 for user records (type >= 64), which are not delivered.
 
     A kernel record with a time is queued; one without (time 0 or none: synthesized records)
-    is delivered at once. At each FINISHED_ROUND, if anything is queued, the queue is flushed
-    up to `next_flush` (nothing while it is 0), and `next_flush` becomes the newest time
-    queued so far. The rest goes at the end. User records (type >= 64) are not delivered.
+    is delivered at once, in a batch of its own. At each FINISHED_ROUND, if anything is
+    queued, the records queued with a time up to `next_flush` leave in one batch (none while
+    it is 0), and `next_flush` becomes the newest time queued so far. The rest leaves in a
+    last batch. Within a batch perf delivers by time, ties in file order (delivery_order).
+    The queue is an unordered array scanned at each flush: perf flushes every round, so it
+    stays short, and its limit only grows.
     """
     n = typ.size
-    out = np.empty(n, dtype=np.int64)
-    heap = np.empty(n, dtype=np.int64)
-    hn = 0
-    cnt = 0
+    batch = np.full(n, -1, dtype=np.int64)
+    queue = np.empty(n, dtype=np.int64)
+    qn = 0
+    b = 0
     next_flush = 0
     max_ts = 0
     for i in range(n):
         t = typ[i]
         if t == 68:
-            if hn == 0:
+            if qn == 0:
                 continue
             limit = next_flush
             if limit != 0:
-                while hn > 0 and time[heap[0]] <= limit:
-                    out[cnt] = heap[0]
-                    cnt += 1
-                    hn -= 1
-                    heap[0] = heap[hn]
-                    c = 0
-                    while True:
-                        best = 2 * c + 1
-                        if best >= hn:
-                            break
-                        if best + 1 < hn and _before(time, heap[best + 1], heap[best]):
-                            best += 1
-                        if not _before(time, heap[best], heap[c]):
-                            break
-                        heap[best], heap[c] = heap[c], heap[best]
-                        c = best
+                b += 1
+                keep = 0
+                for j in range(qn):
+                    r = queue[j]
+                    if time[r] <= limit:
+                        batch[r] = b
+                    else:
+                        queue[keep] = r
+                        keep += 1
+                qn = keep
             next_flush = max_ts
             continue
         if t >= 64:
             continue
         ts = time[i]
         if ts <= 0:  # 0, or -1: no time (perf's -ETIME: delivered at once)
-            out[cnt] = i
-            cnt += 1
+            b += 1
+            batch[i] = b
             continue
-        heap[hn] = i
-        c = hn
-        hn += 1
-        while c > 0 and _before(time, heap[c], heap[(c - 1) // 2]):
-            parent = (c - 1) // 2
-            heap[c], heap[parent] = heap[parent], heap[c]
-            c = parent
+        queue[qn] = i
+        qn += 1
         if ts > max_ts:
             max_ts = ts
-    while hn > 0:
-        out[cnt] = heap[0]
-        cnt += 1
-        hn -= 1
-        heap[0] = heap[hn]
-        c = 0
-        while True:
-            best = 2 * c + 1
-            if best >= hn:
-                break
-            if best + 1 < hn and _before(time, heap[best + 1], heap[best]):
-                best += 1
-            if not _before(time, heap[best], heap[c]):
-                break
-            heap[best], heap[c] = heap[c], heap[best]
-            c = best
-    return out[:cnt]
+    b += 1
+    for j in range(qn):
+        batch[queue[j]] = b
+    return batch
+
+
+def delivery_order(typ: np.ndarray, time: np.ndarray) -> np.ndarray:
+    """Record indices in the order perf delivers them (perf script's order): by batch, then
+    time, then file position."""
+    batch = delivery_batches(typ, time)
+    delivered = np.flatnonzero(batch >= 0)
+    order = np.lexsort((delivered, time[delivered], batch[delivered]))
+    return delivered[order]
 
 
 @njit(cache=True, nogil=True)
-def kernel_chains(buf, chain, chain_nr, misc, rows, fill, offsets, values):  # pragma: no cover
-    """The kernel part of the call chains of samples `rows`: the addresses in the
-    PERF_CONTEXT_KERNEL context (entries before any context marker count as kernel when the
-    sample's cpumode is kernel), innermost first. With fill=False only `offsets` (the list
-    offsets, rows.size + 1) are computed; with fill=True `values` is filled too."""
+def gather_chains(chains, at, length, rows, offsets, values):  # pragma: no cover - compiled
+    """The call chains of records `rows` (parse_records' compact kernel chains) as list
+    offsets (rows.size + 1) and values; a row without a chain gets an empty slot."""
     total = 0
     for j in range(rows.size):
-        i = rows[j]
         offsets[j] = total
-        base = chain[i]
-        if base < 0:
+        i = rows[j]
+        a = at[i]
+        if a < 0:
             continue
-        kernel = (misc[i] & 7) == 1
-        for k in range(chain_nr[i]):
-            ip = np.uint64(_read_uint(buf, base + 8 * k, 8, False))
-            if ip >= PERF_CONTEXT_MAX:
-                kernel = ip == PERF_CONTEXT_KERNEL
-                continue
-            if kernel:
-                if fill:
-                    values[total] = ip
-                total += 1
+        for k in range(length[i]):
+            values[total + k] = chains[a + k]
+        total += length[i]
     offsets[rows.size] = total
     return total
+
+
+@njit(cache=True, nogil=True)
+def comms_at(change_rank, change_tid, change_code, sample_rank, sample_tid, max_tid
+             ):  # pragma: no cover - compiled
+    """The comm code each sample's thread has when the sample is delivered: the changes and
+    the samples both in delivery order (ranks ascending), walked together."""
+    current = np.full(max_tid + 1, -1, dtype=np.int32)
+    out = np.empty(sample_rank.size, dtype=np.int32)
+    c = 0
+    for j in range(sample_rank.size):
+        while c < change_rank.size and change_rank[c] < sample_rank[j]:
+            current[change_tid[c]] = change_code[c]
+            c += 1
+        tid = sample_tid[j]
+        out[j] = current[tid] if 0 <= tid <= max_tid else -1
+    return out
 
 
 @njit(cache=True, nogil=True)

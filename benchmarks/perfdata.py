@@ -1,0 +1,199 @@
+"""Benchmark: read_perfdata() events/s against `perf script` on the same perf.data.
+
+Usage: python benchmarks/perfdata.py [PERF_DATA] [--copies N] [--repeat N] [--compress]
+
+Default input: traces/perf-small/perf.data.gz (`perf kmem --page record`, 66,428 samples with
+call chains), replicated N times (default 40: 2.66 M samples) into one file-mode perf.data: the
+same records, each copy's sample times shifted past the previous copy's (FINISHED_ROUND kept),
+so perf script and the reader see one long, valid recording. `--compress` re-encodes the
+records as PERF_RECORD_COMPRESSED (zstd level 1, 256 KiB chunks, as `perf record -z`).
+
+read_perfdata is timed on the plain file (best of N after a warm-up run that loads the numba
+kernels); `perf script -i FILE > /dev/null` (its default fields, call chains included) on the
+same file (best of N). Both run in this process's CPU set; the machine may be shared, so the
+ratio from the same run is the number to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+# benchmarks/replay.py is named like the package: keep this folder off the import path
+sys.path[:] = [p for p in sys.path
+               if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from replay.trace.perfdata import _index, read_perfdata  # noqa: E402
+from replay.trace.perfheader import (  # noqa: E402
+    REC_FINISHED_ROUND,
+    REC_SAMPLE,
+    SAMPLE_IDENTIFIER,
+    SAMPLE_IP,
+    SAMPLE_TID,
+    SAMPLE_TIME,
+    parse_file_header,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT = ROOT / "traces/perf-small/perf.data.gz"
+
+
+def _features(data: bytes, data_end: int, new_data_end: int) -> bytes:
+    """The feature table and sections of a file-mode perf.data, moved to new_data_end."""
+    bitmap = int.from_bytes(data[72:104], "little")
+    bits = [b for b in range(256) if bitmap >> b & 1]
+    blobs = []
+    for k in range(len(bits)):
+        off, size = struct.unpack_from("<QQ", data, data_end + 16 * k)
+        blobs.append(data[off:off + size])
+    at = new_data_end + 16 * len(bits)
+    table = b""
+    for blob in blobs:
+        table += struct.pack("<QQ", at, len(blob))
+        at += len(blob)
+    return table + b"".join(blobs)
+
+
+def replicate(data: bytes, copies: int) -> bytes:
+    """The records `copies` times over, sample times shifted by the recording's span each time
+    (every sample type must hold IP, TID and TIME after the IDENTIFIER, as perf record's)."""
+    h = parse_file_header(data)
+    bits = {a.sample_type & (SAMPLE_IDENTIFIER | SAMPLE_IP | SAMPLE_TID | SAMPLE_TIME)
+            for a in h.attrs}
+    assert bits == {SAMPLE_IDENTIFIER | SAMPLE_IP | SAMPLE_TID | SAMPLE_TIME}, bits
+    buf = np.frombuffer(data, np.uint8)
+    off, size, typ, _misc, problem = _index(buf, h.data_start, h.data_end, "the input")
+    assert problem is None, problem
+    times = np.array([struct.unpack_from("<Q", data, o + 32)[0] for o in off[typ == REC_SAMPLE]])
+    span = int(times.max() - times.min()) + 1000
+    body = data[h.data_start:h.data_end]
+    keep = (typ == REC_SAMPLE) | (typ == REC_FINISHED_ROUND)
+    pieces = [np.frombuffer(body, np.uint8)]
+    rec = np.concatenate([np.arange(o, o + s) for o, s in zip(off[keep], size[keep],
+                                                             strict=True)])
+    one = buf[rec].copy()
+    starts = np.cumsum(np.concatenate([[0], size[keep][:-1]]))
+    is_sample = typ[keep] == REC_SAMPLE
+    for k in range(1, copies):
+        t = one.copy()  # add k * span to the u64 time at +32 of every sample, bytewise
+        idx = starts[is_sample] + 32
+        vals = np.zeros(idx.size, np.uint64)
+        for b in range(8):
+            vals |= t[idx + b].astype(np.uint64) << np.uint64(8 * b)
+        vals += np.uint64(k * span)
+        for b in range(8):
+            t[idx + b] = ((vals >> np.uint64(8 * b)) & np.uint64(0xFF)).astype(np.uint8)
+        pieces.append(t)
+    new_body = np.concatenate(pieces).tobytes()
+    head = bytearray(data[:h.data_start])
+    struct.pack_into("<QQ", head, 40, h.data_start, len(new_body))
+    return bytes(head) + new_body + _features(data, h.data_end, h.data_start + len(new_body))
+
+
+def compress(data: bytes, chunk: int = 256 << 10) -> bytes:
+    """The data section re-encoded as PERF_RECORD_COMPRESSED records (zstd frames over whole
+    records, split below 64 KiB per record), FINISHED_ROUND records left between them."""
+    import zstandard
+
+    h = parse_file_header(data)
+    buf = np.frombuffer(data, np.uint8)
+    off, size, typ, _misc, _ = _index(buf, h.data_start, h.data_end, "the input")
+    cctx = zstandard.ZstdCompressor(level=1)
+    out, pending = [], []
+
+    def flush() -> None:
+        if not pending:
+            return
+        frame = cctx.compress(b"".join(pending))
+        for i in range(0, len(frame), 65000):
+            part = frame[i:i + 65000]
+            out.append(struct.pack("<IHH", 81, 0, 8 + len(part)) + part)
+        pending.clear()
+
+    total = 0
+    for o, s, t in zip(off, size, typ, strict=True):
+        record = data[o:o + s]
+        if t == REC_FINISHED_ROUND:
+            flush()
+            total = 0
+            out.append(record)
+            continue
+        pending.append(record)
+        total += s
+        if total >= chunk:
+            flush()
+            total = 0
+    flush()
+    body = b"".join(out)
+    head = bytearray(data[:h.data_start])
+    struct.pack_into("<QQ", head, 40, h.data_start, len(body))
+    bitmap = int.from_bytes(head[72:104], "little") | (1 << 27)
+    head[72:104] = bitmap.to_bytes(32, "little")
+    features = _features(data, h.data_end, h.data_start + len(body))
+    # add HEADER_COMPRESSED (version 0, type zstd, level 1, ratio, mmap_len) as the last section
+    bits = [b for b in range(256) if bitmap >> b & 1]
+    n_old = len(bits) - 1
+    table, blobs = features[:16 * n_old], features[16 * n_old:]
+    comp = struct.pack("<IIIII", 0, 1, 1, 1, 512 << 10)
+    base = h.data_start + len(body) + 16 * len(bits)
+    entries = [struct.unpack_from("<QQ", table, 16 * k) for k in range(n_old)]
+    new_table = b"".join(struct.pack("<QQ", o + 16, s) for o, s in entries)
+    new_table += struct.pack("<QQ", base + len(blobs), len(comp))
+    return bytes(head) + body + new_table + blobs + comp
+
+
+def best_of(repeat: int, fn) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("perf_data", nargs="?", default=str(DEFAULT))
+    ap.add_argument("--copies", type=int, default=40)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--compress", action="store_true")
+    args = ap.parse_args()
+    raw = Path(args.perf_data).read_bytes()
+    raw = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "perf.data"
+        data = replicate(raw, args.copies) if args.copies > 1 else raw
+        if args.compress:
+            data = compress(data)
+        path.write_bytes(data)
+        print(f"input: {args.perf_data} x {args.copies}{' (zstd)' if args.compress else ''}: "
+              f"{len(data) / 1e6:.1f} MB")
+        events = read_perfdata(path).stats.events  # warm-up: numba kernels load
+        ours = best_of(args.repeat, lambda: read_perfdata(path))
+        print(f"read_perfdata: {events:,} events in {ours:.3f} s = {events / ours / 1e6:.2f} M "
+              "events/s")
+        if shutil.which("perf") is None:
+            print("perf is not installed: no ratio")
+            return
+        cmd = ["perf", "script", "-i", str(path)]
+        with open(os.devnull, "w") as null:
+            theirs = best_of(args.repeat, lambda: subprocess.run(
+                cmd, stdout=null, stderr=subprocess.DEVNULL, check=True))
+        print(f"perf script:   {events:,} events in {theirs:.3f} s = "
+              f"{events / theirs / 1e6:.2f} M events/s")
+        print(f"ratio: {theirs / ours:.1f}x perf script")
+
+
+if __name__ == "__main__":
+    main()
