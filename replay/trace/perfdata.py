@@ -59,10 +59,10 @@ from replay.trace.perfheader import (
 from replay.trace.perfscan import (
     comms_at,
     delivery_order,
+    first_seen_ids,
     gather_chains,
     index_records,
     parse_records,
-    stack_ids,
 )
 from replay.trace.result import TraceData, TraceStats
 from replay.trace.schema import EVENTS_SCHEMA, LOST_SCHEMA
@@ -241,8 +241,10 @@ class _Parsed:
     payload_len: np.ndarray
     chain_at: np.ndarray
     chain_len: np.ndarray
+    stack: np.ndarray
     payload: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
     chains: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    n_stacks: int = 0
 
 
 def _parse(s: _Stream, attrs: list[PerfAttr], tf: TraceFile | None) -> _Parsed:
@@ -261,15 +263,20 @@ def _parse(s: _Stream, attrs: list[PerfAttr], tf: TraceFile | None) -> _Parsed:
                        cpid.offset, min(cpid.size, 4), end], np.int64)
     p = _Parsed(*(np.empty(n, t) for t in (
         np.int32, np.int64, np.int32, np.int32, np.int32, np.int32, np.uint8, np.uint8,
-        np.int32, np.int8, np.int64, np.int32, np.int64, np.int32)))
+        np.int32, np.int8, np.int64, np.int32, np.int64, np.int32, np.int32)))
     # upper bounds, never touched beyond what is written: payloads and chains are parts of
     # the records, so the records' total size bounds them
     payload = np.empty(s.buf.size, np.uint8)
-    chains = np.empty(s.buf.size // 8 + 1, np.uint64)
-    used, nchain, _ = parse_records(
-        s.buf, s.off, s.size, s.typ, s.misc, ids, id_attr, st, rf, sid_all, tp, mode, id_pos,
+    chains = np.empty(s.buf.size // 8 + 1, np.uint64)  # distinct chains only, in the end
+    buf64 = s.buf[: s.buf.size - s.buf.size % 8].view(np.uint64)
+    slots = 1 << max(10, int(2 * n).bit_length())  # zeroed lazily: only used slots are touched
+    slot_at, slot_len, slot_id = (np.zeros(slots, np.int64), np.zeros(slots, np.int64),
+                                  np.zeros(slots, np.int32))
+    used, nchain, p.n_stacks, _ = parse_records(
+        s.buf, buf64, s.off, s.size, s.typ, s.misc, ids, id_attr, st, rf, sid_all, tp, mode, id_pos,
         is_pos, common, p.attr, p.time, p.cpu, p.pid, p.tid, p.type_id, p.flags, p.pc, p.cpid,
-        p.status, payload, p.payload_at, p.payload_len, chains, p.chain_at, p.chain_len)
+        p.status, payload, p.payload_at, p.payload_len, chains, p.chain_at, p.chain_len,
+        p.stack, slot_at, slot_len, slot_id)
     p.payload = payload[:used]
     p.chains = chains[:nchain]
     return p
@@ -390,7 +397,7 @@ def _callchain_columns(p: _Parsed, rows: np.ndarray) -> tuple[pa.Array, pa.Array
     values = np.empty(int(p.chain_len[rows].sum()), np.uint64)
     gather_chains(p.chains, p.chain_at, p.chain_len, rows, offsets, values)
     valid = p.chain_at[rows] >= 0
-    ids = stack_ids(offsets, values, valid)
+    ids = first_seen_ids(np.where(valid, p.stack[rows], -1), p.n_stacks)
     mask = pa.array(~valid) if not valid.all() else None
     list_type = pa.int32() if values.size < 2**31 else pa.int64()
     chains = (pa.ListArray if list_type == pa.int32() else pa.LargeListArray).from_arrays(

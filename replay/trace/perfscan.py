@@ -10,8 +10,9 @@ Each kernel is one pass over flat arrays (no Python per record):
 * `delivery_order`: the order perf's ordered-events queue delivers records in (perf script,
   perf kmem): by time, ties in file order, flushed at each FINISHED_ROUND up to the newest
   time seen before the previous round; records without a time go out at once.
-* `gather_chains` / `stack_ids`: the kernel part of each call chain (copied out by
-  parse_records), and one id per distinct chain; `comms_at`: each sample's thread's comm.
+* `gather_chains` / `first_seen_ids`: the kernel part of each call chain (kept once per
+  distinct chain by parse_records) and stack ids numbered in delivery order; `comms_at`:
+  each sample's thread's comm.
 """
 
 from __future__ import annotations
@@ -80,6 +81,14 @@ def index_records(buf, start, end, off, size, typ, misc):  # pragma: no cover - 
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _u64(buf, buf64, pos):  # pragma: no cover - compiled
+    """A little-endian u64 at pos (as int64): one load when aligned."""
+    if pos & 7 == 0 and (pos >> 3) < buf64.size:
+        return np.int64(buf64[pos >> 3])
+    return _read_uint(buf, pos, 8, False)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _attr_of(ident, ids, id_attr):  # pragma: no cover - compiled
     """Attribute index of a sample id (binary search in the sorted ids), -1 if unknown."""
     lo = 0
@@ -124,27 +133,32 @@ def _trailer_size(st):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def parse_records(buf, off, size, typ, misc, ids, id_attr, attr_st, attr_rf, attr_sid_all,
+def parse_records(buf, buf64, off, size, typ, misc, ids, id_attr, attr_st, attr_rf, attr_sid_all,
                   attr_tp, id_mode, id_pos, is_pos, common, out_attr, out_time, out_cpu,
                   out_pid, out_tid, out_type_id, out_flags, out_pc, out_cpid, out_status,
-                  payload, out_payload, out_payload_len, chains, out_chain, out_chain_len
-                  ):  # pragma: no cover - compiled
+                  payload, out_payload, out_payload_len, chains, out_chain, out_chain_len,
+                  out_stack, slot_at, slot_len, slot_id):  # pragma: no cover - compiled
     """Parse every record's sample (or sample_id trailer), in one pass in file order.
 
     id_mode: ID_NONE (one attribute: index 0), ID_IDENTIFIER (first u64 of a sample, last of
     a trailer) or ID_POS (PERF_SAMPLE_ID at u64 index id_pos of a sample, is_pos u64s from
-    the end of a trailer). common: offsets/sizes of common_type, common_flags,
+    the end of a trailer). buf64 is buf's 8-byte aligned prefix as uint64 (for call chains).
+    common: offsets/sizes of common_type, common_flags,
     common_preempt_count and common_pid in a tracepoint payload. out_time is -1 for records
     without a time. The PERF_SAMPLE_RAW payload of each tracepoint sample is copied into
-    `payload` (out_payload: where, -1 for none) and the kernel part of its call chain into
-    `chains` (out_chain: where, -1 for no chain; out_chain_len entries), so that later passes
-    in perf's delivery order read compact, nearly sequential arrays.
-    Returns (payload bytes used, chain entries used, warming checksum).
+    `payload` (out_payload: where, -1 for none), so that later passes in perf's delivery
+    order read a compact, nearly sequential array. The kernel part of its call chain is kept
+    once per distinct chain in `chains` (out_chain: where, -1 for no chain; out_chain_len
+    entries; out_stack: the chain's number in file order), found through an open-addressing
+    table (slot_at: chain position + 1, 0 empty; a power-of-two size) keyed on an FNV-1a hash
+    and compared in full. Returns (payload bytes used, chain entries used, distinct chains,
+    warming checksum).
     """
     ctype_off, ctype_size, cflags_off, cpc_off = common[0], common[1], common[2], common[3]
     cpid_off, cpid_size, common_end = common[4], common[5], common[6]
     np_used = 0
     nc_used = 0
+    n_stacks = 0
     warm_lo = 0
     warm_hi = 0
     acc = 0
@@ -176,9 +190,9 @@ def parse_records(buf, off, size, typ, misc, ids, id_attr, attr_st, attr_rf, att
         k = 0
         if t == 9:
             if id_mode == 1:
-                k = _attr_of(_read_uint(buf, p + 8, 8, False), ids, id_attr)
+                k = _attr_of(_u64(buf, buf64, p + 8), ids, id_attr)
             elif id_mode == 2:
-                k = _attr_of(_read_uint(buf, p + 8 + 8 * id_pos, 8, False), ids, id_attr)
+                k = _attr_of(_u64(buf, buf64, p + 8 + 8 * id_pos), ids, id_attr)
             if k < 0:
                 out_attr[i] = -1
                 out_status[i] = 1
@@ -195,7 +209,7 @@ def parse_records(buf, off, size, typ, misc, ids, id_attr, attr_st, attr_rf, att
                 out_tid[i] = _read_uint(buf, q + 4, 4, False)
                 q += 8
             if st & 4:
-                out_time[i] = _read_uint(buf, q, 8, False)
+                out_time[i] = _u64(buf, buf64, q)
                 q += 8
             if st & 8:
                 q += 8
@@ -219,7 +233,7 @@ def parse_records(buf, off, size, typ, misc, ids, id_attr, attr_st, attr_rf, att
                 if q + 8 > e:
                     out_status[i] = 2
                     continue
-                chain_nr = _read_uint(buf, q, 8, False)
+                chain_nr = _u64(buf, buf64, q)
                 if chain_nr < 0 or chain_nr > (e - q) // 8:
                     out_status[i] = 2
                     continue
@@ -241,7 +255,8 @@ def parse_records(buf, off, size, typ, misc, ids, id_attr, attr_st, attr_rf, att
                 continue
             out_payload[i] = np_used
             out_payload_len[i] = raw_len
-            payload[np_used:np_used + raw_len] = buf[raw_at:raw_at + raw_len]
+            for c in range(raw_len):
+                payload[np_used + c] = buf[raw_at + c]
             np_used += raw_len
             if raw_len >= common_end:
                 out_type_id[i] = _read_uint(buf, raw_at + ctype_off, ctype_size, False)
@@ -249,23 +264,55 @@ def parse_records(buf, off, size, typ, misc, ids, id_attr, attr_st, attr_rf, att
                 out_pc[i] = buf[raw_at + cpc_off]
                 out_cpid[i] = _read_uint(buf, raw_at + cpid_off, cpid_size, False)
             if chain_at >= 0:
-                out_chain[i] = nc_used
+                start = nc_used
                 kernel = (misc[i] & 7) == 1
+                aligned = (chain_at & 7) == 0
+                h = np.uint64(14695981039346656037)  # FNV-1a over the kernel addresses
                 for c in range(chain_nr):
-                    ip = np.uint64(_read_uint(buf, chain_at + 8 * c, 8, False))
+                    if aligned:
+                        ip = buf64[(chain_at >> 3) + c]
+                    else:
+                        ip = np.uint64(_read_uint(buf, chain_at + 8 * c, 8, False))
                     if ip >= PERF_CONTEXT_MAX:
                         kernel = ip == PERF_CONTEXT_KERNEL
                         continue
                     if kernel:
                         chains[nc_used] = ip
                         nc_used += 1
-                out_chain_len[i] = nc_used - out_chain[i]
+                        h = (h ^ ip) * np.uint64(1099511628211)
+                length = nc_used - start
+                h ^= np.uint64(length)
+                # one copy per distinct chain: find it, or keep this one as the first
+                slot = np.int64(h & np.uint64(slot_at.size - 1))
+                while True:
+                    at = slot_at[slot] - 1
+                    if at < 0:
+                        slot_at[slot] = start + 1
+                        slot_len[slot] = length
+                        slot_id[slot] = n_stacks
+                        out_stack[i] = n_stacks
+                        n_stacks += 1
+                        break
+                    same = slot_len[slot] == length
+                    if same:
+                        for c in range(length):
+                            if chains[at + c] != chains[start + c]:
+                                same = False
+                                break
+                    if same:
+                        nc_used = start  # drop the duplicate
+                        start = at
+                        out_stack[i] = slot_id[slot]
+                        break
+                    slot = (slot + 1) & (slot_at.size - 1)
+                out_chain[i] = start
+                out_chain_len[i] = length
             continue
         # a kernel record other than a sample: its sample_id trailer
         if id_mode == 1 and e - 8 >= p + 8:
-            k = _attr_of(_read_uint(buf, e - 8, 8, False), ids, id_attr)
+            k = _attr_of(_u64(buf, buf64, e - 8), ids, id_attr)
         elif id_mode == 2 and e - 8 * is_pos >= p + 8:
-            k = _attr_of(_read_uint(buf, e - 8 * is_pos, 8, False), ids, id_attr)
+            k = _attr_of(_u64(buf, buf64, e - 8 * is_pos), ids, id_attr)
         if k < 0:
             k = 0  # perf: an unknown or zero id means the first event
         out_attr[i] = k
@@ -280,7 +327,7 @@ def parse_records(buf, off, size, typ, misc, ids, id_attr, attr_st, attr_rf, att
             out_tid[i] = _read_uint(buf, q + 4, 4, False)
             q += 8
         if st & 4:
-            out_time[i] = _read_uint(buf, q, 8, False)
+            out_time[i] = _u64(buf, buf64, q)
             q += 8
         if st & 64:
             q += 8
@@ -288,7 +335,7 @@ def parse_records(buf, off, size, typ, misc, ids, id_attr, attr_st, attr_rf, att
             q += 8
         if st & 128:
             out_cpu[i] = _read_uint(buf, q, 4, False)
-    return np_used, nc_used, acc
+    return np_used, nc_used, n_stacks, acc
 
 
 @njit(cache=True, nogil=True)
@@ -392,42 +439,18 @@ def comms_at(change_rank, change_tid, change_code, sample_rank, sample_tid, max_
 
 
 @njit(cache=True, nogil=True)
-def stack_ids(offsets, values, valid):  # pragma: no cover - compiled
-    """One id per distinct chain, numbered in order of first appearance (-1 where not
-    valid). An open-addressing table keyed on an FNV-1a hash of the addresses, chains
-    compared in full on a hash match."""
-    n = offsets.size - 1
-    out = np.full(n, -1, dtype=np.int32)
-    size = 1
-    while size < 2 * n + 2:
-        size *= 2
-    slot_row = np.full(size, -1, dtype=np.int64)
-    next_id = 0
-    for i in range(n):
-        if not valid[i]:
+def first_seen_ids(ids, n_ids):  # pragma: no cover - compiled
+    """Renumber ids (-1: none) in order of first appearance."""
+    remap = np.full(n_ids, -1, dtype=np.int32)
+    out = np.empty(ids.size, dtype=np.int32)
+    nxt = 0
+    for j in range(ids.size):
+        k = ids[j]
+        if k < 0:
+            out[j] = -1
             continue
-        a, b = offsets[i], offsets[i + 1]
-        h = np.uint64(14695981039346656037)
-        for k in range(a, b):
-            h = (h ^ values[k]) * np.uint64(1099511628211)
-        h ^= np.uint64(b - a)
-        s = np.int64(h & np.uint64(size - 1))
-        while True:
-            r = slot_row[s]
-            if r < 0:
-                slot_row[s] = i
-                out[i] = next_id
-                next_id += 1
-                break
-            ra, rb = offsets[r], offsets[r + 1]
-            same = rb - ra == b - a
-            if same:
-                for k in range(b - a):
-                    if values[ra + k] != values[a + k]:
-                        same = False
-                        break
-            if same:
-                out[i] = out[r]
-                break
-            s = (s + 1) & (size - 1)
+        if remap[k] < 0:
+            remap[k] = nxt
+            nxt += 1
+        out[j] = remap[k]
     return out
