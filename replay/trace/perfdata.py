@@ -266,17 +266,19 @@ def _parse(s: _Stream, attrs: list[PerfAttr], tf: TraceFile | None) -> _Parsed:
         np.int32, np.int8, np.int64, np.int32, np.int64, np.int32, np.int32)))
     # upper bounds, never touched beyond what is written: payloads and chains are parts of
     # the records, so the records' total size bounds them
-    payload = np.empty(s.buf.size, np.uint8)
+    payload = np.empty(s.buf.size + 8, np.uint8)  # slots padded to 8 bytes
     chains = np.empty(s.buf.size // 8 + 1, np.uint64)  # distinct chains only, in the end
     buf64 = s.buf[: s.buf.size - s.buf.size % 8].view(np.uint64)
+    buf32 = s.buf[: s.buf.size - s.buf.size % 4].view(np.uint32)
     slots = 1 << max(10, int(2 * n).bit_length())  # zeroed lazily: only used slots are touched
     slot_at, slot_len, slot_id = (np.zeros(slots, np.int64), np.zeros(slots, np.int64),
                                   np.zeros(slots, np.int32))
+    payload32 = payload[: payload.size & ~3].view(np.uint32)
     used, nchain, p.n_stacks, _ = parse_records(
-        s.buf, buf64, s.off, s.size, s.typ, s.misc, ids, id_attr, st, rf, sid_all, tp, mode, id_pos,
-        is_pos, common, p.attr, p.time, p.cpu, p.pid, p.tid, p.type_id, p.flags, p.pc, p.cpid,
-        p.status, payload, p.payload_at, p.payload_len, chains, p.chain_at, p.chain_len,
-        p.stack, slot_at, slot_len, slot_id)
+        s.buf, buf64, buf32, s.off, s.size, s.typ, s.misc, ids, id_attr, st, rf, sid_all, tp,
+        mode, id_pos, is_pos, common, p.attr, p.time, p.cpu, p.pid, p.tid, p.type_id, p.flags,
+        p.pc, p.cpid, p.status, payload, payload32, p.payload_at, p.payload_len, chains,
+        p.chain_at, p.chain_len, p.stack, slot_at, slot_len, slot_id)
     p.payload = payload[:used]
     p.chains = chains[:nchain]
     return p

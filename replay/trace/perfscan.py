@@ -133,16 +133,18 @@ def _trailer_size(st):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def parse_records(buf, buf64, off, size, typ, misc, ids, id_attr, attr_st, attr_rf, attr_sid_all,
-                  attr_tp, id_mode, id_pos, is_pos, common, out_attr, out_time, out_cpu,
-                  out_pid, out_tid, out_type_id, out_flags, out_pc, out_cpid, out_status,
-                  payload, out_payload, out_payload_len, chains, out_chain, out_chain_len,
-                  out_stack, slot_at, slot_len, slot_id):  # pragma: no cover - compiled
+def parse_records(buf, buf64, buf32, off, size, typ, misc, ids, id_attr, attr_st, attr_rf,
+                  attr_sid_all, attr_tp, id_mode, id_pos, is_pos, common, out_attr, out_time,
+                  out_cpu, out_pid, out_tid, out_type_id, out_flags, out_pc, out_cpid,
+                  out_status, payload, payload32, out_payload, out_payload_len, chains,
+                  out_chain, out_chain_len, out_stack, slot_at, slot_len,
+                  slot_id):  # pragma: no cover - compiled
     """Parse every record's sample (or sample_id trailer), in one pass in file order.
 
     id_mode: ID_NONE (one attribute: index 0), ID_IDENTIFIER (first u64 of a sample, last of
     a trailer) or ID_POS (PERF_SAMPLE_ID at u64 index id_pos of a sample, is_pos u64s from
-    the end of a trailer). buf64 is buf's 8-byte aligned prefix as uint64 (for call chains).
+    the end of a trailer). buf64 and buf32 are buf as uint64 and uint32 (aligned loads;
+    payload32 likewise for `payload`, whose slots start 8-byte aligned).
     common: offsets/sizes of common_type, common_flags,
     common_preempt_count and common_pid in a tracepoint payload. out_time is -1 for records
     without a time. The PERF_SAMPLE_RAW payload of each tracepoint sample is copied into
@@ -255,9 +257,13 @@ def parse_records(buf, buf64, off, size, typ, misc, ids, id_attr, attr_st, attr_
                 continue
             out_payload[i] = np_used
             out_payload_len[i] = raw_len
-            for c in range(raw_len):
-                payload[np_used + c] = buf[raw_at + c]
-            np_used += raw_len
+            if raw_at & 3 == 0 and (raw_at + raw_len + 3) >> 2 <= buf32.size:
+                for c in range((raw_len + 3) >> 2):  # payload slots start 8-byte aligned
+                    payload32[(np_used >> 2) + c] = buf32[(raw_at >> 2) + c]
+            else:
+                for c in range(raw_len):
+                    payload[np_used + c] = buf[raw_at + c]
+            np_used += (raw_len + 7) & ~7
             if raw_len >= common_end:
                 out_type_id[i] = _read_uint(buf, raw_at + ctype_off, ctype_size, False)
                 out_flags[i] = buf[raw_at + cflags_off]
