@@ -294,6 +294,19 @@ def test_cli_info_and_report_with_symbols(tmp_path):
     assert r.returncode == 2 and r.stderr.count(b"\n") == 1
 
 
+def test_cli_report_has_caller_table(tmp_path):
+    """perf kmem --page record of `ls -R /bin`: 62 allocations, 24 of them anonymous faults."""
+    out = tmp_path / "report"
+    r = run_cli("report", str(DATA / "perf-kmem-record.data.gz"), "--machine",
+                "mem=512M,cpus=2", "--symbols", str(KALLSYMS), "-o", str(out),
+                "--plotlyjs", "cdn")
+    assert r.returncode == 0, r.stderr
+    md = (out / "report.md").read_text()
+    assert "### Allocations by call site (10 of 10 rows)" in md
+    assert "| 96 | 24 | 0 | Movable |" in md and "`__handle_mm_fault`" in md
+    assert "fig-callers" in (out / "dashboard.html").read_text()
+
+
 # ---------------------------------------------------------------------------------------------
 # damaged and foreign input
 
