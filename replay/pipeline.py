@@ -46,17 +46,20 @@ def load(source: str | Path, machine_desc: str | None = None,
         bundle = open_bundle(bundle_dir) if bundle_dir is not None else None
         data = read_trace(src)
     machine = machine_from_description(machine_desc) if machine_desc else None
-    bundle_dir = getattr(bundle, "path", None)
-    return Loaded(src, data, bundle, machine, load_symbols(symbols, bundle_dir, data))
+    near = getattr(bundle, "path", None) or (Path(src).parent if Path(src).is_file() else None)
+    return Loaded(src, data, bundle, machine, load_symbols(symbols, near, data))
 
 
-def load_symbols(path: str | Path | None, bundle_dir: Path | None,
+def load_symbols(path: str | Path | None, near: Path | None,
                  data: TraceData) -> Symbols | None:
-    """The symbols to name call chains with: `path`, else the bundle's, relocated (KASLR)."""
+    """The symbols to name call chains with: `path`, else a kallsyms or System.map in `near`
+    (the bundle, or the trace file's folder) when the trace has call chains; relocated to
+    where the recording kernel was (KASLR)."""
     from replay.trace.symbols import Symbols
 
-    if path is None and bundle_dir is not None:
-        found = [Path(bundle_dir) / n for n in SYMBOL_FILES if (Path(bundle_dir) / n).exists()]
+    if path is None and near is not None and data.events.column("stack_id").null_count < len(
+            data.events):
+        found = [Path(near) / n for n in SYMBOL_FILES if (Path(near) / n).exists()]
         path = found[0] if found else None
     if path is None:
         return None

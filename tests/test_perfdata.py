@@ -288,7 +288,13 @@ def test_caller_table_matches_perf_kmem_caller(small):
 def test_cli_info_and_report_with_symbols(tmp_path):
     r = run_cli("info", str(DATA / "perf-kmem-record.data.gz"), "--symbols", str(KALLSYMS))
     assert r.returncode == 0, r.stderr
-    assert b"call chains" in r.stdout and b"distinct stacks" in r.stdout
+    assert b"call chains" in r.stdout and b"34 distinct stacks" in r.stdout
+    assert b"__handle_mm_fault" in r.stdout
+    # a kallsyms beside the perf.data is found without --symbols
+    shutil.copy(DATA / "perf-kmem-record.data.gz", tmp_path / "perf.data.gz")
+    shutil.copy(KALLSYMS, tmp_path / "kallsyms.gz")
+    r = run_cli("info", str(tmp_path / "perf.data.gz"))
+    assert r.returncode == 0 and b"__handle_mm_fault" in r.stdout
     r = run_cli("info", str(DATA / "perf-kmem-record.data.gz"), "--symbols",
                 str(tmp_path / "missing"))
     assert r.returncode == 2 and r.stderr.count(b"\n") == 1

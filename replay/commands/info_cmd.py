@@ -49,8 +49,8 @@ def _callchains(source: str, data, symbols: Path | None) -> dict | None:
     from replay.metrics.peers import caller_table
     from replay.pipeline import load_symbols
 
-    _, bundle = resolve(source)
-    syms = load_symbols(symbols, bundle, data)
+    path, bundle = resolve(source)
+    syms = load_symbols(symbols, bundle or (path.parent if path else None), data)
     frame = pl.from_arrow(data.events).with_columns(pl.col("event").cast(pl.Utf8))
     table = caller_table(frame, syms)
     top = (table.group_by("callsite").agg(pl.col("total_alloc_kb").sum(), pl.col("hits").sum())
