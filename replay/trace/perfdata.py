@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -73,6 +74,7 @@ from replay.trace.tracerecords import Records, common_fields, record_tables
 __all__ = ["looks_like_perfdata", "read_perfdata"]
 
 _MAX_DECOMPRESSED = 1 << 36  # refuse a zstd stream claiming more than 64 GiB
+PID_MAX_LIMIT = 1 << 22  # include/linux/threads.h PID_MAX_LIMIT on 64-bit
 IDLE_COMM = "swapper"  # perf's name for tid 0 (machine__idle_thread)
 
 
@@ -247,7 +249,14 @@ class _Parsed:
     n_stacks: int = 0
 
 
-def _parse(s: _Stream, attrs: list[PerfAttr], tf: TraceFile | None) -> _Parsed:
+PARALLEL_MIN_RECORDS = 200_000  # below this, one thread parses everything
+
+
+def _parse(s: _Stream, attrs: list[PerfAttr], tf: TraceFile | None,
+           threads: int = 2) -> _Parsed:
+    """parse_records over the whole stream: in `threads` contiguous parts at once (the kernel
+    releases the GIL) when the file is large, their payloads, chains and stack numbers then
+    joined as if one pass had read them."""
     n = s.off.size
     mode, id_pos, is_pos = _id_mode(attrs)
     pairs = sorted((i, k) for k, a in enumerate(attrs) for i in a.ids)
@@ -264,24 +273,68 @@ def _parse(s: _Stream, attrs: list[PerfAttr], tf: TraceFile | None) -> _Parsed:
     p = _Parsed(*(np.empty(n, t) for t in (
         np.int32, np.int64, np.int32, np.int32, np.int32, np.int32, np.uint8, np.uint8,
         np.int32, np.int8, np.int64, np.int32, np.int64, np.int32, np.int32)))
-    # upper bounds, never touched beyond what is written: payloads and chains are parts of
-    # the records, so the records' total size bounds them
-    payload = np.empty(s.buf.size + 8, np.uint8)  # slots padded to 8 bytes
-    chains = np.empty(s.buf.size // 8 + 1, np.uint64)  # distinct chains only, in the end
     buf64 = s.buf[: s.buf.size - s.buf.size % 8].view(np.uint64)
     buf32 = s.buf[: s.buf.size - s.buf.size % 4].view(np.uint32)
-    slots = 1 << max(10, int(2 * n).bit_length())  # zeroed lazily: only used slots are touched
-    slot_at, slot_len, slot_id = (np.zeros(slots, np.int64), np.zeros(slots, np.int64),
-                                  np.zeros(slots, np.int32))
-    payload32 = payload[: payload.size & ~3].view(np.uint32)
-    used, nchain, p.n_stacks, _ = parse_records(
-        s.buf, buf64, buf32, s.off, s.size, s.typ, s.misc, ids, id_attr, st, rf, sid_all, tp,
-        mode, id_pos, is_pos, common, p.attr, p.time, p.cpu, p.pid, p.tid, p.type_id, p.flags,
-        p.pc, p.cpid, p.status, payload, payload32, p.payload_at, p.payload_len, chains,
-        p.chain_at, p.chain_len, p.stack, slot_at, slot_len, slot_id)
-    p.payload = payload[:used]
-    p.chains = chains[:nchain]
+    fixed = (s.buf, buf64, buf32)
+    tables = (ids, id_attr, st, rf, sid_all, tp, mode, id_pos, is_pos, common)
+
+    def part(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, int]:
+        span = int(s.size[lo:hi].sum())  # the records' bytes (not contiguous when inflated)
+        # upper bounds, touched only where written: payloads and chains are parts of records
+        payload = np.empty(span + 8, np.uint8)  # slots padded to 8 bytes
+        chains = np.empty(span // 8 + 1, np.uint64)  # distinct chains only, in the end
+        slots = 1 << max(10, int(2 * (hi - lo)).bit_length())  # zeroed lazily
+        r = slice(lo, hi)
+        used, nchain, n_stacks, _ = parse_records(
+            *fixed, s.off[r], s.size[r], s.typ[r], s.misc[r], *tables, p.attr[r], p.time[r],
+            p.cpu[r], p.pid[r], p.tid[r], p.type_id[r], p.flags[r], p.pc[r], p.cpid[r],
+            p.status[r], payload, payload[: payload.size & ~3].view(np.uint32),
+            p.payload_at[r], p.payload_len[r], chains, p.chain_at[r], p.chain_len[r],
+            p.stack[r], np.zeros(slots, np.int64), np.zeros(slots, np.int64),
+            np.zeros(slots, np.int32))
+        return payload[:used], chains[:nchain], n_stacks
+
+    k = max(1, min(threads, n // PARALLEL_MIN_RECORDS))
+    bounds = [n * j // k for j in range(k + 1)]
+    if k == 1:
+        results = [part(0, n)]
+    else:
+        with ThreadPoolExecutor(k) as pool:
+            results = list(pool.map(part, bounds[:-1], bounds[1:]))
+    _join_parts(p, bounds, results)
     return p
+
+
+def _join_parts(p: _Parsed, bounds: list[int], results: list[tuple]) -> None:
+    """Concatenate the parts' payloads and chains, shifting positions, and number the
+    distinct chains across parts (a chain seen in an earlier part keeps its number)."""
+    if len(results) == 1:
+        p.payload, p.chains, p.n_stacks = results[0]
+        return
+    known: dict[bytes, tuple[int, int]] = {}  # chain -> (number, position in the joined array)
+    pay_base = chain_base = 0
+    for lo, hi, (payload, chains, n_stacks) in zip(bounds[:-1], bounds[1:], results,
+                                                   strict=True):
+        r = slice(lo, hi)
+        p.payload_at[r][p.payload_at[r] >= 0] += pay_base
+        with_chain = np.flatnonzero(p.chain_at[r] >= 0)
+        local = p.stack[r][with_chain]
+        first = np.full(n_stacks, -1, np.int64)
+        first[local[::-1]] = with_chain[::-1]  # the first record of each of the part's stacks
+        number = np.empty(n_stacks, np.int32)
+        where = np.empty(n_stacks, np.int64)
+        for sid in range(n_stacks):
+            i = lo + int(first[sid])
+            at, length = int(p.chain_at[i]), int(p.chain_len[i])
+            number[sid], where[sid] = known.setdefault(chains[at: at + length].tobytes(),
+                                                       (len(known), chain_base + at))
+        p.stack[r][with_chain] = number[local]
+        p.chain_at[r][with_chain] = where[local]
+        pay_base += payload.size
+        chain_base += chains.size
+    p.n_stacks = len(known)
+    p.payload = np.concatenate([res[0] for res in results])
+    p.chains = np.concatenate([res[1] for res in results])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,6 +382,8 @@ def _comms_of(sample_rank: np.ndarray, sample_tid: np.ndarray,
               change: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
     """The comm code each sample's thread had when it was delivered (-1: none)."""
     ranks, tids, codes = change
+    keep = tids <= PID_MAX_LIMIT  # a damaged COMM cannot ask for a huge table
+    ranks, tids, codes = ranks[keep], tids[keep], codes[keep]
     max_tid = int(max(tids.max(initial=0), 0))
     return comms_at(ranks, tids, codes, sample_rank, sample_tid.astype(np.int64), max_tid)
 
@@ -531,6 +586,9 @@ def read_perfdata(source: str | Path | BinaryIO | bytes, *, strict: bool = False
         result = _decode(data, stats)
     except FormatError as exc:
         raise InputError(f"{name}: {exc}") from None
+    except (struct.error, ValueError, IndexError, KeyError, OverflowError, MemoryError) as exc:
+        result = TraceData.empty(stats)
+        stats.error = f"the perf.data is corrupt and could not be decoded ({exc})"
     if problem:
         stats.error = f"{problem}; {stats.error}" if stats.error else problem
     if strict and (stats.error or stats.bad_lines):

@@ -228,7 +228,11 @@ def parse_records(buf, buf64, buf32, off, size, typ, misc, ids, id_attr, attr_st
                 if q + 8 > e:
                     out_status[i] = 2
                     continue
-                q += _read_size(buf, q, attr_rf[k])
+                read_size = _read_size(buf, q, attr_rf[k])
+                if read_size < 0 or read_size > e - q:
+                    out_status[i] = 2
+                    continue
+                q += read_size
             chain_at = -1
             chain_nr = 0
             if st & 32:

@@ -16,7 +16,12 @@ import numpy as np
 import pyarrow as pa
 from numba import njit
 
-from replay.trace.compaction import COMMON_COLUMNS, TRACEDAT_FIELDS, CompactionRows
+from replay.trace.compaction import (
+    COMMON_COLUMNS,
+    STRING_COLUMNS,
+    TRACEDAT_FIELDS,
+    CompactionRows,
+)
 from replay.trace.gfp import gfp_to_text
 from replay.trace.result import TraceStats
 from replay.trace.schema import (
@@ -455,6 +460,8 @@ def _compaction_rows(rec: Records, tf: TraceFile, idx: np.ndarray) -> pa.RecordB
                 columns[column] = [symbolic[fname].get(int(v), str(int(v))) for v in values]
             elif fname == "defer_shift":
                 columns[column] = [1 << int(v) if 0 <= v < 63 else None for v in values]
+            elif column in STRING_COLUMNS:  # a format without its __print_symbolic table
+                columns[column] = [str(int(v)) for v in values]
             else:
                 columns[column] = values.tolist()
         if "gfp_flags" in columns:
