@@ -17,7 +17,12 @@ from replay.trace.sources import resolve
 
 def trace_summary(source: str, strict: bool = False,
                   symbols: Path | None = None) -> tuple[dict, object]:
-    data = read_trace(source, strict=strict)
+    if source.endswith(".parquet") and Path(source).is_file():
+        from replay.trace.ingest import read_parquet
+
+        data = read_parquet(source)
+    else:
+        data = read_trace(source, strict=strict)
     d = stats_dict(data.stats)
     ev = data.events
     if ev.num_rows:

@@ -549,8 +549,8 @@ def fig_callers(d: Mapping) -> Panel | None:
     named = (f"named with {html.escape(str(c['symbols']))}" if c.get("symbols") else
              "unnamed (no --symbols: the chain's first address, an allocator frame)")
     note = (f"{c['stacks']} distinct kernel call chains; call sites {named}. The first frame "
-            "outside the tracepoint and the page allocator (perf kmem names the tracepoint's "
-            "own frame); 6.1's migratetype names.")
+            "outside the tracepoint and the page allocator (perf kmem may name the "
+            "tracepoint's own frame); 6.1's migratetype names.")
     return Panel("callers", f"Allocations by call site ({len(rows)} of {c['total_rows']})",
                  _layout(fig, 80 + 22 * min(len(rows), 24) + 40,
                          margin=dict(l=10, r=10, t=30, b=10)), note)

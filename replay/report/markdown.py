@@ -514,7 +514,7 @@ def section_callers(d: Mapping, top: int = CALLER_ROWS) -> str:
     if c.get("symbols"):
         note = (f"From {c['stacks']} distinct kernel call chains, named with `{c['symbols']}`: "
                 "the call site is the first frame outside the tracepoint and the page "
-                "allocator's entry points (perf kmem names the tracepoint's own frame on 6.1). "
+                "allocator's entry points (perf kmem may name the tracepoint's own frame). "
                 "Migratetypes use 6.1's names (perf kmem swaps Movable and Reclaimable).")
     else:
         note = (f"From {c['stacks']} distinct kernel call chains, without symbols: the call site "
