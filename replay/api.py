@@ -11,6 +11,10 @@ Every call runs the same compiled policy as `pagereplay simulate` (pcp lists, wa
 zonelist fallback, __rmqueue_fallback and the steals) and records events in the ingest schema
 (`events()`), so the metrics and reports work on scripted runs too. Addresses are physical
 (pfn << 12): the model has no direct map.
+
+`PageAllocator("mem=1G,cpus=2", kernel="6.12")` follows Linux 6.12's rules instead (pcp
+auto-tuning, claim-or-steal fallback, ...; replay/engine/profile.py). A script has no clock:
+`vmstat_update(cpu)` runs 6.12's once-a-second pcp->high decay when the script says so.
 """
 
 from __future__ import annotations
@@ -26,8 +30,16 @@ from replay.engine.policy import (
     build_zonelists,
     new_emitter,
 )
+from replay.engine.policy import vmstat_update as _vmstat_update
+from replay.engine.profile import KernelProfile, get_profile
 from replay.engine.simulate import Settings, alloc_one, apply_settings, free_one
-from replay.engine.state import CFG_FALLBACK_POLICY, CFG_MOBILITY, State, buddyinfo
+from replay.engine.state import (
+    CFG_FALLBACK_POLICY,
+    CFG_MOBILITY,
+    PCPF_FREE_HIGH_BATCH,
+    State,
+    buddyinfo,
+)
 from replay.errors import SettingsError
 from replay.trace.gfp import (  # noqa: F401 - re-exported for scripts
     GFP_ATOMIC,
@@ -65,16 +77,25 @@ def gfp(*names: str) -> int:
 
 
 class PageAllocator:
-    """A model machine that answers alloc_pages() / __free_pages() like the 6.1 kernel."""
+    """A model machine that answers alloc_pages() / __free_pages() like the 6.1 kernel (or
+    6.12's with kernel="6.12")."""
 
     def __init__(self, machine: Machine | str = "mem=4G,cpus=2",
-                 settings: list[str] | None = None, state: State | None = None) -> None:
+                 settings: list[str] | None = None, state: State | None = None,
+                 kernel: str | None = None) -> None:
         if isinstance(machine, str):
             machine = machine_from_description(machine)
         s = Settings.parse(settings)
+        if kernel is not None:
+            if s.get("kernel") not in (None, kernel):
+                raise SettingsError(f"kernel={kernel} and the setting kernel={s.get('kernel')}")
+            s = Settings({**s.values, "kernel": kernel})
         self.machine = apply_settings(machine, s)
+        self.profile: KernelProfile = get_profile(self.machine.kernel, self.machine.arch)
         self.st = state if state is not None else initial_state_boot(self.machine,
                                                                      self.machine.cpus)
+        if state is None and self.profile.free_high:
+            self.st.pcp_flags[:] = PCPF_FREE_HIGH_BATCH
         self.st.config[CFG_MOBILITY] = int(self.machine.mobility_grouping)
         self.st.config[CFG_FALLBACK_POLICY] = FALLBACK_POLICIES[s.get("fallback_policy",
                                                                       "linux-6.1")]
@@ -110,6 +131,12 @@ class PageAllocator:
     def free_page(self, addr: int, cpu: int = 0) -> None:
         self.free_pages(addr, 0, cpu)
 
+    def vmstat_update(self, cpu: int = 0) -> None:
+        """vmstat_update() on a CPU: under 6.12's rules decay_pcp_high lowers each zone's
+        pcp->high by an eighth and drains what exceeds it (nothing under 6.1's)."""
+        self._room()
+        _vmstat_update(self.st, self._cpu(cpu), self.out, -1, self.counters)
+
     # ---- looking at the model -----------------------------------------------------------------
     def zone_of(self, page: int) -> str | None:
         z = int(self.st.pg_zone[page]) if 0 <= page < len(self.st.pg_zone) else -1
@@ -118,6 +145,18 @@ class PageAllocator:
     def buddyinfo(self) -> dict[str, list[int]]:
         b = buddyinfo(self.st)
         return {z.key: b[i].tolist() for i, z in enumerate(self.machine.zones)}
+
+    def pcp(self, cpu: int = 0) -> dict[str, dict[str, int]]:
+        """Each zone's per-CPU list state: count, high (and 6.12's high_min, high_max,
+        alloc_factor, free_count)."""
+        c = self._cpu(cpu)
+        return {z.key: {"count": int(self.st.pcp_count[c, i]), "high": int(self.st.pcp_high[c, i]),
+                        "batch": int(self.st.pcp_batch[c, i]),
+                        "high_min": int(self.st.pcp_high_min[c, i]),
+                        "high_max": int(self.st.pcp_high_max[c, i]),
+                        "alloc_factor": int(self.st.pcp_alloc_factor[c, i]),
+                        "free_count": int(self.st.pcp_free_count[c, i])}
+                for i, z in enumerate(self.machine.zones)}
 
     def counts(self) -> dict[str, int]:
         return {name: int(self.counters[i]) for i, name in enumerate(SIM_COUNTER_NAMES)}

@@ -18,7 +18,8 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="Replay Linux page-allocator traces through a model of the 6.1 zoned buddy allocator.",
+    help="Replay Linux page-allocator traces through a model of the zoned buddy allocator "
+    "(Linux 6.1 and 6.12 rules; x86_64 and 32-bit x86 with HighMem).",
 )
 err = Console(stderr=True)
 out = Console()
@@ -65,6 +66,9 @@ def info(
 
 MachineOpt = Annotated[str | None, typer.Option(
     "--machine", help="Machine for a bare trace, e.g. mem=4G,cpus=8,nodes=1.")]
+KernelOpt = Annotated[str | None, typer.Option(
+    "--kernel", help="Kernel rules to follow: 6.1 or 6.12 (default: the trace's release, from "
+    "the bundle's uname or the trace header; nearest profile with a warning).")]
 
 
 @app.command()
@@ -73,6 +77,7 @@ def reconstruct(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON "
                                                   "('-' for stdout).")] = None,
     machine: MachineOpt = None,
+    kernel: KernelOpt = None,
 ) -> None:
     """Follow the kernel's real buddy state through the trace; check it against /proc.
 
@@ -80,13 +85,14 @@ def reconstruct(
     """
     from replay.commands.reconstruct_cmd import run_reconstruct
 
-    raise typer.Exit(run_reconstruct(source, json_out, machine, out, err))
+    raise typer.Exit(run_reconstruct(source, json_out, machine, out, err, kernel))
 
 
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="What-if setting KEY=VALUE (repeatable): pageblock_order, max_order, pcp_batch, "
     "pcp_high, percpu_pagelist_high_fraction, min_free_kbytes, watermark_scale_factor, "
-    "watermark_boost_factor, mobility_grouping, cpus, fallback_policy.")]
+    "watermark_boost_factor, mobility_grouping, cpus, fallback_policy, kernel, "
+    "vmstat_interval_ms.")]
 
 
 @app.command()
@@ -98,11 +104,15 @@ def simulate(
     agreement: Annotated[bool, typer.Option("--agreement", help="Also measure how often the "
                                             "model picks the kernel's block.")] = False,
     machine: MachineOpt = None,
+    kernel: KernelOpt = None,
 ) -> None:
-    """Feed the trace's requests through the model; it makes every decision itself."""
+    """Feed the trace's requests through the model; it makes every decision itself.
+
+    With --kernel other than the trace's, the same requests run under that kernel's policy
+    (the upgrade what-if)."""
     from replay.commands.simulate_cmd import run_simulate
 
-    raise typer.Exit(run_simulate(source, sets, outdir, agreement, machine, out, err))
+    raise typer.Exit(run_simulate(source, sets, outdir, agreement, machine, out, err, kernel))
 
 
 OutDirOpt = Annotated[Path | None, typer.Option("-o", "--output", help="Output directory.")]
@@ -124,13 +134,14 @@ def report(
     window_events: WindowEvOpt = None,
     plotlyjs: PlotlyOpt = "inline",
     machine: MachineOpt = None,
+    kernel: KernelOpt = None,
     symbols: SymbolsOpt = None,
 ) -> None:
     """The observed trace alone: summary.json, report.md and dashboard.html."""
     from replay.commands.report_cmd import run_report
 
     raise typer.Exit(run_report(source, outdir, time_window, window_ms, window_events,
-                                plotlyjs, machine, None, False, out, err, symbols))
+                                plotlyjs, machine, None, False, out, err, kernel, symbols))
 
 
 @app.command()
@@ -143,13 +154,39 @@ def compare(
     window_events: WindowEvOpt = None,
     plotlyjs: PlotlyOpt = "inline",
     machine: MachineOpt = None,
+    kernel: KernelOpt = None,
     symbols: SymbolsOpt = None,
 ) -> None:
-    """Reconstruct, simulate and agreement; observed vs simulated for every metric."""
+    """Reconstruct, simulate and agreement; observed vs simulated for every metric.
+
+    The observed side follows the trace's kernel; the simulated side --kernel's (the upgrade
+    what-if when they differ)."""
     from replay.commands.report_cmd import run_report
 
     raise typer.Exit(run_report(source, outdir, time_window, window_ms, window_events,
-                                plotlyjs, machine, sets, True, out, err, symbols))
+                                plotlyjs, machine, sets, True, out, err, kernel, symbols))
+
+
+@app.command()
+def explain(
+    source: SourceArg,
+    time_window: TimeOpt = None,
+    outdir: Annotated[Path | None, typer.Option("-o", "--output", help="Directory for "
+                                                "explain.json.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print explain.json to stdout "
+                                          "instead of the tables.")] = False,
+    symbols: SymbolsOpt = None,
+    sets: SetOpt = None,
+    top: Annotated[int, typer.Option("--top", help="Rows per table in the console.")] = 15,
+    machine: MachineOpt = None,
+) -> None:
+    """Who stole pageblocks from another migratetype, which live blocks left them mixed (and
+    for how long), and which blocks keep pageblocks from merging. With --set, the simulated run
+    under those settings is explained too."""
+    from replay.commands.explain_cmd import run_explain
+
+    raise typer.Exit(run_explain(source, time_window, outdir, as_json, symbols, machine, sets,
+                                 top, out, err))
 
 
 ThresholdsOpt = Annotated[Path | None, typer.Option(
@@ -175,6 +212,11 @@ def check(
                                                 "computed from bundles here.")] = None,
     plotlyjs: PlotlyOpt = "inline",
     machine: MachineOpt = None,
+    kernel: Annotated[str | None, typer.Option(
+        "--kernel", help="Kernel rules for a bundle CURRENT's simulation (6.1 or 6.12; same as "
+        "--set kernel=...).")] = None,
+    baseline_kernel: Annotated[str | None, typer.Option(
+        "--baseline-kernel", help="Kernel rules for a bundle BASE's simulation.")] = None,
 ) -> None:
     """Gate CURRENT against a baseline, metric by metric.
 
@@ -182,8 +224,11 @@ def check(
     """
     from replay.commands.check_cmd import run_check
 
-    raise typer.Exit(run_check(current, baseline, sets, baseline_sets, thresholds, junit,
-                               markdown, outdir, machine, plotlyjs, out, err))
+    sets = (sets or []) + ([f"kernel={kernel}"] if kernel else [])
+    baseline_sets = (baseline_sets or []) + ([f"kernel={baseline_kernel}"]
+                                             if baseline_kernel else [])
+    raise typer.Exit(run_check(current, baseline, sets or None, baseline_sets or None,
+                               thresholds, junit, markdown, outdir, machine, plotlyjs, out, err))
 
 
 @app.command()
@@ -202,6 +247,12 @@ def sweep(
         "--cache", help="Folder for ingested traces (shared storage on a multi-node cluster); "
         "default ~/.cache/pagereplay/ingested.")] = None,
     machine: MachineOpt = None,
+    orders: Annotated[list[int] | None, typer.Option(
+        "--order", help="Also compare settings at this allocation order (repeatable); order 9 "
+        "(2 MiB, THP) always.")] = None,
+    kernel: Annotated[str | None, typer.Option(
+        "--kernel", help="Kernel rules for every point (6.1 or 6.12); or vary it with "
+        "--grid kernel=6.1,6.12.")] = None,
 ) -> None:
     """Simulate every trace under every combination of settings, in parallel on Dask.
 
@@ -210,8 +261,36 @@ def sweep(
     """
     from replay.commands.sweep_cmd import run_sweep
 
+    if kernel is not None:
+        if any(g.split("=", 1)[0].strip() == "kernel" for g in grid or []):
+            from replay.errors import SettingsError
+
+            raise SettingsError("--kernel and --grid kernel=...: give one")
+        grid = (grid or []) + [f"kernel={kernel}"]
     raise typer.Exit(run_sweep(sources, grid, outdir, workers, scheduler, cache, machine, out,
-                               err))
+                               err, orders))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def record(
+    ctx: typer.Context,
+    outdir: Annotated[Path, typer.Argument(help="The bundle directory to write.")],
+    duration: Annotated[float | None, typer.Option(
+        "--duration", help="Trace for this many seconds (instead of -- COMMAND).")] = None,
+    buffer_kb: Annotated[int, typer.Option("--buffer-kb", "-b", help="Ring buffer per CPU, "
+                                           "KiB (an overrun loses events).")] = 65536,
+    trace_cmd: Annotated[bool, typer.Option("--trace-cmd", help="Record with trace-cmd "
+                                            "(streams to disk; adds trace.dat.gz).")] = False,
+    kpageflags: Annotated[bool, typer.Option(" /--no-kpageflags", help="Skip the "
+                                             "/proc/kpageflags snapshots.")] = True,
+) -> None:
+    """Record a bundle on this host (root): kmem and compaction events, /proc snapshots
+    between trace markers. `pagereplay record OUT --duration 30` or
+    `pagereplay record OUT -- COMMAND ARG...`; exits with the capture's status."""
+    from replay.commands.record_cmd import run_record
+
+    raise typer.Exit(run_record(outdir, duration, list(ctx.args), buffer_kb, trace_cmd,
+                                kpageflags, err))
 
 
 def main() -> None:

@@ -23,24 +23,27 @@ PAGEBLOCK = 512  # pageblock_nr_pages (pageblock_order 9)
 
 def zone_spec(zone_type: int = ZONE_DMA32, start: int = 0, pages: int = 8192, *,
               node: int = 0, wmin: int = 0, wlow: int = 0, whigh: int = 0,
-              high: int = 0, batch: int = 1,
+              high: int = 0, batch: int = 1, high_max: int = 0,
               lowmem_reserve: tuple[int, ...] = (0, 0, 0, 0, 0)) -> ZoneSpec:
-    """One zone (spanned == present == managed)."""
+    """One zone (spanned == present == managed); `high` is 6.1's static pcp high and 6.12's
+    high_min, `high_max` 6.12's high_max (0: = high)."""
     return ZoneSpec(node=node, zone_type=zone_type, start_pfn=start, spanned=pages,
                     present=pages, managed=pages, wmark_min=wmin, wmark_low=wlow,
                     wmark_high=whigh, lowmem_reserve=lowmem_reserve, pcp_high=high,
-                    pcp_batch=batch, cpus=(0,))
+                    pcp_batch=batch, cpus=(0,), pcp_high_max=high_max)
 
 
-def machine(*zones: ZoneSpec, nodes: int = 1) -> Machine:
-    """A one-CPU machine (CPU 0 on node 0) over the given zones."""
+def machine(*zones: ZoneSpec, nodes: int = 1, kernel: str = "6.1") -> Machine:
+    """A one-CPU machine (CPU 0 on node 0) over the given zones, following `kernel`'s rules."""
     zs = zones or (zone_spec(),)
-    return Machine(zones=tuple(zs), cpus=1, cpu_to_node=(0,), nodes=nodes)
+    return Machine(zones=tuple(zs), cpus=1, cpu_to_node=(0,), nodes=nodes, kernel=kernel)
 
 
-def one_zone_state(pages: int = 8192, *, high: int = 0, batch: int = 1, **kw) -> State:
+def one_zone_state(pages: int = 8192, *, high: int = 0, batch: int = 1, kernel: str = "6.1",
+                   **kw) -> State:
     """A state for one DMA32 zone at pfn 0 with no free memory, every pageblock Movable."""
-    return new_state(machine(zone_spec(ZONE_DMA32, 0, pages, high=high, batch=batch, **kw)))
+    return new_state(machine(zone_spec(ZONE_DMA32, 0, pages, high=high, batch=batch, **kw),
+                             kernel=kernel))
 
 
 def zone_of(st: State, pfn: int) -> int:

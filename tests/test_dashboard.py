@@ -14,8 +14,8 @@ import pytest
 from replay.report.dashboard import busiest_zone, render_dashboard, write_dashboard
 
 ROOT = Path(__file__).resolve().parent.parent
-FIGURES = ("free", "unusable", "fallbacks", "pageblocks", "pcp", "buddyinfo", "matrix",
-           "processes")
+FIGURES = ("free", "unusable", "fallbacks", "pageblocks", "pbmap", "culprits", "pcp",
+           "buddyinfo", "matrix", "processes")
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -26,12 +26,24 @@ CHROMIUM_FLAGS = (
 @pytest.fixture(scope="module")
 def report() -> dict:
     """A real compare dict built from the bundled traces/mixed-small."""
-    from replay.pipeline import load, observe, simulate_run
+    from replay.pipeline import (
+        explain_capture,
+        explain_observed,
+        explain_simulated,
+        load,
+        observe,
+        simulate_run,
+    )
     from replay.report.build import build
 
     run = load(ROOT / "traces" / "mixed-small")
-    recon, samples = observe(run)
-    return build(run, recon, samples, simulate_run(run), kind="compare")
+    cap, sim_cap = explain_capture(run), explain_capture(run)
+    recon, samples = observe(run, capture=cap)
+    obs, state = explain_observed(run, recon, cap)
+    sim = simulate_run(run, capture=sim_cap)
+    explain = {"observed": obs, "simulated": explain_simulated(run, sim, sim_cap,
+                                                               comm_by_pid=state.pid_comm)}
+    return build(run, recon, samples, sim, kind="compare", explain=explain)
 
 
 def report_only(d: dict) -> dict:
@@ -40,7 +52,7 @@ def report_only(d: dict) -> dict:
     r["kind"] = "report"
     for key in ("simulated", "gaps", "page_summary_simulated"):
         r.pop(key, None)
-    for key in ("timeseries", "fallback_events", "pcp_rates"):
+    for key in ("timeseries", "fallback_events", "pcp_rates", "explain"):
         (r.get(key) or {}).pop("simulated", None)
     return r
 
@@ -176,3 +188,21 @@ def test_report_dashboard_draws_in_chromium(report: dict, tmp_path: Path) -> Non
     dom, stderr = dump_dom(page, tmp_path)
     assert_drawn(dom, stderr)
     assert dom.count('class="zonename">(zone 0/DMA32)') == 3
+
+
+@pytest.mark.browser
+def test_clicking_the_pageblock_map_lists_its_culprits(report: dict, tmp_path: Path) -> None:
+    """A click on a pageblock (sent through plotly's own click event) lists what keeps it
+    from merging: the nearest-to-merging pageblock's blocker."""
+    ex = report["explain"]["observed"]
+    target = ex["merge_blockers"]["pageblocks"][0]
+    row = ex["map"]["pageblocks"].index(target["pageblock"])
+    page = write_dashboard(report, tmp_path / "dash.html")
+    dom, stderr = dump_dom(page, tmp_path, f"#click={row},3")
+    assert_drawn(dom, stderr)
+    box = re.search(r'<div id="pbmap-culprits"[^>]*data-pageblock="(\d+)"[^>]*>(.*?)</div>',
+                    dom, re.S)
+    assert box, "no culprits listed after the click"
+    assert int(box.group(1)) == target["pageblock"]
+    assert "keep it from merging at the end" in box.group(2)
+    assert html.escape(target["blockers"][0]["culprit"]) in box.group(2)

@@ -572,7 +572,7 @@ def test_movable_fallback_below_order_4_takes_the_smallest_block_single():
     assert cnt[S["fragmenting_fallbacks"]] == 1 and cnt[S["ownership_changes"]] == 0
     # __rmqueue then takes it from the Movable list: pfn 8, the half 9 stays Movable
     out, cnt = emitter(), counters()
-    assert policy.__rmqueue(st, 0, 0, MOVABLE, 0, out, 0, 0, cnt) == 8
+    assert policy.__rmqueue(st, 0, 0, MOVABLE, 0, policy.RMQUEUE_NORMAL, out, 0, 0, cnt)[0] == 8
     assert free_list(st, 0, MOVABLE) == [9]
 
 

@@ -16,7 +16,8 @@ import pytest
 from conftest import TRACES, run_cli
 
 from replay.engine.events import event_arrays, marker_positions
-from replay.engine.reconstruct import reconstruct, reconstruct_source
+from replay.engine.reconstruct import reconstruct
+from replay.pipeline import reconstruct_source
 from replay.trace.ingest import read_trace
 from replay.trace.result import TraceData
 from replay.trace.schema import EV_EXTFRAG, EV_PCPU_DRAIN, EV_ZONE_LOCKED

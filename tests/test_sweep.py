@@ -75,7 +75,7 @@ def synthetic_rows() -> tuple[list[dict], list[str]]:
         for p in pts:
             v = dict(p.values)
             u = base + (40 if v["mobility_grouping"] is False else 0) + (4 if v["pcp_high"] else 0)
-            res = {"metrics": {"unusable_index_pb.all": u, "free_pageblocks.total": 50 - u / 10},
+            res = {"metrics": {"unusable_index_o9.all": u, "free_blocks_o9.total": 50 - u / 10},
                    "seconds": 1.0, "worker": "w"}
             if t == "b" and p.index == 3:
                 res = {"error": "SettingsError: boom"}
@@ -90,12 +90,51 @@ def test_effects_rank_the_knob_that_moved_fragmentation():
     assert df.filter(pl.col("status") == "failed")["error"].to_list() == ["SettingsError: boom"]
     effects = main_effects(df, ks)
     top = top_per_metric(effects)
-    assert top["simulated.unusable_index_pb.all"].knob == "mobility_grouping"
+    assert top["simulated.unusable_index_o9.all"].knob == "mobility_grouping"
     assert headline(effects).knob == "mobility_grouping"
-    assert headline(effects).metric == "simulated.unusable_index_pb.all"
+    assert headline(effects).metric == "simulated.unusable_index_o9.all"
     md = render_summary(df, ks, 12.0, 2)
     assert "moved fragmentation most: `mobility_grouping`" in md
     assert "## Failed points" in md and "SettingsError: boom" in md
+
+
+def test_pageblock_order_is_compared_at_fixed_orders():
+    """A smaller pageblock_order leaves the same free memory: at its own order it shows more
+    'free pageblocks' (a change of unit), at the fixed reference order 9 none more; the
+    unit-bound mixed-pageblock count is not ranked against it."""
+    from replay.ci.metrics import side_scalars
+
+    counts = [0] * 7 + [8, 0, 1, 0]  # eight 512 KiB blocks and one 2 MiB block
+    side = {"end_free_blocks": {"0/DMA32": counts}, "end_free_pageblocks": {},
+            "end_mixed_pageblocks": {"0/DMA32": 3}}
+    own7 = side_scalars({**side, "end_free_pageblocks": {"0/DMA32": 10}}, 7, (9, 7))
+    own9 = side_scalars({**side, "end_free_pageblocks": {"0/DMA32": 1}}, 9, (9, 7))
+    assert own7["free_pageblocks.total"] == 10 and own9["free_pageblocks.total"] == 1
+    assert own7["free_blocks_o9.total"] == own9["free_blocks_o9.total"] == 1
+    assert own7["free_blocks_o7.total"] == own9["free_blocks_o7.total"] == 12
+    assert own7["unusable_index_o9.all"] == own9["unusable_index_o9.all"] == 1000 * 8 // 12
+    pts = parse_grid(["pageblock_order=7,9"])
+    job = TraceJob("t", "/x/t", 1)
+    rows = [make_row(job, p, {"metrics": {**m, "mixed_pageblocks.total": 3 * (1 + p.index)}},
+                     {"metrics": {}}) for p, m in zip(pts, (own7, own9), strict=True)]
+    df = to_frame(rows, knobs(pts))
+    effects = {e.metric: e.mean_effect for e in main_effects(df, knobs(pts))}
+    assert effects["simulated.free_blocks_o9.total"] == 0
+    assert effects["simulated.free_blocks_o7.total"] == 0
+    assert "simulated.mixed_pageblocks.total" not in effects
+    md = render_summary(df, knobs(pts), 1.0, 1)
+    assert "fixed reference orders (9 (2 MiB), 7 (512 KiB))" in md
+    assert "unusable@o9 all" in md and "free 512 KiB blocks" in md
+
+
+def test_sweep_dashboard_names_each_panels_knob():
+    from replay.sweep.dashboard import build_figure
+
+    rows, ks = synthetic_rows()
+    fig = build_figure(to_frame(rows, ks), ks)
+    titles = [fig.layout[k].title.text for k in fig.layout if k.startswith("xaxis")]
+    per_knob = {k: titles.count(k) for k in ks}  # every panel, not only the bottom row's
+    assert len(titles) == sum(per_knob.values()) and set(per_knob.values()) == {3}
 
 
 def test_table_columns_lead_with_the_settings():

@@ -11,6 +11,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+# Orders every report is also measured at, whatever its pageblock_order: what-if settings
+# that change pageblock_order are compared like with like there (9: a 2 MiB THP).
+REFERENCE_ORDERS = (9,)
+
 # Headline counters copied from a side of the report under the same name.
 COUNTERS = ("allocs", "fallbacks", "fragmenting_fallbacks", "ownership_changes",
             "severe_fallbacks", "moderate_fallbacks", "pcp_refill_blocks", "pcp_drained_pages")
@@ -33,8 +37,12 @@ def number(x: object) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def side_scalars(side: dict, pageblock_order: int) -> dict[str, float]:
-    """The scalar metrics of one side (`observed` or `simulated`) of a report dict."""
+def side_scalars(side: dict, pageblock_order: int,
+                 ref_orders: tuple[int, ...] = REFERENCE_ORDERS) -> dict[str, float]:
+    """The scalar metrics of one side (`observed` or `simulated`) of a report dict.
+
+    `unusable_index_pb` and `free_pageblocks` are at the side's own pageblock_order;
+    `unusable_index_o<N>` and `free_blocks_o<N>` at each fixed reference order N."""
     out: dict[str, float] = {}
     for key in COUNTERS:
         if (v := number(side.get(key))) is not None:
@@ -51,11 +59,32 @@ def side_scalars(side: dict, pageblock_order: int) -> dict[str, float]:
     out.update(_per_zone("unusable_index_pb", unusable, "worst", max))
     if (v := _unusable_all_zones(side, pageblock_order)) is not None:
         out["unusable_index_pb.all"] = v
+    for o in sorted(set(ref_orders) | set(REFERENCE_ORDERS)):
+        out.update(reference_order_scalars(side, o))
     for name, key in (("free_pageblocks", "end_free_pageblocks"),
                       ("mixed_pageblocks", "end_mixed_pageblocks"),
                       ("free_pages", "end_free_pages")):
         zones = {zone: number(v) for zone, v in _zones(side, key).items()}
         out.update(_per_zone(name, zones, "total", sum))
+    return out
+
+
+def reference_order_scalars(side: dict, order: int) -> dict[str, float]:
+    """The unusable index at `order` (per zone, worst, all zones) and the free blocks of at
+    least that order counted in order-`order` units, from the end free blocks."""
+    from replay.metrics.fragmentation import MAX_ORDER, free_pageblocks, unusable_free_index
+
+    if not 0 <= order < MAX_ORDER:
+        return {}
+    unusable, free = {}, {}
+    for zone, c in _zones(side, "end_free_blocks").items():
+        if isinstance(c, list) and len(c) == MAX_ORDER:
+            unusable[zone] = float(unusable_free_index(c, order))
+            free[zone] = float(free_pageblocks(c, order))
+    out = _per_zone(f"unusable_index_o{order}", unusable, "worst", max)
+    out.update(_per_zone(f"free_blocks_o{order}", free, "total", sum))
+    if (v := _unusable_all_zones(side, order)) is not None:
+        out[f"unusable_index_o{order}.all"] = v
     return out
 
 
@@ -118,12 +147,13 @@ def agreement_rate(report: dict) -> float | None:
     return number(ag.get("rate")) if isinstance(ag, dict) and ag.get("decisions") else None
 
 
-def report_metrics(report: dict, prefer: str = "auto") -> ReportMetrics:
+def report_metrics(report: dict, prefer: str = "auto",
+                   ref_orders: tuple[int, ...] = REFERENCE_ORDERS) -> ReportMetrics:
     """The flat metrics of a report dict, from its simulated side when present."""
     side = report_side(report, prefer)
     data = report.get(side)
-    values = side_scalars(data, pageblock_order_of(report, side)) if isinstance(data, dict) \
-        else {}
+    values = side_scalars(data, pageblock_order_of(report, side), ref_orders) \
+        if isinstance(data, dict) else {}
     if (rate := agreement_rate(report)) is not None:
         values["agreement_rate"] = rate
     trace = report.get("trace") if isinstance(report.get("trace"), dict) else {}

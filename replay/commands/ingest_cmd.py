@@ -43,6 +43,16 @@ def warn_damaged(stats: TraceStats, err: Console) -> None:
                   "read before it", highlight=False, markup=False)
 
 
+def warn_profile(choice, err: Console) -> None:
+    """Say which kernel rules a replay follows when that is a guess or a what-if."""
+    for w in choice.warnings:
+        err.print(f"warning: {w}", highlight=False, markup=False)
+    if choice.what_if:
+        err.print(f"note: the trace is from {choice.release or choice.trace.kernel} "
+                  f"({choice.trace.name}); the model follows {choice.model.name}'s rules",
+                  highlight=False, markup=False)
+
+
 def run_ingest(source: str, output: Path | None, fmt: str, strict: bool, as_json: bool,
                threads: int, out: Console, err: Console) -> int:
     if fmt not in ("auto", "ftrace", "trace-cmd"):

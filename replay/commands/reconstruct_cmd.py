@@ -7,14 +7,34 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from replay.commands.ingest_cmd import warn_damaged
+from replay.commands.ingest_cmd import warn_damaged, warn_profile
 from replay.engine.reconstruct import ReconstructResult, reconstruct
+from replay.metrics.compaction import compaction_section
 from replay.pipeline import load
 
 
-def print_result(r: ReconstructResult, source: str, seconds: float, out: Console) -> None:
+def print_compaction(comp: dict, out: Console) -> None:
+    """What compaction did, as the trace and the replay saw it (nothing when none ran)."""
+    t = comp.get("trace") or {}
+    if not t.get("runs"):
+        return
+    rep = comp.get("replay") or {}
+    line = (f"compaction: {t['runs']} runs ({t['direct_compactions']} direct attempts), free "
+            f"scanner isolated {t['free_isolated']:,} pages (traced), migrated "
+            f"{t['migrated']:,}")
+    if rep:
+        line += (f"; untraced fast search inferred {rep['inferred_untraced_pages']:,} pages"
+                 + (f" (vmstat residual {comp['untraced_isolated_pages']:,})"
+                    if "untraced_isolated_pages" in comp else "")
+                 + f"; {rep['captures']} captures, {rep['targets_released']:,} targets released")
+    out.print(line, highlight=False)
+
+
+def print_result(r: ReconstructResult, source: str, seconds: float, out: Console,
+                 why: str | None = None) -> None:
     n = len(r.events)
     bad = sum(r.inconsistencies.values())
     if r.end is None:
@@ -23,8 +43,9 @@ def print_result(r: ReconstructResult, source: str, seconds: float, out: Console
                   f"state is a guess); {n:,} events in {seconds:.2f}s", highlight=False)
     else:
         verdict = "[bold green]EXACT[/]" if r.exact else "[bold red]NOT EXACT[/]"
-        out.print(f"{source}: {verdict} against /proc/buddyinfo; {bad} inconsistent events; "
-                  f"{n:,} events in {seconds:.2f}s", highlight=False)
+        reason = f" ({escape(why)})" if why and not r.exact else ""
+        out.print(f"{source}: {verdict} against /proc/buddyinfo{reason}; {bad} inconsistent "
+                  f"events; {n:,} events in {seconds:.2f}s", highlight=False)
     t = Table(show_header=True, header_style="bold")
     t.add_column("check")
     t.add_column("zone")
@@ -40,6 +61,9 @@ def print_result(r: ReconstructResult, source: str, seconds: float, out: Console
     if bad:
         out.print("inconsistencies: " + ", ".join(f"{k} {v}" for k, v in
                                                    r.inconsistencies.items() if v))
+    if r.profile is not None:
+        out.print(f"kernel rules: {r.profile.model.name} ({r.profile.model.source}; "
+                  f"release {r.profile.release or 'unknown'})", highlight=False)
     a = r.agreement
     out.print(f"agreement: {a.exact:,}/{a.decisions:,} takes as __rmqueue_smallest predicts "
               f"({100 * a.rate:.3f}%; {100 * a.determined_rate:.3f}% of the {a.determined:,} "
@@ -52,21 +76,29 @@ def print_result(r: ReconstructResult, source: str, seconds: float, out: Console
 
 
 def run_reconstruct(source: str, json_out: Path | None, machine: str | None, out: Console,
-                    err: Console) -> int:
+                    err: Console, kernel: str | None = None) -> int:
     t0 = time.perf_counter()
-    run = load(source, machine)
+    run = load(source, machine, kernel)
     warn_damaged(run.data.stats, err)
-    r = reconstruct(run.data, run.bundle, run.machine)
+    r = reconstruct(run.data, run.bundle, run.machine, kernel=kernel)
+    warn_profile(r.profile, err)
     dt = time.perf_counter() - t0
     d = r.as_dict()
     d["source"] = source
     d["seconds"] = round(dt, 3)
+    b = run.bundle
+    comp = compaction_section(run.data.events.slice(r.i_start), b.start.vmstat if b else None,
+                              b.end.vmstat if b else None, r.compaction, r.counters)
+    d["compaction"] = comp
+    d["verdict"] = ("exact" if r.exact else "not exact") + (f": {comp['verdict']}"
+                                                            if comp.get("verdict") else "")
     if json_out is not None:
         if str(json_out) == "-":
             out.print_json(json.dumps(d))
             return 0 if r.exact or r.end is None else 1
         json_out.write_text(json.dumps(d, indent=2))
-    print_result(r, source, dt, out)
+    print_result(r, source, dt, out, comp.get("verdict"))
+    print_compaction(comp, out)
     if r.end is None:
         err.print("note: no end snapshot in this source, so nothing to check against")
         return 0

@@ -10,8 +10,9 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from replay.commands.ingest_cmd import warn_damaged
+from replay.commands.ingest_cmd import warn_damaged, warn_profile
 from replay.engine.simulate import Settings
+from replay.errors import SettingsError
 from replay.pipeline import load, observe, simulate_run
 
 
@@ -50,13 +51,18 @@ def model_counts(c: dict[str, int], events) -> dict[str, int]:
 
 
 def run_simulate(source: str, sets: list[str] | None, outdir: Path | None, agreement: bool,
-                 machine: str | None, out: Console, err: Console) -> int:
+                 machine: str | None, out: Console, err: Console,
+                 kernel: str | None = None) -> int:
     settings = Settings.parse(sets)
+    if kernel is not None and settings.get("kernel") not in (None, kernel):
+        raise SettingsError(f"--kernel {kernel} and --set kernel={settings.get('kernel')}: "
+                            "give one")
     t0 = time.perf_counter()
-    run = load(source, machine)
+    run = load(source, machine, kernel or settings.get("kernel"))
     warn_damaged(run.data.stats, err)
     t1 = time.perf_counter()
     sim = simulate_run(run, settings, samples=False)
+    warn_profile(sim.profile, err)
     t2 = time.perf_counter()
     # observed counts only over the replayed part of the trace (after the start snapshot)
     i_start = sim.i_start
@@ -73,8 +79,11 @@ def run_simulate(source: str, sets: list[str] | None, outdir: Path | None, agree
     out.print(f"settings: {settings.as_dict() or 'the kernel’s'}; {n:,} trace events simulated in "
               f"{t2 - t1:.2f}s ({n / max(t2 - t1, 1e-9) / 1e6:.2f} M events/s; load "
               f"{t1 - t0:.2f}s)", highlight=False)
+    out.print(f"kernel rules: trace {sim.profile.trace.name}, model {sim.profile.model.name}"
+              + (" (what-if)" if sim.profile.what_if else ""), highlight=False)
     result = {"source": source, "settings": settings.as_dict(), "trace": obs, "model": mod,
-              "model_counters": sim.counters, "seconds": round(t2 - t1, 3)}
+              "model_counters": sim.counters, "seconds": round(t2 - t1, 3),
+              "kernel_profile": sim.profile.as_dict()}
     if agreement:
         r, _ = observe(run, samples=False)
         a = r.agreement

@@ -17,10 +17,13 @@ from replay.sweep.tasks import warm_up
 
 def run_sweep(sources: list[str], grid: list[str] | None, outdir: Path | None, workers: int,
               scheduler: str | None, cache: Path | None, machine: str | None, out: Console,
-              err: Console) -> int:
+              err: Console, orders: list[int] | None = None) -> int:
     """Validate, warm numba, run on the cluster, write the outputs; 0 all ok, 1 some failed."""
     if workers < 1:
         raise SettingsError("--workers must be at least 1")
+    for o in orders or []:
+        if not 0 <= o <= 10:
+            raise SettingsError(f"--order {o}: must be between 0 and 10")
     points = parse_grid(grid)
     jobs = trace_jobs(sources)
     cache_dir = cache or default_cache_dir()
@@ -34,7 +37,8 @@ def run_sweep(sources: list[str], grid: list[str] | None, outdir: Path | None, w
         task = bar.add_task("sweep", total=total)
         result = run_on(client, jobs, points, cache_dir, machine,
                         threads_per_worker(workers) if not scheduler else 2,
-                        lambda what: bar.update(task, advance=1, description=what[:40]))
+                        lambda what: bar.update(task, advance=1, description=what[:40]),
+                        tuple(orders or ()))
     paths = write_results(result, outdir)
     _print_result(result, out)
     out.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
@@ -73,7 +77,7 @@ def _progress(err: Console) -> Progress:
 
 
 def _print_result(result: SweepResult, out: Console) -> None:
-    from replay.sweep.effects import FRAGMENTATION, headline, main_effects
+    from replay.sweep.effects import headline, main_effects, metrics_of
     from replay.sweep.table import to_frame
 
     n, bad = len(result.rows), len(result.failed)
@@ -84,8 +88,9 @@ def _print_result(result: SweepResult, out: Console) -> None:
         out.print(f"  failed: {r['trace']} [{r['settings']}]: {r['error']}", highlight=False,
                   markup=False)
     ks = knobs(result.points)
-    best = headline(main_effects(to_frame(result.rows, ks), ks))
+    df = to_frame(result.rows, ks)
+    best = headline(main_effects(df, ks))
     if best is not None:
         out.print(f"knob that moved fragmentation most: {best.knob} (by the "
-                  f"{dict(FRAGMENTATION)[best.metric]}: {best.mean_effect:.4g})",
+                  f"{dict(metrics_of(df))[best.metric]}: {best.mean_effect:.4g})",
                   highlight=False)

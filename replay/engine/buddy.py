@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from numba import njit
 
+from replay.engine.profile import CFG_MERGE_RETYPE, CFG_SPLIT_LARGE_FREE
 from replay.engine.state import (
     CFG_MAX_ORDER,
     CFG_PAGEBLOCK_ORDER,
@@ -234,14 +235,31 @@ def __free_one_page(st, z, pfn, order, mt, to_tail_forced):
     """__free_one_page(): merge with free buddies up the orders, then list at head or tail.
 
     Returns the head pfn of the final block. The block goes on the list of `mt` (the freeing
-    page's cached type), whatever its buddies' lists were.
+    page's cached type), whatever its buddies' lists were. With the merge_retype rule (6.12
+    page_alloc.c:874) a buddy pageblock of another mergeable type takes `mt`.
     """
+    head, _ = free_one_page_capc(st, z, pfn, order, mt, to_tail_forced, -1)
+    return head
+
+
+@njit(cache=True, _nrt=False)
+def free_one_page_capc(st, z, pfn, order, mt, to_tail_forced, capture_order):
+    """__free_one_page() with a direct compaction's capture_control: when the merging block
+    reaches `capture_order` (-1: none) and compaction_capture() accepts it, the block is taken
+    for the compacting task instead of being listed. Returns (head pfn, captured)."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
     if mt != MIGRATE_ISOLATE:
         st.nr_free_pages[z] += 1 << order
     buddy_pfn = pfn ^ (1 << order)
     max_order = st.config[CFG_MAX_ORDER]
     while order < max_order - 1:
+        if capture_order >= 0 and order == capture_order and mt != MIGRATE_ISOLATE and not (
+                order < pbo and mt == MIGRATE_MOVABLE):  # compaction_capture()
+            if mt != MIGRATE_ISOLATE:
+                st.nr_free_pages[z] -= 1 << order
+            st.pg_state[pfn] = PG_NONE
+            st.pg_order[pfn] = order
+            return pfn, True
         buddy_pfn = pfn ^ (1 << order)
         if not page_is_buddy(st, z, buddy_pfn, order):
             break
@@ -250,6 +268,8 @@ def __free_one_page(st, z, pfn, order, mt, to_tail_forced):
             bmt = st.pb_mt[buddy_pfn >> pbo]
             if mt != bmt and (mt >= MIGRATE_HIGHATOMIC or bmt >= MIGRATE_HIGHATOMIC):
                 break
+            if mt != bmt and st.config[CFG_MERGE_RETYPE] != 0:
+                change_pageblock_range(st, buddy_pfn, order, mt)
         del_page_from_free_list(st, z, buddy_pfn)
         pfn = pfn & buddy_pfn
         order += 1
@@ -259,7 +279,55 @@ def __free_one_page(st, z, pfn, order, mt, to_tail_forced):
         to_tail = buddy_merge_likely(st, z, pfn, buddy_pfn, order)
     add_to_free_list(st, z, pfn, order, mt, to_tail)
     st.pg_warm[pfn] = 1
-    return pfn
+    return pfn, False
+
+
+@njit(cache=True, _nrt=False)
+def free_one_page(st, z, pfn, order):
+    """free_one_page(): a block straight to the buddy lists with its pageblock's type. With
+    the split_large_free rule (6.12 split_large_buddy, page_alloc.c:1272) a block above
+    pageblock_order is freed as pageblock-sized pieces, each with its own pageblock's type."""
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    st.pg_state[pfn] = PG_NONE
+    if order <= pbo or st.config[CFG_SPLIT_LARGE_FREE] == 0:
+        return __free_one_page(st, z, pfn, order, st.pb_mt[pfn >> pbo], False)
+    head = pfn
+    for k in range(1 << (order - pbo)):
+        piece = pfn + (k << pbo)
+        st.pg_state[piece] = PG_NONE
+        head = __free_one_page(st, z, piece, pbo, st.pb_mt[piece >> pbo], False)
+    return head
+
+
+@njit(cache=True, _nrt=False)
+def move_freepages_pageblock(st, z, pfn, mt):
+    """__move_freepages_block() as the kernel did it (a traced claim or a proven type): every
+    free block of pfn's pageblock (inside the zone) to mt's lists, then the pageblock's type.
+    A free block of pageblock_order or more is moved whole and its pageblocks all re-typed.
+    Returns the pageblocks whose type changed."""
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    head = find_free_block(st, pfn)
+    if head >= 0 and st.pg_order[head] >= pbo:
+        changed = change_pageblock_range(st, head, st.pg_order[head], mt)
+        if st.pg_mt[head] != mt:
+            move_to_free_list_tail(st, z, head, mt)
+        return changed
+    start = (pfn >> pbo) << pbo
+    end = start + (1 << pbo)
+    start = max(start, st.zone_param[z, ZP_START])
+    end = min(end, st.zone_param[z, ZP_END])
+    p = start
+    while p < end:
+        if st.pg_state[p] == PG_BUDDY:
+            o = st.pg_order[p]
+            if st.pg_mt[p] != mt:
+                move_to_free_list_tail(st, z, p, mt)
+            p += 1 << o
+        else:
+            p += 1
+    changed = 1 if st.pb_mt[pfn >> pbo] != mt else 0
+    st.pb_mt[pfn >> pbo] = mt
+    return changed
 
 
 @njit(cache=True, _nrt=False)

@@ -14,13 +14,17 @@ from numba import njit
 
 from replay.engine.buddy import (
     MIGRATE_HIGHATOMIC,
+    MIGRATE_MOVABLE,
     __free_one_page,
     add_to_free_list,
     change_pageblock_range,
     del_page_from_free_list,
     find_free_block,
     find_pcp_block,
+    free_one_page,
+    free_one_page_capc,
     move_freepages_block,
+    move_freepages_pageblock,
     move_to_free_list_tail,
     pcp_add,
     pcp_allowed_order,
@@ -28,7 +32,28 @@ from replay.engine.buddy import (
     split_around,
     take_free_block,
 )
+from replay.engine.compaction import (
+    CC_ACTIVE,
+    CC_CAPTURE,
+    CC_PID,
+    K_RUNS,
+    TARGET_INFERRED,
+    __isolate_free_page,
+    move_freelist_head,
+    revert_inferred_target,
+)
+from replay.engine.follow_compaction import (
+    K_CAPTURED_PAGES,
+    K_CAPTURES,
+    K_RELEASED,
+    capture_order_of,
+    compaction_event,
+    source_freed,
+    task_event,
+    task_run,
+)
 from replay.engine.policy import can_steal_fallback
+from replay.engine.profile import CFG_EXTFRAG_TAKES, CFG_LIST_IS_PAGEBLOCK, CFG_SPLIT_LARGE_FREE
 from replay.engine.state import (
     CFG_LOSSY,
     CFG_PAGEBLOCK_ORDER,
@@ -42,16 +67,22 @@ from replay.engine.state import (
 from replay.trace.schema import (
     EV_ALLOC,
     EV_EXTFRAG,
+    EV_FIRST_COMPACTION,
     EV_FREE,
     EV_FREE_BATCHED,
     EV_PCPU_DRAIN,
     EV_ZONE_LOCKED,
 )
 
+__GFP_COMP = 0x40000
+
 # Free dispositions, decided before the loop from what happens next to the same pfn.
 D_NONE, D_PCP, D_DEFER, D_DIRECT_LOOKAHEAD, D_DIRECT_IRQ = 0, 1, 2, 3, 4
 D_DIRECT_ORDER = 5  # not a pcp order: __free_pages_ok
 D_DIRECT_UNEXPLAINED = 6  # looks direct, but in task context: the pcp trylock cannot have failed
+# 6.12 (extfrag_only_takes): a claim below pageblock_order is traced as its zone_locked, then
+# the extfrag. The zone_locked is marked to apply the claim (__move_freepages_block) first.
+D_CLAIM_FIRST, D_CLAIMED = 7, 8
 
 COUNTER_NAMES: tuple[str, ...] = (
     "takes",  # 0 zone_locked applied
@@ -75,6 +106,12 @@ COUNTER_NAMES: tuple[str, ...] = (
     "pcp_alloc_not_on_pcp",  # 18 informational: pcp-order alloc taken straight from buddy
     "unexplained_direct_free",  # 19 inconsistency: a task-context free that skipped the pcp
     "lost_event_resyncs",  # 20 lossy traces: a model head the kernel skipped, taken as lost
+    "inferred_takes_reverted",  # 21 pages of an inferred fast-search take the kernel still had
+    "inferred_targets_confirmed",  # 22 inferred targets later freed (their migrated data)
+    "inferred_from_later_free",  # 23 a page free in the model, freed again: taken untraced
+    "inferred_list_rotations",  # 24 a compaction fast search's untraced move_freelist_head
+    "inferred_fast_takes",  # 25 pages of a block the kernel skipped: taken by a fast search
+    "extfrag_takes",  # 26 6.12: claims of whole blocks and steals, traced by extfrag alone
 )
 N_COUNTERS = len(COUNTER_NAMES)
 INCONSISTENCIES = (12, 13, 14, 15, 16, 17, 19)
@@ -83,6 +120,8 @@ C_LISTFIX, C_PBFIX, C_STEALS, C_RETYPE = 8, 9, 10, 11
 C_BADTAKE, C_BADDRAIN, C_BADALLOC, C_DOUBLEFREE, C_BADSTEAL, C_OUTSIDE, C_PCPMISS = range(12, 19)
 C_UNEXPLAINED = 19
 C_RESYNC = 20
+C_REVERTED, C_CONFIRMED, C_INFERRED_FREE, C_ROTATED, C_INFERRED_TAKE = 21, 22, 23, 24, 25
+C_EXTFRAG_TAKES = 26
 
 
 @njit(cache=True, _nrt=False)
@@ -95,9 +134,14 @@ def zone_of(st, pfn):
 @njit(cache=True, _nrt=False)
 def fix_list_type(st, z, head, mt, counters):
     """The kernel took `head` from the `mt` list: if the model had it elsewhere, move it there
-    and move a cold block of the same order the other way, so per-type counts stay right."""
+    and move a cold block of the same order the other way, so per-type counts stay right.
+    Where a free block's list is always its pageblock's type (6.12), the take proves the
+    pageblock's type instead: fix_pageblock_type."""
     old = st.pg_mt[head]
     if old == mt:
+        return
+    if st.config[CFG_LIST_IS_PAGEBLOCK] != 0:
+        fix_pageblock_type(st, z, head, mt, counters)
         return
     order = st.pg_order[head]
     counters[C_LISTFIX] += 1
@@ -111,6 +155,44 @@ def fix_list_type(st, z, head, mt, counters):
         del_page_from_free_list(st, z, swap)
         add_to_free_list(st, z, swap, order, old, False)
     add_to_free_list(st, z, head, order, mt, False)
+
+
+@njit(cache=True, _nrt=False)
+def fix_pageblock_type(st, z, pfn, mt, counters):
+    """The kernel shows pfn's pageblock has type mt (a take from list mt, or a drain's type,
+    where list type = pageblock type): re-type the model's pageblock, moving its free blocks."""
+    if st.pb_mt[pfn >> st.config[CFG_PAGEBLOCK_ORDER]] != mt or find_free_block(st, pfn) >= 0:
+        counters[C_PBFIX] += move_freepages_pageblock(st, z, pfn, mt)
+
+
+@njit(cache=True, _nrt=False)
+def extfrag_take(st, z, pfn, order, ford, start_mt, fmt, cpu, counters):
+    """A 6.12 extfrag with no zone_locked: a claim of a block of pageblock_order or more
+    (try_to_steal_block: the block is re-typed start_mt, expand() puts the rest on start_mt's
+    lists) or a steal (__rmqueue_steal: the smallest fallback block, the rest stays on its
+    pageblock's list). pfn is the page handed out; it joins the pcp refill it is part of."""
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    counters[C_EXTFRAG_TAKES] += 1
+    head = find_free_block(st, pfn)
+    if head < 0 or st.pg_order[head] != ford:
+        counters[C_BADSTEAL] += 1
+        if head < 0:
+            return
+    if ford >= pbo and head == pfn:
+        counters[C_STEALS] += 1
+        take_free_block(st, z, head)
+        counters[C_RETYPE] += change_pageblock_range(st, head, ford, start_mt)
+        split_around(st, z, head, ford, pfn, order, start_mt)
+        st.nr_free_pages[z] += (1 << ford) - (1 << order)
+    else:
+        counters[C_STEALS] += 1
+        take(st, z, pfn, order, fmt, counters)
+    if pcp_allowed_order(order, pbo) and start_mt < MIGRATE_HIGHATOMIC:
+        pcp_add(st, cpu, z, pfn, order, start_mt, True)
+    else:
+        st.pg_state[pfn] = PG_ALLOC
+        st.pg_order[pfn] = order
+        st.pg_mt[pfn] = start_mt
 
 
 @njit(cache=True, _nrt=False)
@@ -147,8 +229,12 @@ def take(st, z, pfn, order, mt, counters):
     """A traced take of [pfn, pfn + 2^order) from the buddy lists (zone_locked); returns
     whether the block taken had been placed by the trace (warm)."""
     head = find_free_block(st, pfn)
-    if head < 0:
+    if head < 0 or head + (1 << st.pg_order[head]) < pfn + (1 << order):
+        # part of the block sits on a pcp list in the model: freed straight to buddy after all
         free_pcp_pages_in(st, pfn, pfn + (1 << order), counters)
+        head = find_free_block(st, pfn)
+    if head < 0 and st.pg_target[pfn] >= TARGET_INFERRED:
+        counters[C_REVERTED] += revert_inferred_target(st, pfn)
         head = find_free_block(st, pfn)
     if head < 0:
         counters[C_BADTAKE] += 1
@@ -205,15 +291,102 @@ def steal(st, z, pfn, alloc_order, fallback_order, start_mt, fallback_mt, chown,
         counters[C_PBFIX] += 1
 
 
+@njit(cache=True, _nrt=False)
+def carve_out(st, pfn, order, counters):
+    """A page the model has free is freed (or drained) again: after compaction, the untraced
+    fast search took it as a target. Take [pfn, pfn + 2^order) off the free lists, allocated,
+    before the free is applied. Returns False when the pages are not all free."""
+    head = find_free_block(st, pfn)
+    if head < 0:
+        return False
+    z = st.pg_zone[head]
+    high = take_free_block(st, z, head)
+    if high < order:
+        add_to_free_list(st, z, head, high, st.pg_mt[head], False)
+        st.nr_free_pages[z] += 1 << high
+        return False
+    split_around(st, z, head, high, pfn, order, st.pb_mt[pfn >> st.config[CFG_PAGEBLOCK_ORDER]])
+    st.nr_free_pages[z] += (1 << high) - (1 << order)
+    st.pg_state[pfn] = PG_ALLOC
+    st.pg_order[pfn] = order
+    counters[C_INFERRED_FREE] += 1 << order
+    return True
+
+
+@njit(cache=True, _nrt=False)
+def infer_fast_search_move(st, z, h, p, m, counters):
+    """After compaction, the kernel took p where the model predicted h: an untraced move of
+    fast_isolate_freepages(). If p's block is on h's list, the kernel had rotated it to the head
+    (move_freelist_head); if h sits on a smaller order's list, the kernel no longer had h: its
+    fast search took it as a target (inferred; a later take of h reverts that)."""
+    fb = find_free_block(st, p)
+    if fb < 0:
+        return
+    if st.pg_order[fb] == st.pg_order[h] and st.pg_mt[fb] == st.pg_mt[h]:
+        move_freelist_head(st, z, st.pg_order[fb], st.pg_mt[fb], fb)
+        counters[C_ROTATED] += 1
+    elif st.pg_order[h] < st.pg_order[fb] and st.pg_mt[h] == MIGRATE_MOVABLE:
+        counters[C_INFERRED_TAKE] += __isolate_free_page(st, z, h, True)
+
+
+@njit(cache=True, _nrt=False)
+def any_active_run(cc):
+    for k in range(K_RUNS):
+        if cc[k, CC_ACTIVE] == 1:
+            return True
+    return False
+
+
+@njit(cache=True, _nrt=False)
+def claim_capture(cc, pid, pfn):
+    """The task's mm_page_alloc of the block its compaction captured: True (and forget it)."""
+    for k in range(K_RUNS):
+        if cc[k, CC_PID] == pid and cc[k, CC_CAPTURE] == pfn:
+            cc[k, CC_CAPTURE] = -1
+            return True
+    return False
+
+
+@njit(cache=True, _nrt=False)
+def free_to_buddy(st, cc, r, z, p, o, m, kc):
+    """A block returned to the buddy lists (drain or direct free); the compacting task's own
+    frees (r >= 0) may be captured by its direct compaction."""
+    cap = capture_order_of(cc, r, z)
+    if cap < 0:
+        __free_one_page(st, z, p, o, m, False)
+        return False
+    head, captured = free_one_page_capc(st, z, p, o, m, False, cap)
+    if captured:
+        cc[r, CC_CAPTURE] = head
+        kc[K_CAPTURES] += 1
+        kc[K_CAPTURED_PAGES] += 1 << cap
+    return captured
+
+
 @njit(nogil=True, cache=True, _nrt=False)  # no allocation inside: no reference counting
 def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i0, i1,
-                  counters, pred, pred_warm, taken_warm, fallback_flag):
+                  counters, pred, pred_warm, taken_warm, fallback_flag, pid, irq, gfp, cidx,
+                  cev, cc, zc, kc, heads, nh):
     """Apply events [i0, i1). For each zone_locked at index i, pred[i] is the pfn the model
-    predicted (-1: none) and pred_warm[i] whether that list position came from the trace."""
+    predicted (-1: none) and pred_warm[i] whether that list position came from the trace.
+    Compaction events drive the cc/zc tables (follow_compaction.py)."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
     in_fallback = False
+    active = any_active_run(cc)
+    compacted = kc[0] > 0  # a compaction run was seen: untraced fast-search takes possible
+    captures = False
+    for k in range(K_RUNS):
+        if cc[k, CC_CAPTURE] >= 0:
+            captures = True
     for i in range(i0, i1):
         e = ev[i]
+        if e >= EV_FIRST_COMPACTION:
+            if cidx[i] >= 0:
+                compaction_event(st, cc, zc, e, cev[cidx[i]], pid[i], gfp[i], order[i], i,
+                                 heads, nh, kc)
+                active = any_active_run(cc)
+                compacted = compacted or active
+            continue
         p = pfn[i]
         if p < 0:
             continue  # a failed allocation
@@ -222,8 +395,16 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
             counters[C_OUTSIDE] += 1
             continue
         o = order[i]
+        r = task_run(cc, pid[i]) if active else -1
+        task_context = (irq[i] & 0x30) == 0
+        if r >= 0 and not ((e == EV_FREE or e == EV_FREE_BATCHED) and task_context):
+            task_event(cc, zc, st, r, task_context, kc)
         if e == EV_ZONE_LOCKED:
             m = mt[i]
+            if disp[i] == D_CLAIM_FIRST:  # 6.12 __rmqueue_claim: the pageblock moves first
+                counters[C_STEALS] += 1
+                counters[C_RETYPE] += move_freepages_pageblock(st, z, p, m)
+                in_fallback = True
             h = rmqueue_smallest_head(st, z, o, m)
             pred[i] = h
             if h >= 0:
@@ -236,6 +417,8 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
                         # event. If it was free after all, a later take of it resynchronises.
                         take_free_block(st, st.pg_zone[h], h)
                         counters[C_RESYNC] += 1
+                elif compacted and h != p:
+                    infer_fast_search_move(st, z, h, p, m, counters)
             fallback_flag[i] = in_fallback
             in_fallback = False
             taken_warm[i] = take(st, z, p, o, m, counters)
@@ -248,7 +431,9 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
                 st.pg_mt[p] = m
         elif e == EV_ALLOC:
             s = st.pg_state[p]
-            if s == PG_PCP:
+            if captures and claim_capture(cc, pid[i], p):
+                s = PG_ALLOC  # the block its direct compaction captured
+            elif s == PG_PCP:
                 pcp_del(st, z, p)
             elif s == PG_BUDDY or (s == PG_NONE and find_free_block(st, p) >= 0):
                 counters[C_BADALLOC] += 1
@@ -260,16 +445,29 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
             st.pg_state[p] = PG_ALLOC
             st.pg_order[p] = o
             st.pg_mt[p] = mt[i]
+            st.pg_comp[p] = o + 1 if (o > 0 and (gfp[i] & __GFP_COMP) != 0) else 0
         elif e == EV_FREE or e == EV_FREE_BATCHED:
             d = disp[i]
             if d == D_DEFER or d == D_NONE:
                 continue
+            if r >= 0 and task_context:
+                source_freed(st, cc, zc, r, p, o, kc)
+                task_event(cc, zc, st, r, task_context, kc)
             s = st.pg_state[p]
             if s == PG_BUDDY or (s == PG_NONE and find_free_block(st, p) >= 0):
-                counters[C_DOUBLEFREE] += 1
-                continue
+                if not (compacted and carve_out(st, p, o, counters)):
+                    counters[C_DOUBLEFREE] += 1
+                    continue
+                s = PG_ALLOC
             if s == PG_PCP:
                 pcp_del(st, z, p)  # freed twice without a drain: keep the later placement
+            st.pg_comp[p] = 0
+            if st.pg_target[p] != 0:
+                if st.pg_target[p] >= TARGET_INFERRED:
+                    counters[C_CONFIRMED] += 1
+                st.pg_target[p] = 0
+                if r >= 0:
+                    kc[K_RELEASED] += 1  # release_freepages(): an unused target
             pbmt = st.pb_mt[p >> pbo]
             if d == D_PCP:
                 pcp_add(st, cpu[i], z, p, o, pbmt, False)
@@ -284,28 +482,78 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
                 else:
                     counters[C_DIRECT] += 1
                 st.pg_state[p] = PG_NONE
-                __free_one_page(st, z, p, o, pbmt, False)
+                if o > pbo and st.config[CFG_SPLIT_LARGE_FREE] != 0:
+                    free_one_page(st, z, p, o)  # 6.12 split_large_buddy: pageblock pieces
+                elif free_to_buddy(st, cc, r, z, p, o, pbmt, kc):
+                    captures = True
         elif e == EV_PCPU_DRAIN:
             s = st.pg_state[p]
             if s == PG_PCP:
                 pcp_del(st, z, p)
             elif s == PG_BUDDY or (s == PG_NONE and find_free_block(st, p) >= 0):
-                counters[C_BADDRAIN] += 1
-                continue
+                if not (compacted and carve_out(st, p, o, counters)):
+                    counters[C_BADDRAIN] += 1
+                    continue
             else:
                 counters[C_INITPCP] += 1
             st.pg_state[p] = PG_NONE
-            __free_one_page(st, z, p, o, mt[i], False)
+            if st.config[CFG_LIST_IS_PAGEBLOCK] != 0 and st.pb_mt[p >> pbo] != mt[i]:
+                fix_pageblock_type(st, z, p, mt[i], counters)  # the drain's type is the block's
+            if free_to_buddy(st, cc, r, z, p, o, mt[i], kc):
+                captures = True
             counters[C_DRAINS] += 1
         elif e == EV_EXTFRAG:
-            steal(st, z, p, o, ford[i], mt[i], fmt[i], chown[i], counters)
+            if st.config[CFG_EXTFRAG_TAKES] == 0:
+                steal(st, z, p, o, ford[i], mt[i], fmt[i], chown[i], counters)
+            elif disp[i] != D_CLAIMED:
+                extfrag_take(st, z, p, o, ford[i], mt[i], fmt[i], cpu[i], counters)
             in_fallback = True
     return 0
 
 
+def free_batched_orders(ev: np.ndarray, pfn: np.ndarray, order: np.ndarray,
+                        cpu: np.ndarray) -> int:
+    """6.12's mm_page_free_batched prints order=0 for every folio (free_unref_folios); its
+    real order is that of the mm_page_free of the same pfn just before it on the CPU. Fixes
+    `order` in place; returns the events changed."""
+    idx = np.flatnonzero(((ev == EV_FREE) | (ev == EV_FREE_BATCHED)) & (pfn >= 0))
+    if not len(idx):
+        return 0
+    key = np.lexsort((idx, pfn[idx], cpu[idx]))
+    srt = idx[key]
+    prev_same = np.zeros(len(srt), bool)
+    prev_same[1:] = (pfn[srt[1:]] == pfn[srt[:-1]]) & (cpu[srt[1:]] == cpu[srt[:-1]])
+    batched = (ev[srt] == EV_FREE_BATCHED) & prev_same
+    prev = np.roll(srt, 1)
+    sel = batched & (ev[prev] == EV_FREE)
+    dst, src = srt[sel], prev[sel]
+    changed = int(np.count_nonzero(order[dst] != order[src]))
+    order[dst] = order[src]
+    return changed
+
+
+def plan_claims(ev: np.ndarray, pfn: np.ndarray, cpu: np.ndarray, ford: np.ndarray,
+                chown: np.ndarray, disp: np.ndarray, pageblock_order: int) -> int:
+    """6.12 (extfrag_only_takes): a claim below pageblock_order is traced as the zone_locked
+    of the block __rmqueue_smallest took after __move_freepages_block, then the extfrag of
+    the same pfn. Marks that zone_locked D_CLAIM_FIRST and the extfrag D_CLAIMED; returns the
+    claims paired."""
+    paired = 0
+    for j in np.flatnonzero((ev == EV_EXTFRAG) & (pfn >= 0) & (ford < pageblock_order)
+                            & (chown == 1)):
+        for i in range(j - 1, max(j - 256, -1), -1):
+            if cpu[i] == cpu[j] and ev[i] == EV_ZONE_LOCKED:
+                if pfn[i] == pfn[j]:
+                    disp[i], disp[j] = D_CLAIM_FIRST, D_CLAIMED
+                    paired += 1
+                break
+    return paired
+
+
 def plan_free_dispositions(ev: np.ndarray, pfn: np.ndarray, order: np.ndarray,
                            irq_flags: np.ndarray, preempt: np.ndarray,
-                           pageblock_order: int) -> np.ndarray:
+                           pageblock_order: int, pfn_zone: np.ndarray | None = None,
+                           cpu: np.ndarray | None = None) -> np.ndarray:
     """How each traced free reached the buddy allocator, decided from what happens next.
 
     - mm_page_free followed by mm_page_free_batched of the same page: free_unref_page_list()
@@ -316,6 +564,9 @@ def plan_free_dispositions(ev: np.ndarray, pfn: np.ndarray, order: np.ndarray,
       (D_DIRECT_IRQ); otherwise it went to the pcp list (D_PCP).
     - non-pcp orders go straight to buddy (D_DIRECT_ORDER).
     - a lookahead-direct free in task context is D_DIRECT_UNEXPLAINED (an inconsistency).
+    - pcp locks are per zone: with `pfn_zone` (each pfn's zone) and `cpu`, an interrupt's free
+      is direct only if the context it interrupted on that CPU was working on the same zone
+      (on i386 a softirq frees a lowmem page while its task frees HighMem pages).
     """
     n = len(ev)
     disp = np.zeros(n, np.int8)
@@ -341,4 +592,25 @@ def plan_free_dispositions(ev: np.ndarray, pfn: np.ndarray, order: np.ndarray,
     disp[(disp == D_DIRECT_LOOKAHEAD) & task_context] = D_DIRECT_UNEXPLAINED
     irq_direct = ((irq_flags & 0x30) != 0) & (preempt >= 3)
     disp[pf & (disp == D_PCP) & (nxt < 0) & irq_direct] = D_DIRECT_IRQ
+    if pfn_zone is not None and cpu is not None:
+        _other_zone_irq_frees(disp, pfn, irq_flags, cpu, pfn_zone)
     return disp
+
+
+def _other_zone_irq_frees(disp: np.ndarray, pfn: np.ndarray, irq_flags: np.ndarray,
+                          cpu: np.ndarray, pfn_zone: np.ndarray) -> None:
+    """An interrupt's free can only fail the pcp trylock of the zone whose pcp lock the
+    interrupted context holds: the zone of the previous event of that context on the CPU."""
+    cand = np.flatnonzero(disp == D_DIRECT_IRQ)
+    n_pfn = len(pfn_zone)
+    for i in cand:
+        ctx = irq_flags[i] & 0x30
+        j = i - 1
+        while j >= 0 and j > i - 4096:
+            if cpu[j] == cpu[i] and (irq_flags[j] & 0x30) != ctx and 0 <= pfn[j] < n_pfn:
+                break
+            j -= 1
+        if j < 0 or j <= i - 4096 or pfn[i] >= n_pfn:
+            continue
+        if pfn_zone[pfn[j]] != pfn_zone[pfn[i]]:
+            disp[i] = D_PCP

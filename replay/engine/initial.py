@@ -41,6 +41,7 @@ from replay.trace.schema import (
 )
 
 KPF_LRU, KPF_SLAB, KPF_BUDDY, KPF_NOPAGE, KPF_PGTABLE = 5, 7, 10, 20, 26
+KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL = 15, 16
 
 
 def split_into_blocks(free: np.ndarray, pg_zone: np.ndarray,
@@ -98,14 +99,20 @@ def correct_free_set(free: np.ndarray, ev: np.ndarray, pfn: np.ndarray, order: n
 
 
 def pageblock_evidence(ev: np.ndarray, pfn: np.ndarray, mt: np.ndarray, fmt: np.ndarray,
-                       fmt_order: np.ndarray, i0: int, npb: int, pbo: int) -> np.ndarray:
+                       fmt_order: np.ndarray, i0: int, npb: int, pbo: int,
+                       takes: np.ndarray | None = None) -> np.ndarray:
     """Per pageblock, the type the trace shows before any steal touches it (-1: no evidence).
 
     A pcpu_drain's migratetype is the cached pageblock type of the page when it was freed;
-    an extfrag's fallback type is its list, and after it the pageblock may change."""
+    an extfrag's fallback type is its list, and after it the pageblock may change. Where a
+    list's type is its pageblock's (6.12), the zone_locked events in the `takes` mask (all
+    but a claim's, whose list is the new type) show the pageblock's type too."""
     out = np.full(npb, -1, np.int8)
     sel = np.arange(i0, len(ev))
-    sel = sel[(pfn[sel] >= 0) & ((ev[sel] == EV_PCPU_DRAIN) | (ev[sel] == EV_EXTFRAG))]
+    kinds = (ev[sel] == EV_PCPU_DRAIN) | (ev[sel] == EV_EXTFRAG)
+    if takes is not None:
+        kinds |= takes[sel]
+    sel = sel[(pfn[sel] >= 0) & kinds]
     if not len(sel):
         return out
     # an extfrag of a block of pageblock_order or more speaks for every pageblock it spans
@@ -116,31 +123,35 @@ def pageblock_evidence(ev: np.ndarray, pfn: np.ndarray, mt: np.ndarray, fmt: np.
     pb = (pfn[rep] >> pbo) + offs
     pbu, first = np.unique(pb, return_index=True)
     first_sel = rep[first]
-    is_drain = ev[first_sel] == EV_PCPU_DRAIN
-    typ = np.where(is_drain, mt[first_sel], fmt[first_sel]).astype(np.int8)
+    typ = np.where(ev[first_sel] != EV_EXTFRAG, mt[first_sel], fmt[first_sel]).astype(np.int8)
     keep = (pbu < npb) & (typ >= 0) & (typ < MIGRATE_TYPES)
     out[pbu[keep]] = typ[keep]
     return out
+
+
+def movable_scores(st: State, kpf: np.ndarray | None, pbo: int) -> np.ndarray:
+    """Per pageblock, how movable its content looks in kpageflags (LRU pages count for,
+    slab and page tables against, free pages half for)."""
+    n = st.pg_zone.shape[0]
+    npb_all = len(st.pb_mt)
+    if kpf is None:
+        return np.zeros(npb_all)
+    flags = np.zeros(npb_all << pbo, np.uint64)
+    m = min(len(kpf), n)
+    flags[:m] = kpf[:m]
+    flags = flags.reshape(npb_all, 1 << pbo)
+    lru = ((flags >> np.uint64(KPF_LRU)) & np.uint64(1)).sum(axis=1)
+    buddy = ((flags >> np.uint64(KPF_BUDDY)) & np.uint64(1)).sum(axis=1)
+    unmov = (((flags >> np.uint64(KPF_SLAB)) | (flags >> np.uint64(KPF_PGTABLE)))
+             & np.uint64(1)).sum(axis=1)
+    return lru.astype(np.float64) + buddy * 0.5 - unmov * 2
 
 
 def assign_pageblock_types(machine: Machine, st: State, kpf: np.ndarray | None,
                            evidence: np.ndarray, targets: dict[int, dict[int, int]]) -> None:
     """Pageblock types: evidence first, then fill each zone's per-type counts by content."""
     pbo = machine.pageblock_order
-    n = st.pg_zone.shape[0]
-    npb_all = len(st.pb_mt)
-    if kpf is not None:
-        flags = np.zeros(npb_all << pbo, np.uint64)
-        m = min(len(kpf), n)
-        flags[:m] = kpf[:m]
-        flags = flags.reshape(npb_all, 1 << pbo)
-        lru = ((flags >> np.uint64(KPF_LRU)) & np.uint64(1)).sum(axis=1)
-        buddy = ((flags >> np.uint64(KPF_BUDDY)) & np.uint64(1)).sum(axis=1)
-        unmov = (((flags >> np.uint64(KPF_SLAB)) | (flags >> np.uint64(KPF_PGTABLE)))
-                 & np.uint64(1)).sum(axis=1)
-        movable_score = lru.astype(np.float64) + buddy * 0.5 - unmov * 2
-    else:
-        movable_score = np.zeros(npb_all)
+    movable_score = movable_scores(st, kpf, pbo)
     for zi, z in enumerate(machine.zones):
         pbs = zone_pageblocks(st, z.start_pfn, z.end_pfn, zi, pbo)
         target = targets.get(zi)
@@ -204,8 +215,10 @@ def build_free_lists(st: State, heads: list[np.ndarray], list_types: list[np.nda
 
 
 def match_list_type_counts(st: State, heads: list[np.ndarray], types: list[np.ndarray],
-                           targets: dict[tuple[int, int], np.ndarray]) -> None:
-    """Move blocks between list types until each (zone, order) has pagetypeinfo's counts."""
+                           targets: dict[tuple[int, int], np.ndarray],
+                           prefer: list[np.ndarray] | None = None) -> None:
+    """Move blocks between list types until each (zone, order) has pagetypeinfo's counts:
+    the highest-pfn block of a surplus type first, among the `prefer`red blocks if any."""
     for o in range(MAX_ORDER):
         h = heads[o]
         if not len(h):
@@ -226,18 +239,87 @@ def match_list_type_counts(st: State, heads: list[np.ndarray], types: list[np.nd
                         break
                     m_from = donors[0]
                     cand = sel[t[sel] == m_from]
+                    if prefer is not None and prefer[o][cand].any():
+                        cand = cand[prefer[o][cand]]
                     # move the highest-pfn block of the donor type (lists are ascending)
                     t[cand[-1]] = m_to
                     surplus[m_from] -= 1
                     surplus[m_to] += 1
 
 
+def _free_alone_without_evidence(heads: list[np.ndarray], evidence: np.ndarray, pbo: int,
+                                 npb: int) -> list[np.ndarray]:
+    """Per order, the blocks whose pageblock(s) the trace says nothing about and that are
+    their pageblock's only free block: their type can change with their pageblock's."""
+    free_pb = np.zeros(npb, np.int64)
+    for o in range(MAX_ORDER):
+        for h in heads[o]:
+            free_pb[(h >> pbo): (h >> pbo) + max(1, (1 << o) >> pbo)] += 1
+    out = []
+    for o in range(MAX_ORDER):
+        h = heads[o]
+        first = h >> pbo
+        ok = (evidence[first] < 0) & (free_pb[first] == 1)
+        if o > pbo:
+            for k in range(1, 1 << (o - pbo)):
+                ok &= evidence[first + k] < 0
+        out.append(ok)
+    return out
+
+
+def align_pageblocks_to_lists(machine: Machine, st: State, heads: list[np.ndarray],
+                              types: list[np.ndarray], evidence: np.ndarray,
+                              score: np.ndarray) -> int:
+    """Where a free block's list is always its pageblock's type (6.12), a block the count
+    matching put on another type's list says its pageblock has that type: re-type the
+    pageblock (when the trace has no evidence for it and the block is its only free one) and
+    give its old type to a pageblock of the new type holding no free page, so the per-type
+    pageblock counts stay those of pagetypeinfo. Returns the pageblocks re-typed."""
+    pbo = machine.pageblock_order
+    free_pb = np.zeros(len(st.pb_mt), np.int64)
+    for o in range(MAX_ORDER):
+        for h in heads[o]:
+            span = max(1, (1 << o) >> pbo)
+            free_pb[(h >> pbo): (h >> pbo) + span] += 1
+    changed = 0
+    for o in range(MAX_ORDER):
+        for h, t in zip(heads[o], types[o], strict=True):
+            span = max(1, (1 << o) >> pbo)
+            pbs = np.arange(h >> pbo, (h >> pbo) + span)
+            old = st.pb_mt[pbs]
+            if (old == t).all():
+                continue
+            if (evidence[pbs] >= 0).any() or (o < pbo and free_pb[h >> pbo] > 1):
+                continue
+            zi = st.pg_zone[h]
+            for pb, was in zip(pbs, old, strict=True):
+                if was == t:
+                    continue
+                cand = zone_pageblocks(st, machine.zones[zi].start_pfn, machine.zones[zi].end_pfn,
+                                       zi, pbo)
+                cand = cand[(st.pb_mt[cand] == t) & (free_pb[cand] == 0) & (evidence[cand] < 0)]
+                if not len(cand):
+                    continue
+                # the pageblock of type t that looks most like `was`
+                pick = cand[np.argmax(score[cand] if was == 1 else -score[cand])]
+                st.pb_mt[pick] = was
+                st.pb_mt[pb] = t
+                changed += 1
+    return changed
+
+
 def initial_state_from_snapshot(machine: Machine, kpf: np.ndarray, pagetypeinfo,
                                 ev: np.ndarray, pfn: np.ndarray, order: np.ndarray,
                                 mt: np.ndarray, fmt: np.ndarray, ford: np.ndarray,
                                 disp_direct: np.ndarray,
-                                i_start: int, i_kpf_end: int, cpus: int) -> tuple[State, dict]:
-    """The state at event index i_start (the start.buddyinfo begin marker)."""
+                                i_start: int, i_kpf_end: int, cpus: int,
+                                list_is_pageblock: bool = False,
+                                claims: np.ndarray | None = None) -> tuple[State, dict]:
+    """The state at event index i_start (the start.buddyinfo begin marker).
+
+    `list_is_pageblock` (6.12): every free block is on its pageblock's list, so takes show
+    pageblock types (except those of the `claims` mask) and the list types are matched to
+    pagetypeinfo by re-typing pageblocks the trace says nothing about."""
     st = new_state(machine, cpus)
     n = st.pg_zone.shape[0]
     free = np.zeros(n, bool)
@@ -250,7 +332,12 @@ def initial_state_from_snapshot(machine: Machine, kpf: np.ndarray, pagetypeinfo,
     changed = correct_free_set(free, ev, pfn, order, disp_direct, i_start, i_kpf_end)
     heads = split_into_blocks(free, st.pg_zone)
     pbo = machine.pageblock_order
-    evidence = pageblock_evidence(ev, pfn, mt, fmt, ford, i_start, len(st.pb_mt), pbo)
+    takes = None
+    if list_is_pageblock:
+        takes = ev == EV_ZONE_LOCKED
+        if claims is not None:
+            takes &= ~claims
+    evidence = pageblock_evidence(ev, pfn, mt, fmt, ford, i_start, len(st.pb_mt), pbo, takes)
     zone_index = {(z.node, z.name): i for i, z in enumerate(machine.zones)}
     pb_targets: dict[int, dict[int, int]] = {}
     list_targets: dict[tuple[int, int], np.ndarray] = {}
@@ -272,15 +359,42 @@ def initial_state_from_snapshot(machine: Machine, kpf: np.ndarray, pagetypeinfo,
                 list_targets[(zi, o)] = arr
     assign_pageblock_types(machine, st, kpf, evidence, pb_targets)
     types = [st.pb_mt[h >> pbo].astype(np.int64) for h in heads]
-    match_list_type_counts(st, heads, types, list_targets)
+    prefer = None
+    if list_is_pageblock:
+        prefer = _free_alone_without_evidence(heads, evidence, pbo, len(st.pb_mt))
+    match_list_type_counts(st, heads, types, list_targets, prefer)
+    retyped = 0
+    if list_is_pageblock:
+        retyped = align_pageblocks_to_lists(machine, st, heads, types, evidence,
+                                            movable_scores(st, kpf, pbo))
     build_free_lists(st, heads, types)
     # pages not free: remember whether they look movable (LRU), for the steal estimate
     lru = np.zeros(n, bool)
     lru[:m] = ((kpf[:m] >> np.uint64(KPF_LRU)) & np.uint64(1)) != 0
     nonfree = st.pg_state != PG_BUDDY
     st.pg_mt[nonfree & lru] = 1
+    mark_compound_heads(st, kpf[:m])
     info = {"pages_corrected_by_events": changed, "free_pages": int(free.sum())}
+    if list_is_pageblock:
+        info["pageblocks_retyped_to_lists"] = retyped
     return st, info
+
+
+def mark_compound_heads(st: State, kpf: np.ndarray) -> None:
+    """pg_comp at each compound head of the snapshot: order + 1, the order from the run of
+    KPF_COMPOUND_TAIL pages after the head (compaction's free scanner skips a compound page
+    whole when it visits its head)."""
+    head = ((kpf >> np.uint64(KPF_COMPOUND_HEAD)) & np.uint64(1)).astype(bool)
+    tail = ((kpf >> np.uint64(KPF_COMPOUND_TAIL)) & np.uint64(1)).astype(bool)
+    heads = np.flatnonzero(head)
+    if not len(heads):
+        return
+    # length of the tail run after each head: distance to the next non-tail page
+    not_tail = np.append(np.flatnonzero(~tail), len(kpf))
+    nxt = not_tail[np.searchsorted(not_tail, heads + 1)]
+    pages = np.minimum(nxt - heads, 1 << (MAX_ORDER - 1))
+    order = np.floor(np.log2(np.maximum(pages, 1))).astype(np.int8)
+    st.pg_comp[heads] = order + 1
 
 
 def initial_state_boot(machine: Machine, cpus: int) -> State:

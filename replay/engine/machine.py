@@ -95,9 +95,11 @@ class ZoneSpec:
     wmark_high: int = 0
     watermark_boost: int = 0
     lowmem_reserve: tuple[int, ...] = (0,) * MAX_NR_ZONES  # indexed by zone type (protection)
-    pcp_high: int = 0
+    pcp_high: int = 0  # 6.1's static high; 6.7+: high_min
     pcp_batch: int = 1
     cpus: tuple[int, ...] = ()  # the CPUs of this zone's node
+    pcp_high_max: int = 0  # 6.7+: high_max (zone_highsize with fraction 8); 0: = pcp_high
+    boot_managed: int = 0  # managed pages when boot sized the pcps (0: unknown, = managed)
 
     @property
     def name(self) -> str:
@@ -138,6 +140,7 @@ class Machine:
     percpu_pagelist_high_fraction: int = 0
     lowmem_reserve_ratio: tuple[int, ...] = LOWMEM_RESERVE_RATIO
     arch: str = "x86_64"  # or "i386": DMA, Normal to 896 MiB, HighMem above
+    kernel: str = "6.1"  # whose rules the model follows (replay/engine/profile.py)
 
     @property
     def total_pfns(self) -> int:
@@ -352,11 +355,30 @@ def _pageset_sizes(zi: ZoneInfo) -> tuple[int, int] | None:
     return Counter((p.high, p.batch) for p in zi.pagesets.values()).most_common(1)[0][0]
 
 
-def _zone_from_info(zi: ZoneInfo) -> ZoneSpec:
+# zone_idx() order of each architecture's zones, as zoneinfo's protection arrays index them
+# (include/linux/mmzone.h enum zone_type: x86_64 has DMA, DMA32, Normal, Movable, Device; i386
+# with HIGHMEM has DMA, Normal, HighMem, Movable)
+ZONE_ORDER: dict[str, tuple[int, ...]] = {
+    "x86_64": (ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE, ZONE_DEVICE),
+    "i386": (ZONE_DMA, ZONE_NORMAL, ZONE_HIGHMEM, ZONE_MOVABLE),
+}
+
+
+def zoneinfo_arch(zoneinfo: Sequence[ZoneInfo]) -> str:
+    """i386 when the zones include HighMem (only 32-bit kernels have it), else x86_64."""
+    return "i386" if any(zi.name == "HighMem" for zi in zoneinfo) else "x86_64"
+
+
+def _zone_from_info(zi: ZoneInfo, arch: str = "x86_64") -> ZoneSpec:
     if zi.name not in ZONE_TYPE:
         raise SettingsError(f"zoneinfo: unknown zone name {zi.name!r}")
-    protection = tuple(zi.protection[:MAX_NR_ZONES])
-    protection += (0,) * (MAX_NR_ZONES - len(protection))
+    # lowmem_reserve is kept indexed by this module's zone types (HighMem = 5)
+    protection_list = [0] * (MAX_NR_ZONES + 1)
+    for idx, value in enumerate(zi.protection):
+        order = ZONE_ORDER[arch]
+        if idx < len(order):
+            protection_list[order[idx]] = value
+    protection = tuple(protection_list) if arch == "i386" else tuple(protection_list[:MAX_NR_ZONES])
     zone = ZoneSpec(
         node=zi.node, zone_type=ZONE_TYPE[zi.name], start_pfn=zi.start_pfn or 0,
         spanned=zi.spanned, present=zi.present, managed=zi.managed,
@@ -374,23 +396,32 @@ def machine_from_zoneinfo(
     cpu_to_node: Sequence[int] | None = None,
     min_free_kbytes: int | None = None,
     watermark_scale_factor: int = WATERMARK_SCALE_FACTOR,
+    kernel: str = "6.1",
+    arch: str | None = None,
 ) -> Machine:
     """The machine a /proc/zoneinfo describes, with the kernel's real values.
 
     CPUs default to those with pagesets; cpu_to_node to an even split in order (zoneinfo does
     not say which CPU is on which node). min_free_kbytes (not in /proc/zoneinfo or vmstat)
-    defaults to `infer_min_free_kbytes`, else 4 × Σ min.
+    defaults to `infer_min_free_kbytes`, else 4 × Σ min. The architecture defaults to i386
+    when there is a HighMem zone. A 6.1 zoneinfo's pcp `high` is the static high; from 6.7 it
+    is each CPU's current, auto-tuned value, so high_min and high_max come from the kernel's
+    zone_highsize() (6.12 page_alloc.c:5680, 5793) over the printed low watermark.
     """
     populated = [zi for zi in zoneinfo if zi.populated]
     if not populated:
         raise SettingsError("zoneinfo: no populated zone")
+    arch = arch or zoneinfo_arch(zoneinfo)
     nodes = max(zi.node for zi in zoneinfo) + 1
     if ncpus is None:
         ncpus = max((c for zi in populated for c in zi.pagesets), default=0) + 1
     mapping = tuple(cpu_to_node) if cpu_to_node is not None else even_cpu_to_node(ncpus, nodes)
     if len(mapping) != ncpus or any(not 0 <= n < nodes for n in mapping):
         raise SettingsError(f"cpu_to_node {list(mapping)} does not fit {ncpus} CPUs, {nodes} nodes")
-    zones = _sorted(_with_node_cpus([_zone_from_info(zi) for zi in populated], mapping))
+    zones = _sorted(_with_node_cpus([_zone_from_info(zi, arch) for zi in populated], mapping))
+    highs = {(zi.node, zi.name): [p.high for p in zi.pagesets.values()] for zi in populated}
+    zones = tuple(_pcp_limits(z, ncpus, kernel != "6.1", boot_managed_range(z, zones),
+                              highs.get((z.node, z.name), [])) for z in zones)
     if min_free_kbytes is None:
         inferred = infer_min_free_kbytes(zones)
         min_free_kbytes = inferred if inferred is not None else 4 * sum(z.wmark_min for z in zones)
@@ -399,8 +430,63 @@ def machine_from_zoneinfo(
         zones=zones, cpus=ncpus, cpu_to_node=mapping, nodes=nodes,
         pageblock_order=pageblock_order, min_free_kbytes=min_free_kbytes,
         watermark_scale_factor=watermark_scale_factor,
-        mobility_grouping=mobility_grouping_enabled(zones, pageblock_order),
+        mobility_grouping=mobility_grouping_enabled(zones, pageblock_order), arch=arch,
+        kernel=kernel,
     )
+
+
+def boot_managed_range(z: ZoneSpec, zones: Sequence[ZoneSpec],
+                       ratios: Sequence[int] = LOWMEM_RESERVE_RATIO) -> tuple[int, int] | None:
+    """The zone's managed pages when boot sized it, from the zone just below it on its node:
+    that zone's protection for it is ⌊managed / lowmem_reserve_ratio⌋, computed at the same
+    time as the pcp sizes (init_per_zone_wmark_min), before the initramfs was freed into the
+    zone. None without such a zone."""
+    below = [o for o in zones if o.node == z.node and _rank(o.zone_type) < _rank(z.zone_type)]
+    if not below:
+        return None
+    lower = max(below, key=lambda o: _rank(o.zone_type))
+    ratio = ratios[lower.zone_type] if lower.zone_type < len(ratios) else 0
+    if not ratio or z.zone_type >= len(lower.lowmem_reserve):
+        return None
+    p = lower.lowmem_reserve[z.zone_type]
+    if not p:
+        return None
+    return p * ratio, (p + 1) * ratio - 1
+
+
+def _rank(zone_type: int) -> int:
+    """Zone order within a node (HighMem sorts above Normal)."""
+    return {ZONE_DMA: 0, ZONE_DMA32: 1, ZONE_NORMAL: 2, ZONE_HIGHMEM: 3}.get(zone_type, 4)
+
+
+def _pcp_limits(z: ZoneSpec, online_cpus: int, tuned: bool,
+                managed_range: tuple[int, int] | None = None,
+                observed_highs: Sequence[int] = ()) -> ZoneSpec:
+    """high_max of a zone (and, for a tuned kernel's zoneinfo, high_min) by zone_highsize().
+
+    high_max = managed/8 split over the node's CPUs, with managed as boot saw it (from the
+    protection of the zone below: a range); a CPU whose printed high lies in that range is at
+    high_max, which fixes it exactly; otherwise the range's middle."""
+    batch = max(z.pcp_batch, 1)
+    split = len(z.cpus) or online_cpus
+
+    def highsize(managed: int, fraction: int = 0) -> int:
+        return zone_highsize(z.wmark_low, managed, batch, len(z.cpus), online_cpus, fraction)
+
+    boot = z.managed
+    if managed_range is not None:
+        lo, hi = managed_range
+        boot = (lo + hi) // 2
+        h_lo, h_hi = (highsize(m, MIN_PERCPU_PAGELIST_HIGH_FRACTION) for m in managed_range)
+        at_max = [h for h in observed_highs if h_lo <= h <= h_hi] if tuned else []
+        if at_max:
+            boot = max(at_max) * split * MIN_PERCPU_PAGELIST_HIGH_FRACTION
+    high_max = highsize(boot, MIN_PERCPU_PAGELIST_HIGH_FRACTION)
+    z = replace(z, boot_managed=boot)
+    if not tuned:
+        return replace(z, pcp_high_max=max(high_max, z.pcp_high))
+    high_min = highsize(z.managed)
+    return replace(z, pcp_high=high_min, pcp_high_max=max(high_max, high_min))
 
 
 def _sysctl_int(sysctl: dict[str, str], name: str) -> int | None:
@@ -411,19 +497,28 @@ def _sysctl_int(sysctl: dict[str, str], name: str) -> int | None:
         raise InputError(f"sysctl: vm.{name} = {value!r} is not a whole number") from None
 
 
-def machine_from_bundle(bundle: Bundle, side: str = "start") -> Machine:
-    """The machine of a bundle's `<side>.zoneinfo`, with its `sysctl` and `numa` files if any."""
+def machine_from_bundle(bundle: Bundle, side: str = "start", kernel: str | None = None
+                        ) -> Machine:
+    """The machine of a bundle's `<side>.zoneinfo`, with its `sysctl` and `numa` files if any.
+
+    `kernel` says how to read the zoneinfo (6.1's static pcp high or 6.7+'s tuned one); by
+    default the profile nearest the bundle's uname."""
+    from replay.engine.profile import arch_of_release, choose_profiles
+
     snap = bundle.start if side == "start" else bundle.end
     if snap.zoneinfo is None:
         raise InputError(f"{bundle.path}: no {side}.zoneinfo to build the machine from")
     sysctl = bundle.sysctl or {}
     mapping = bundle.cpu_to_node
+    if kernel is None:
+        kernel = choose_profiles(bundle.kernel_release).trace.kernel
+    arch = arch_of_release(bundle.uname) if bundle.uname else None
     machine = machine_from_zoneinfo(
         snap.zoneinfo, snap.pagetypeinfo,
         ncpus=len(mapping) if mapping else None, cpu_to_node=mapping,
         min_free_kbytes=_sysctl_int(sysctl, "min_free_kbytes"),
         watermark_scale_factor=_sysctl_int(sysctl, "watermark_scale_factor")
-        or WATERMARK_SCALE_FACTOR,
+        or WATERMARK_SCALE_FACTOR, kernel=kernel, arch=arch,
     )
     extra = {
         name: value
@@ -462,7 +557,14 @@ def recompute_pcp(
     for z in machine.zones:
         batch = pcp_batch if pcp_batch is not None else max(1, zone_batchsize(z.managed))
         high = zone_highsize(z.wmark_low, z.managed, batch, len(z.cpus), machine.cpus, fraction)
-        zones.append(replace(z, pcp_batch=batch, pcp_high=high if pcp_high is None else pcp_high))
+        if pcp_high is not None:
+            high = pcp_high
+        # zone_set_pageset_high_and_batch() (6.7+): high_max from managed/8 unless the
+        # fraction sysctl (or a fixed what-if high) pins high_min == high_max
+        high_max = high if (fraction or pcp_high is not None) else max(high, zone_highsize(
+            z.wmark_low, z.boot_managed or z.managed, batch, len(z.cpus), machine.cpus,
+            MIN_PERCPU_PAGELIST_HIGH_FRACTION))
+        zones.append(replace(z, pcp_batch=batch, pcp_high=high, pcp_high_max=high_max))
     return replace(machine, zones=tuple(zones), percpu_pagelist_high_fraction=fraction)
 
 

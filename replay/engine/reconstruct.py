@@ -8,14 +8,15 @@ instant inside its markers, so a zone is exact when one of those points matches.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from replay.engine.compaction import new_compaction_tables
 from replay.engine.events import EventArrays, event_arrays, marker_positions
 from replay.engine.follow import (
     COUNTER_NAMES,
+    D_CLAIM_FIRST,
     D_DIRECT_IRQ,
     D_DIRECT_LOOKAHEAD,
     D_DIRECT_ORDER,
@@ -23,10 +24,14 @@ from replay.engine.follow import (
     INCONSISTENCIES,
     N_COUNTERS,
     follow_events,
+    free_batched_orders,
+    plan_claims,
     plan_free_dispositions,
 )
+from replay.engine.follow_compaction import K_FREE_MISMATCH, KCOUNTER_NAMES, N_KCOUNTERS
 from replay.engine.initial import initial_state_boot, initial_state_from_snapshot
 from replay.engine.machine import Machine, machine_from_bundle
+from replay.engine.profile import KernelProfile, ProfileChoice, get_profile, trace_profiles
 from replay.engine.state import (
     CFG_LOSSY,
     MAX_ORDER,
@@ -105,10 +110,15 @@ class ReconstructResult:
     i_start: int
     info: dict = field(default_factory=dict)
     end_state: State | None = None  # the state at the end.buddyinfo marker
+    compaction: dict[str, int] = field(default_factory=dict)  # KCOUNTER_NAMES
+    profile: ProfileChoice | None = None  # the kernel rules followed
 
     @property
     def inconsistencies(self) -> dict[str, int]:
-        return {COUNTER_NAMES[i]: self.counters[COUNTER_NAMES[i]] for i in INCONSISTENCIES}
+        bad = {COUNTER_NAMES[i]: self.counters[COUNTER_NAMES[i]] for i in INCONSISTENCIES}
+        name = KCOUNTER_NAMES[K_FREE_MISMATCH]
+        bad[name] = self.compaction.get(name, 0)
+        return bad
 
     @property
     def exact(self) -> bool:
@@ -124,9 +134,12 @@ class ReconstructResult:
             "inconsistencies": self.inconsistencies,
             "inconsistent_events": sum(self.inconsistencies.values()),
             "counters": self.counters,
+            "compaction": self.compaction,
             "agreement": self.agreement.as_dict(),
             "info": self.info,
         }
+        if self.profile is not None:
+            d["kernel_profile"] = self.profile.as_dict()
         for name, chk in (("start", self.start), ("end", self.end),
                           ("end_pagetypeinfo", self.end_pagetypeinfo),
                           ("end_pageblocks", self.end_pageblocks)):
@@ -154,6 +167,10 @@ class Follower:
         self.pred_warm = np.zeros(n, np.uint8)
         self.taken_warm = np.zeros(n, np.uint8)
         self.fallback = np.zeros(n, np.bool_)
+        self.cc, self.zc = new_compaction_tables(st.zone_param.shape[0])
+        self.kc = np.zeros(N_KCOUNTERS, np.int64)
+        self.heads = np.zeros(1 << 12, np.int64)  # free blocks one scanned pageblock can hold
+        self.nh = np.zeros(1, np.int64)
 
     def run(self, i0: int, i1: int) -> None:
         """Follow events [i0, i1), sampling at the sample points inside (i0, i1]."""
@@ -176,7 +193,8 @@ class Follower:
         e = self.e
         follow_events(self.st, e.ev, e.pfn, e.order, e.mt, e.cpu, e.refill, e.ford, e.fmt,
                       e.chown, self.disp, i0, i1, self.counters, self.pred, self.pred_warm,
-                      self.taken_warm, self.fallback)
+                      self.taken_warm, self.fallback, e.pid, e.irq, e.gfp, e.cidx, e.cev,
+                      self.cc, self.zc, self.kc, self.heads, self.nh)
 
 
 def _zone_keys(machine: Machine) -> list[str]:
@@ -262,11 +280,13 @@ def compute_agreement(f: Follower, i_from: int) -> Agreement:
                      int(match[determined].sum()), by_order, by_mt, by_fb)
 
 
-def bundle_machine(bundle, machine: Machine | None) -> Machine:
+def bundle_machine(bundle, machine: Machine | None, kernel: str | None = None) -> Machine:
+    """The machine of a bundle's start.zoneinfo (read as `kernel` prints it), or the given
+    machine description (then following `kernel`'s rules when given)."""
     if machine is not None:
-        return machine
+        return replace(machine, kernel=kernel) if kernel is not None else machine
     if bundle is not None and bundle.start.zoneinfo is not None:
-        return machine_from_bundle(bundle, "start")
+        return machine_from_bundle(bundle, "start", kernel)
     if bundle is None:
         raise InputError("a bare trace has no /proc snapshots to size the machine from: give "
                          "--machine (e.g. mem=4G,cpus=8)")
@@ -285,11 +305,20 @@ class Start:
 
 
 def prepare_start(e: EventArrays, data: TraceData, bundle, machine: Machine,
-                  cpus: int | None = None) -> Start:
-    """The initial state at the start.buddyinfo marker (or boot state without a snapshot)."""
+                  cpus: int | None = None, trace_profile: KernelProfile | None = None) -> Start:
+    """The initial state at the start.buddyinfo marker (or boot state without a snapshot).
+
+    `trace_profile` (default: the machine's) says how the trace's events read: 6.12's
+    free_batched orders and claim pairs are planned here."""
     cpus = cpus or max(machine.cpus, int(e.cpu.max()) + 1 if len(e) else 1)
+    trace_profile = trace_profile or get_profile(machine.kernel, machine.arch)
     marks = marker_positions(data, e.seq)
-    disp = plan_free_dispositions(e.ev, e.pfn, e.order, e.irq, e.preempt, machine.pageblock_order)
+    if trace_profile.free_batched_any_order:
+        free_batched_orders(e.ev, e.pfn, e.order, e.cpu)
+    disp = plan_free_dispositions(e.ev, e.pfn, e.order, e.irq, e.preempt, machine.pageblock_order,
+                                  machine.zone_index_array(), e.cpu)
+    if trace_profile.extfrag_only_takes:
+        plan_claims(e.ev, e.pfn, e.cpu, e.ford, e.chown, disp, machine.pageblock_order)
     direct = np.isin(disp, (D_DIRECT_LOOKAHEAD, D_DIRECT_IRQ, D_DIRECT_ORDER,
                             D_DIRECT_UNEXPLAINED))
     snap = bundle.start if bundle is not None else None
@@ -300,7 +329,9 @@ def prepare_start(e: EventArrays, data: TraceData, bundle, machine: Machine,
         i_kpf_end = marks.get("start.kpageflags end", i_start)
         st, info = initial_state_from_snapshot(machine, kpf, snap.pagetypeinfo, e.ev, e.pfn,
                                                e.order, e.mt, e.fmt, e.ford, direct, i_start,
-                                               i_kpf_end, cpus)
+                                               i_kpf_end, cpus,
+                                               bool(trace_profile.list_is_pageblock),
+                                               disp == D_CLAIM_FIRST)
         info["initial"] = "start snapshot"
     else:
         i_start = 0
@@ -310,13 +341,20 @@ def prepare_start(e: EventArrays, data: TraceData, bundle, machine: Machine,
 
 
 def reconstruct(data: TraceData, bundle=None, machine: Machine | None = None,
-                sampler=None, points=None) -> ReconstructResult:
+                sampler=None, points=None, kernel: str | None = None) -> ReconstructResult:
     """Follow a trace from its start snapshot (or from boot state) and check it against /proc.
 
+    The kernel's rules are those of the trace's release (nearest profile), or `kernel`'s.
     With a sampler, the state is also sampled at the event indices in `points`."""
     e = event_arrays(data)
-    machine = bundle_machine(bundle, machine)
-    start = prepare_start(e, data, bundle, machine)
+    choice = trace_profiles(data, bundle, kernel, machine)
+    if choice.what_if:
+        choice.warnings.append(f"reconstruct follows {choice.model.name}'s rules on a trace "
+                               f"from {choice.release} ({choice.trace.name})")
+    machine = bundle_machine(bundle, machine, choice.model.kernel)
+    if machine.arch != choice.model.arch:
+        machine = replace(machine, arch=choice.model.arch)
+    start = prepare_start(e, data, bundle, machine, trace_profile=choice.model)
     st, i_start, disp, marks, info = start.state, start.i_start, start.disp, start.marks, \
         start.info
     snap = bundle.start if bundle is not None else None
@@ -360,14 +398,9 @@ def reconstruct(data: TraceData, bundle=None, machine: Machine | None = None,
             pos = p1
     f.run(pos, len(e))
     counters = {name: int(f.counters[i]) for i, name in enumerate(COUNTER_NAMES)}
+    compaction = {name: int(f.kc[i]) for i, name in enumerate(KCOUNTER_NAMES)}
+    if e.reordered:
+        info["reordered_events"] = e.reordered  # cross-CPU clock skew repaired (causal.py)
     return ReconstructResult(machine, f.st, e, counters, start_chk, end_chk, pti_chk, pb_chk,
-                             compute_agreement(f, i_start), i_start, info, end_state)
-
-
-def reconstruct_source(source: str | Path, machine_desc: str | None = None) -> ReconstructResult:
-    """Read a trace (file or bundle) and reconstruct it."""
-
-    from replay.pipeline import load
-
-    run = load(source, machine_desc)
-    return reconstruct(run.data, run.bundle, run.machine)
+                             compute_agreement(f, i_start), i_start, info, end_state,
+                             compaction, choice)

@@ -39,10 +39,20 @@ from replay.engine.policy import (
     emit,
     free_the_page,
     new_emitter,
+    vmstat_update,
+)
+from replay.engine.profile import (
+    CFG_FREE_HIGH_BATCH,
+    CFG_VMSTAT_MS,
+    KernelProfile,
+    apply_profile,
+    get_profile,
+    trace_profiles,
 )
 from replay.engine.state import (
     CFG_FALLBACK_POLICY,
     CFG_MOBILITY,
+    PCPF_FREE_HIGH_BATCH,
     PG_ALLOC,
     PG_PCP,
     State,
@@ -54,10 +64,17 @@ from replay.trace.schema import EV_ALLOC, EV_FREE, EV_FREE_BATCHED, EVENT_NAMES
 
 @njit(nogil=True, cache=True, _nrt=False)
 def simulate_requests(st, ev, pfn, order, mt, cpu, gfp, disp, i0, i1, cpu_map, cpu_node,
-                      mobility, pfn_map, out, counters, zonelists, zl_len):
-    """Feed requests [i0, i1) through the policy. pfn_map: traced pfn -> model pfn (-1 none)."""
+                      mobility, pfn_map, out, counters, zonelists, zl_len, ts, vm_t, vm_cpu,
+                      vm_pos):
+    """Feed requests [i0, i1) through the policy. pfn_map: traced pfn -> model pfn (-1 none).
+    vm_t/vm_cpu: the instants (trace clock) and CPUs of vmstat_update runs, in time order;
+    vm_pos[0] the next one (6.12's decay_pcp_high; empty under 6.1's rules)."""
+    nvm = vm_t.shape[0]
     for i in range(i0, i1):
         e = ev[i]
+        while vm_pos[0] < nvm and vm_t[vm_pos[0]] <= ts[i]:
+            vmstat_update(st, vm_cpu[vm_pos[0]], out, i, counters)
+            vm_pos[0] += 1
         if e == EV_ALLOC:
             p = pfn[i]
             o = order[i]
@@ -118,6 +135,8 @@ SETTINGS_HELP = {
     "mobility_grouping": "on/off: group pages by mobility (off: everything is Unmovable)",
     "cpus": "CPUs in the model (the trace's CPU n runs on n mod cpus)",
     "fallback_policy": "linux-6.1 | no-whole-block-steal | no-fallback-below-pageblock",
+    "kernel": "6.1 | 6.12: whose page-allocator rules the model follows (default: the trace's)",
+    "vmstat_interval_ms": "6.12: ms between a CPU's vmstat_update (pcp->high decay); 0: never",
 }
 
 
@@ -148,6 +167,12 @@ class Settings:
 
 
 def _parse_value(key: str, raw: str) -> object:
+    if key == "kernel":
+        from replay.engine.profile import KERNELS
+
+        if raw not in KERNELS:
+            raise SettingsError(f"--set kernel={raw}: choose one of {', '.join(KERNELS)}")
+        return raw
     if key == "fallback_policy":
         if raw not in FALLBACK_POLICIES:
             raise SettingsError(f"--set fallback_policy={raw}: choose one of "
@@ -167,7 +192,8 @@ def _parse_value(key: str, raw: str) -> object:
     limits = {"pageblock_order": (1, 10), "max_order": (2, 11), "pcp_batch": (1, 1 << 16),
               "pcp_high": (0, 1 << 24), "percpu_pagelist_high_fraction": (0, 1 << 20),
               "min_free_kbytes": (128, 1 << 22), "watermark_scale_factor": (1, 3000),
-              "watermark_boost_factor": (0, 1 << 20), "cpus": (1, 4096)}
+              "watermark_boost_factor": (0, 1 << 20), "cpus": (1, 4096),
+              "vmstat_interval_ms": (0, 1 << 20)}
     lo, hi = limits[key]
     if not lo <= v <= hi:
         raise SettingsError(f"--set {key}={v}: must be between {lo} and {hi}")
@@ -181,6 +207,8 @@ def apply_settings(machine: Machine, s: Settings) -> Machine:
     """The machine under what-if settings (watermarks and pcp sizes follow the kernel's
     formulas when their inputs change)."""
     m = machine
+    if s.get("kernel") is not None and s.get("kernel") != m.kernel:
+        m = replace(m, kernel=str(s.get("kernel")))
     pbo = s.get("pageblock_order")
     max_order = s.get("max_order")
     if pbo is not None or max_order is not None:
@@ -229,6 +257,7 @@ class SimulateResult:
     n_emitted: int
     samples: object  # sampling.Samples: metrics over time
     i_start: int = 0  # the trace event the simulation started from
+    profile: object = None  # profile.ProfileChoice: the rules each side follows
 
 
 def cpu_mapping(machine: Machine, trace_cpus: int) -> tuple[np.ndarray, np.ndarray]:
@@ -241,16 +270,22 @@ def cpu_mapping(machine: Machine, trace_cpus: int) -> tuple[np.ndarray, np.ndarr
 
 def run_simulation(st: State, machine: Machine, settings: Settings, e: EventArrays,  # noqa: PLR0913
                    i_start: int, disp: np.ndarray | None = None,
-                   sample_points=None, sampler=None) -> tuple[dict, Emitter]:
+                   sample_points=None, sampler=None,
+                   vmstat_evidence: np.ndarray | None = None) -> tuple[dict, Emitter]:
     """Run the model over the trace's requests from i_start; returns counters and events."""
     if disp is None:
         disp = plan_free_dispositions(e.ev, e.pfn, e.order, e.irq, e.preempt,
-                                      machine.pageblock_order)
+                                      machine.pageblock_order, machine.zone_index_array(), e.cpu)
     st.config[CFG_MOBILITY] = int(machine.mobility_grouping)
     st.config[CFG_FALLBACK_POLICY] = FALLBACK_POLICIES[settings.get("fallback_policy",
                                                                     "linux-6.1")]
+    if st.config[CFG_VMSTAT_MS] and settings.get("vmstat_interval_ms") is not None:
+        st.config[CFG_VMSTAT_MS] = int(settings.get("vmstat_interval_ms"))
     trace_cpus = int(e.cpu.max()) + 1 if len(e) else 1
     cpu_map, cpu_node = cpu_mapping(machine, trace_cpus)
+    vm_t, vm_cpu = vmstat_schedule(e, i_start, int(st.config[CFG_VMSTAT_MS]), cpu_map,
+                                   vmstat_evidence)
+    vm_pos = np.zeros(1, np.int64)
     n_req = int(np.count_nonzero(np.isin(e.ev[i_start:], (EV_ALLOC, EV_FREE, EV_FREE_BATCHED))))
     capacity = max(1 << 16, n_req * 3)
     counters = np.zeros(len(SIM_COUNTER_NAMES), np.int64)
@@ -258,7 +293,7 @@ def run_simulation(st: State, machine: Machine, settings: Settings, e: EventArra
     zonelists, zl_len = build_zonelists(st.zone_node, st.zone_type, machine.nodes)
     out = new_emitter(capacity)
     points = list(sample_points) if sample_points is not None else [len(e)]
-    max_high = int(st.pcp_high.max()) if st.pcp_high.size else 0
+    max_high = int(max(st.pcp_high.max(), st.pcp_high_max.max())) if st.pcp_high.size else 0
     pos = i_start
     if sampler is not None:
         sampler(st, pos)
@@ -270,13 +305,86 @@ def run_simulation(st: State, machine: Machine, settings: Settings, e: EventArra
             out = _grow(out, max(need, 2 * len(out.ev)))
         simulate_requests(st, e.ev, e.pfn, e.order, e.mt, e.cpu, e.gfp, disp, pos, nxt,
                           cpu_map, cpu_node, bool(machine.mobility_grouping), pfn_map, out,
-                          counters, zonelists, zl_len)
+                          counters, zonelists, zl_len, e.ts, vm_t, vm_cpu, vm_pos)
         if out.n[1]:
             raise RuntimeError("simulated event buffer overflowed")
         pos = nxt
         if sampler is not None:
             sampler(st, pos)
     return ({name: int(counters[i]) for i, name in enumerate(SIM_COUNTER_NAMES)}, out)
+
+
+VMSTAT_CPU_SKEW_NS = 12_000_000  # round_jiffies_common(): 3 jiffies per CPU at HZ=250
+
+
+def vmstat_runs(data, e: EventArrays, i_start: int) -> np.ndarray:
+    """Indices of the trace's pcpu_drain runs made by a kworker (vmstat_update's
+    decay_pcp_high or drain_zone_pages): the instants a CPU's vmstat_update is known to run."""
+    from replay.trace.schema import EV_PCPU_DRAIN
+
+    idx = np.flatnonzero(e.ev[i_start:] == EV_PCPU_DRAIN) + i_start
+    if not len(idx) or "comm" not in data.events.column_names:
+        return np.zeros(0, np.int64)
+    comm = data.events.column("comm").take(idx).to_pylist()
+    kw = np.array([c is not None and c.startswith("kworker/") for c in comm], bool)
+    idx = idx[kw]
+    if not len(idx):
+        return idx
+    # a run: the first of consecutive kworker drains on a CPU (no other event between)
+    starts = []
+    last = {}
+    for i in idx:
+        c = int(e.cpu[i])
+        j = last.get(c)
+        if j is None or np.any((e.cpu[j + 1:i] == c) & (e.ev[j + 1:i] != EV_PCPU_DRAIN)):
+            starts.append(i)
+        last[c] = i
+    return np.asarray(starts, np.int64)
+
+
+def vmstat_schedule(e: EventArrays, i_start: int, interval_ms: int, cpu_map: np.ndarray,
+                    evidence: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The instants of each CPU's vmstat_update over the replayed part of the trace, in time
+    order: every interval (round_jiffies_relative(HZ) re-arms it), CPU c 3·c jiffies before
+    the whole second (round_jiffies_common's skew). Where the trace shows a CPU's
+    vmstat_update (`evidence`: kworker drain runs) the schedule runs through those instants;
+    CPUs without one take the phase the others show; with none at all, whole seconds of the
+    trace clock (the true phase is not in the trace: docs/model.md)."""
+    if interval_ms <= 0 or i_start >= len(e):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    iv = interval_ms * 1_000_000
+    t0, t1 = int(e.ts[i_start]), int(e.ts[-1])
+    ncpu = int(cpu_map.max()) + 1 if len(cpu_map) else 1
+    ev_t = [[] for _ in range(ncpu)]
+    for i in (evidence if evidence is not None else []):
+        c = int(cpu_map[e.cpu[i]]) if e.cpu[i] < len(cpu_map) else -1
+        if 0 <= c < ncpu:
+            ev_t[c].append(int(e.ts[i]))
+    skew = [c * VMSTAT_CPU_SKEW_NS for c in range(ncpu)]
+    phases = [(t[0] + skew[c]) % iv for c, t in enumerate(ev_t) if t]
+    if phases:  # the circular mean of the phases the evidence shows
+        ang = np.asarray(phases, float) / iv * 2 * np.pi
+        phase = int((np.arctan2(np.sin(ang).mean(), np.cos(ang).mean()) / (2 * np.pi)) % 1 * iv)
+    else:
+        phase = 0
+    times, cpus = [], []
+    for c in range(ncpu):
+        # the first instant after t0 with (t + skew) at the phase
+        anchors = sorted(ev_t[c]) or [((t0 + skew[c] - phase) // iv + 1) * iv + phase - skew[c]]
+        t = anchors[0]
+        while t - iv > t0:
+            t -= iv
+        k = 0
+        while t <= t1:
+            while k < len(anchors) and anchors[k] <= t + iv // 2:
+                t = anchors[k]
+                k += 1
+            if t > t0:
+                times.append(t)
+                cpus.append(c)
+            t += iv
+    order = np.argsort(np.asarray(times, np.int64), kind="stable")
+    return np.asarray(times, np.int64)[order], np.asarray(cpus, np.int64)[order]
 
 
 def _grow(out: Emitter, capacity: int) -> Emitter:
@@ -366,10 +474,16 @@ def transform_state(st: State, base: Machine, sim: Machine) -> State:
             per_order_t[o] = np.concatenate([per_order_t[o], t])
         build_free_lists(st, per_order_h, per_order_t)
         st.config[CFG_MAX_ORDER] = sim.max_order
+    profile = get_profile(sim.kernel, sim.arch)
+    apply_profile(st.config, profile)
     for i, z in enumerate(sim.zones):
         st.zone_param[i, 2:5] = (z.wmark_min, z.wmark_low, z.wmark_high)
         st.pcp_high[:, i] = z.pcp_high
+        st.pcp_high_min[:, i] = z.pcp_high
+        st.pcp_high_max[:, i] = max(z.pcp_high_max, z.pcp_high) if profile.pcp_high_tuning \
+            else z.pcp_high
         st.pcp_batch[:, i] = max(z.pcp_batch, 1)
+    st.pcp_flags[:] = PCPF_FREE_HIGH_BATCH if st.config[CFG_FREE_HIGH_BATCH] else 0
     return st
 
 
@@ -385,30 +499,40 @@ def simulate(data, bundle=None, settings: Settings | None = None,
 
     settings = settings or Settings()
     e = event_arrays(data)
-    base = bundle_machine(bundle, machine)
+    choice = trace_profiles(data, bundle, settings.get("kernel"), machine)
+    base = bundle_machine(bundle, machine, choice.trace.kernel)
+    if base.arch != choice.trace.arch:
+        base = replace(base, arch=choice.trace.arch)
     sim_machine = apply_settings(base, settings)
+    if sim_machine.kernel != choice.model.kernel:
+        sim_machine = replace(sim_machine, kernel=choice.model.kernel)
     init_machine = replace(sim_machine, pageblock_order=base.pageblock_order,
-                           max_order=base.max_order)
+                           max_order=base.max_order, kernel=base.kernel)
     key = (data.stats.source, data.events.num_rows, init_machine.cpus,
-           init_machine.pageblock_order)
+           init_machine.pageblock_order, init_machine.kernel)
     if start_cache is not None and key in start_cache:
         start = start_cache[key]
     else:
-        start = prepare_start(e, data, bundle, init_machine, cpus=sim_machine.cpus)
+        start = prepare_start(e, data, bundle, init_machine, cpus=sim_machine.cpus,
+                              trace_profile=choice.trace)
         if start_cache is not None:
             start_cache.clear()  # one trace at a time: the states are large
             start_cache[key] = start
     st = transform_state(copy_state(start.state) if start_cache is not None else start.state,
                          base, sim_machine)
     trace_cpus = int(e.cpu.max()) + 1 if len(e) else 1
+    cpu_map = cpu_mapping(sim_machine, trace_cpus)[0]
     if start.i_start > 0:  # a snapshot start: its pcp lists are learnt from the trace
-        seed_initial_pcp(st, e, start.i_start, cpu_mapping(sim_machine, trace_cpus)[0])
+        seed_initial_pcp(st, e, start.i_start, cpu_map)
+        zoneinfo = bundle.start.zoneinfo if bundle is not None else None
+        seed_pcp_tuning(st, e, start.i_start, cpu_map, sim_machine, zoneinfo, choice.trace)
     sampler = sampler_factory(sim_machine, e) if sampler_factory else None
+    evidence = vmstat_runs(data, e, start.i_start) if choice.trace.vmstat_decay else None
     counters, out = run_simulation(st, sim_machine, settings, e, start.i_start, start.disp,
-                                   points, sampler)
+                                   points, sampler, evidence)
     table = emitted_table(out, e, sim_machine.pageblock_order)
     return SimulateResult(sim_machine, settings, st, counters, table, out, int(out.n[0]),
-                          sampler.samples if sampler else None, start.i_start)
+                          sampler.samples if sampler else None, start.i_start, choice)
 
 
 @njit(cache=True, _nrt=False)
@@ -472,3 +596,76 @@ def seed_initial_pcp(st: State, e: EventArrays, i_start: int, cpu_map: np.ndarra
         pcp_add(st, cpu, int(st.pg_zone[p]), p, o, mt, True)
         seeded += 1
     return seeded
+
+
+def seed_pcp_tuning(st: State, e: EventArrays, i_start: int, cpu_map: np.ndarray,
+                    machine: Machine, zoneinfo, trace_profile: KernelProfile) -> None:
+    """The pcp state a snapshot can show or the trace reveals, beyond the pages on the lists:
+
+    - count: start.zoneinfo's per-CPU count; pages the trace never shows (never allocated or
+      drained) stay on the lists for the whole run and are kept as a count only;
+    - high (6.7+ kernels): each CPU's current, auto-tuned value in start.zoneinfo (a 6.1
+      zoneinfo shows the static high, which a 6.12 model starts from);
+    - alloc_factor (6.12 model on a 6.12 trace): from the size of each CPU's first order-0
+      refill, batch << k (k halved once per free before it, so known only without one);
+    - free_count starts at 0.
+    """
+    from replay.engine.state import MAX_ORDER  # noqa: F401 - documents the array bound
+
+    if zoneinfo is None:
+        return
+    by_key = {(zi.node, zi.name): zi for zi in zoneinfo if zi.populated}
+    ncpu = st.pcp_count.shape[0]
+    for zidx, zone in enumerate(machine.zones):
+        zi = by_key.get((zone.node, zone.name))
+        if zi is None:
+            continue
+        for tcpu, ps in zi.pagesets.items():
+            if tcpu >= len(cpu_map):
+                continue
+            c = int(cpu_map[tcpu])
+            if c >= ncpu or c != tcpu:
+                continue  # a what-if CPU count: the snapshot's pcp state does not carry over
+            st.pcp_count[c, zidx] = max(int(st.pcp_count[c, zidx]), int(ps.count))
+            if st.pcp_high_min[c, zidx] != st.pcp_high_max[c, zidx] and ps.high > 0:
+                st.pcp_high[c, zidx] = min(max(int(ps.high), int(st.pcp_high_min[c, zidx])),
+                                           int(st.pcp_high_max[c, zidx]))
+    if trace_profile.pcp_refill and st.config[CFG_FREE_HIGH_BATCH]:
+        _seed_alloc_factor(st, e, i_start, cpu_map)
+
+
+def _seed_alloc_factor(st: State, e: EventArrays, i_start: int, cpu_map: np.ndarray) -> None:
+    from replay.trace.schema import EV_EXTFRAG, EV_ZONE_LOCKED
+
+    ev, cpu = e.ev[i_start:], e.cpu[i_start:]
+    seen: set[tuple[int, int]] = set()
+    frees = np.zeros(int(cpu.max()) + 1 if len(cpu) else 1, np.int64)
+    idx = np.flatnonzero((ev == EV_ZONE_LOCKED) | (ev == EV_FREE) | (ev == EV_FREE_BATCHED))
+    for k in idx:
+        i = i_start + int(k)
+        c = int(e.cpu[i])
+        if e.ev[i] != EV_ZONE_LOCKED:
+            if e.ev[i] == EV_FREE_BATCHED or (e.order[i] <= 3 and e.pfn[i] >= 0):
+                frees[c] += 1
+            continue
+        if e.refill[i] != 1 or e.order[i] != 0 or e.pfn[i] < 0:
+            continue
+        z = int(st.pg_zone[e.pfn[i]]) if e.pfn[i] < len(st.pg_zone) else -1
+        if z < 0 or (c, z) in seen:
+            continue
+        seen.add((c, z))
+        n, j = 0, i
+        while j < len(e) and ((e.ev[j] == EV_ZONE_LOCKED and e.refill[j] == 1
+                               and e.order[j] == 0) or e.ev[j] == EV_EXTFRAG
+                              or e.cpu[j] != c):
+            if e.cpu[j] == c and e.ev[j] == EV_ZONE_LOCKED:
+                n += 1
+            j += 1
+        mc = int(cpu_map[c]) if c < len(cpu_map) else -1
+        if mc != c or mc >= st.pcp_alloc_factor.shape[0]:
+            continue
+        batch = int(st.pcp_batch[mc, z])
+        k_at = 0
+        while k_at < 5 and (batch << k_at) < n:
+            k_at += 1
+        st.pcp_alloc_factor[mc, z] = min(5, k_at << frees[c]) if frees[c] < 3 else 0

@@ -3,7 +3,7 @@
 Every free block, pcp entry and allocated block is described at its head pfn. Free lists and pcp
 lists are doubly linked through `next`/`prev` (pfn-indexed), with head and tail per list, so
 allocation can take the head and frees can go to the head or the tail as the kernel does.
-About 15 bytes per page of modelled RAM.
+About 17 bytes per page of modelled RAM.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from replay.engine.machine import Machine
+from replay.engine.profile import N_CONFIG, apply_profile, get_profile
 
 MAX_ORDER = 11
 MIGRATE_TYPES = 5
@@ -38,6 +39,8 @@ class State(NamedTuple):
     pg_cpu: np.ndarray  # int16: the CPU whose pcp list holds the block
     pg_warm: np.ndarray  # uint8: 1 once a traced event placed this block on its list
     pg_zone: np.ndarray  # int8: zone index, -1 outside every zone
+    pg_comp: np.ndarray  # int8: compound order + 1 at an allocated compound head, else 0
+    pg_target: np.ndarray  # uint8: 1 on a page compaction isolated as a migration target
     # per pageblock
     pb_mt: np.ndarray  # int8 pageblock migratetype
     # per zone x order x migratetype free lists
@@ -51,7 +54,7 @@ class State(NamedTuple):
     pcp_count: np.ndarray  # int64 [CPUS, Z] pages
     pcp_high: np.ndarray  # int64 [CPUS, Z]
     pcp_batch: np.ndarray  # int64 [CPUS, Z]
-    pcp_free_factor: np.ndarray  # int64 [CPUS, Z]
+    pcp_free_factor: np.ndarray  # int64 [CPUS, Z] (6.1)
     # per zone: start_pfn, end_pfn, min, low, high, boost, managed, reserved_ha, flags
     zone_param: np.ndarray  # int64 [Z, 8]
     lowmem_reserve: np.ndarray  # int64 [Z, 6] indexed by highest zone type
@@ -59,8 +62,14 @@ class State(NamedTuple):
     zone_type: np.ndarray  # int64 [Z]
     zone_node: np.ndarray  # int64 [Z]
     # [pageblock_order, mobility_grouping, watermark_boost_factor, fallback_policy, max_order,
-    #  lossy]
+    #  lossy, then the kernel profile's rules (replay/engine/profile.py)]
     config: np.ndarray
+    # per cpu x zone, 6.7+ pcp auto-tuning (struct per_cpu_pages, 6.12 mmzone.h:685)
+    pcp_high_min: np.ndarray  # int64 [CPUS, Z]
+    pcp_high_max: np.ndarray  # int64 [CPUS, Z]
+    pcp_alloc_factor: np.ndarray  # int64 [CPUS, Z]
+    pcp_free_count: np.ndarray  # int64 [CPUS, Z]
+    pcp_flags: np.ndarray  # int64 [CPUS, Z]: PCPF_PREV_FREE_HIGH_ORDER, PCPF_FREE_HIGH_BATCH
 
 
 NR_ZONE_TYPES = 6  # DMA, DMA32, Normal, Movable, Device, HighMem (i386 only)
@@ -87,6 +96,9 @@ def gfp_zone_table(arch: str) -> np.ndarray:
 
 ZP_START, ZP_END, ZP_MIN, ZP_LOW, ZP_HIGH, ZP_BOOST, ZP_MANAGED, ZP_RESERVED_HA, ZP_FLAGS = range(9)
 ZONE_BOOSTED_WATERMARK = 1
+ZONE_RECLAIM_ACTIVE = 2  # (kswapd balancing; not modelled)
+ZONE_BELOW_HIGH = 4  # 6.12: free pages fell below the high watermark (pcp->high shrinks)
+PCPF_PREV_FREE_HIGH_ORDER, PCPF_FREE_HIGH_BATCH = 1, 2
 CFG_PAGEBLOCK_ORDER, CFG_MOBILITY, CFG_BOOST_FACTOR, CFG_FALLBACK_POLICY, CFG_MAX_ORDER = range(5)
 CFG_LOSSY = 5  # the trace lost events: resynchronise the free lists on the kernel's choices
 
@@ -106,10 +118,19 @@ def new_state(machine: Machine, cpus: int | None = None) -> State:
         lr = list(z.lowmem_reserve)[:NR_ZONE_TYPES]
         lowmem[i, : len(lr)] = lr
     pcp_high = np.zeros((ncpu, nz), np.int64)
+    pcp_high_max = np.zeros((ncpu, nz), np.int64)
     pcp_batch = np.ones((ncpu, nz), np.int64)
     for i, z in enumerate(machine.zones):
         pcp_high[:, i] = z.pcp_high
+        pcp_high_max[:, i] = max(z.pcp_high_max, z.pcp_high)
         pcp_batch[:, i] = max(z.pcp_batch, 1)
+    profile = get_profile(machine.kernel, machine.arch)
+    config = np.zeros(N_CONFIG, np.int64)
+    config[:6] = (machine.pageblock_order, int(machine.mobility_grouping),
+                  machine.watermark_boost_factor, 0, machine.max_order, 0)
+    apply_profile(config, profile)
+    if not profile.pcp_high_tuning:
+        pcp_high_max = pcp_high.copy()
     return State(
         pg_state=np.zeros(npfn, np.uint8),
         pg_order=np.zeros(npfn, np.int8),
@@ -119,6 +140,8 @@ def new_state(machine: Machine, cpus: int | None = None) -> State:
         pg_cpu=np.full(npfn, -1, np.int16),
         pg_warm=np.zeros(npfn, np.uint8),
         pg_zone=pg_zone,
+        pg_comp=np.zeros(npfn, np.int8),
+        pg_target=np.zeros(npfn, np.uint8),
         pb_mt=np.full(pb, 1, np.int8),
         fl_head=np.full((nz, MAX_ORDER, MIGRATE_TYPES), NIL, np.int64),
         fl_tail=np.full((nz, MAX_ORDER, MIGRATE_TYPES), NIL, np.int64),
@@ -132,11 +155,16 @@ def new_state(machine: Machine, cpus: int | None = None) -> State:
         pcp_free_factor=np.zeros((ncpu, nz), np.int64),
         zone_param=zone_param,
         lowmem_reserve=lowmem,
-        gfpzone=gfp_zone_table(getattr(machine, "arch", "x86_64")),
+        gfpzone=gfp_zone_table(machine.arch),
         zone_type=np.array([z.zone_type for z in machine.zones], np.int64),
         zone_node=np.array([z.node for z in machine.zones], np.int64),
-        config=np.array([machine.pageblock_order, int(machine.mobility_grouping),
-                         machine.watermark_boost_factor, 0, machine.max_order, 0], np.int64),
+        config=config,
+        pcp_high_min=pcp_high.copy(),
+        pcp_high_max=pcp_high_max,
+        pcp_alloc_factor=np.zeros((ncpu, nz), np.int64),
+        pcp_free_count=np.zeros((ncpu, nz), np.int64),
+        pcp_flags=np.full((ncpu, nz), PCPF_FREE_HIGH_BATCH if profile.free_high else 0,
+                          np.int64),
     )
 
 

@@ -69,8 +69,9 @@ def is_event(name: str) -> pl.Expr:
 
 
 def pages(order: str = "order") -> pl.Expr:
-    """2^order as Int64 (base pages in a block of that order)."""
-    return pl.lit(2, pl.Int64).pow(pl.col(order).cast(pl.Int64))
+    """2^order as Int64 (base pages in a block of that order; a compaction event's order -1
+    counts as 0, those rows are filtered out by the callers)."""
+    return pl.lit(2, pl.Int64).pow(pl.col(order).cast(pl.Int64).clip(lower_bound=0))
 
 
 def is_refill() -> pl.Expr:

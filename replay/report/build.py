@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from replay.engine.sampling import Samples
+from replay.metrics.compaction import compaction_section
 from replay.metrics.fallbacks import fallback_summary, pcp_summary
 from replay.metrics.fragmentation import (
     fragmentation_index_all,
@@ -154,6 +155,30 @@ def pcp_rates(df: pl.DataFrame, edges_s: list[float]) -> dict:
             "drained_pages": d.astype(np.int64).tolist()}
 
 
+def compaction_rates(df: pl.DataFrame, edges_s: list[float]) -> dict:
+    """Compaction per window (between sample times): free pages the scanners isolated, pages
+    migrated, direct-compaction stalls (try_to_compact_pages calls)."""
+    if len(edges_s) < 2:
+        return {"t_s": [], "free_isolated": [], "migrated": [], "stalls": []}
+    edges = (np.asarray(edges_s) * 1e9).astype(np.int64)
+    ev = pl.col("event")
+    iso = df.filter(ev.is_in(["mm_compaction_isolate_freepages",
+                              "mm_compaction_fast_isolate_freepages"]))
+    mig = df.filter(ev == "mm_compaction_migratepages")
+    stall = df.filter(ev == "mm_compaction_try_to_compact_pages")["ts_ns"].to_numpy()
+
+    def hist(frame: pl.DataFrame, column: str) -> list[int]:
+        if not frame.height:
+            return [0] * (len(edges) - 1)
+        h, _ = np.histogram(frame["ts_ns"].to_numpy(), bins=edges,
+                            weights=frame[column].fill_null(0).to_numpy())
+        return h.astype(np.int64).tolist()
+
+    return {"t_s": np.round(edges[1:] / 1e9, 6).tolist(),
+            "free_isolated": hist(iso, "nr_taken"), "migrated": hist(mig, "nr_migrated"),
+            "stalls": np.histogram(stall, bins=edges)[0].tolist()}
+
+
 def end_marker_index(run, e) -> int | None:
     """The event index of the end.buddyinfo marker (where the kernel's end state was read)."""
     from replay.engine.events import marker_positions
@@ -195,6 +220,13 @@ def verdict(d: dict) -> str:
             parts.append(f"{bad} inconsistent events")
         else:
             parts.append("no end snapshot to check the reconstruction against")
+    comp = d.get("compaction") or {}
+    if comp.get("verdict"):
+        parts.append(comp["verdict"])
+    elif (comp.get("trace") or {}).get("runs"):
+        t = comp["trace"]
+        parts.append(f"compaction: {t['runs']:,} runs, {t['free_isolated']:,} free pages "
+                     f"isolated by the traced free scanner, {t['migrated']:,} migrated")
     ag = d.get("agreement")
     if ag:
         parts.append(f"model agrees with the kernel on {100 * ag['rate']:.3f}% of "
@@ -228,8 +260,10 @@ def recon_section(recon) -> dict:
 
 
 def build(run, recon, obs_samples: Samples | None, sim=None, settings: dict | None = None,
-          time_window: tuple[float, float] | None = None, kind: str = "report") -> dict:
-    """The whole report dict for `report` (sim None) or `compare`."""
+          time_window: tuple[float, float] | None = None, kind: str = "report",
+          explain: dict | None = None) -> dict:
+    """The whole report dict for `report` (sim None) or `compare`; `explain` holds the explain
+    tables by side (replay.metrics.explain_tables), as explain.json has them."""
     pbo = recon.machine.pageblock_order
     i0 = recon.i_start
     end_idx = end_marker_index(run, recon.events)
@@ -257,6 +291,12 @@ def build(run, recon, obs_samples: Samples | None, sim=None, settings: dict | No
     d["observed"]["end_source"] = end_source
     edges = d["timeseries"]["observed"].get("t_s", [])
     d["pcp_rates"] = {"observed": pcp_rates(obs_df, edges)}
+    snap_start = run.bundle.start.vmstat if run.bundle is not None else None
+    snap_end = run.bundle.end.vmstat if run.bundle is not None and time_window is None \
+        else None
+    d["compaction"] = compaction_section(obs_df, snap_start, snap_end, recon.compaction,
+                                         recon.counters)
+    d["compaction"]["rates"] = compaction_rates(obs_df, edges)
     if sim is not None:
         sim_df = events_frame(sim.events, time_window)
         sim_pbo = sim.machine.pageblock_order
@@ -270,6 +310,9 @@ def build(run, recon, obs_samples: Samples | None, sim=None, settings: dict | No
         d["simulated"]["machine"] = {"pageblock_order": sim_pbo, "cpus": sim.machine.cpus,
                                      "max_order": sim.machine.max_order}
         d["gaps"] = gaps(d["observed"], d["simulated"])
+    d["kernel_profile"] = kernel_profile_section(recon, sim)
+    if explain:
+        d["explain"] = explain
     d["verdict"] = verdict(d)
     return d
 
@@ -286,6 +329,22 @@ def callers_section(df: pl.DataFrame, symbols=None) -> dict | None:
     return {"symbols": symbols.source if symbols is not None else None,
             "stacks": int(df["stack_id"].n_unique() - (1 if df["stack_id"].null_count() else 0)),
             "total_rows": table.height, "rows": table.head(MAX_CALLER_ROWS).to_dicts()}
+
+
+def kernel_profile_section(recon, sim=None) -> dict:
+    """Which kernel rules each side followed (replay/engine/profile.py), the release they
+    were chosen from, and any warning (a kernel with no profile of its own, a what-if)."""
+    d: dict = {}
+    rp = getattr(recon, "profile", None)
+    if rp is not None:
+        d.update(release=rp.release, detected_from=rp.detected_from,
+                 observed=rp.model.as_dict(), warnings=list(rp.warnings))
+    sp = getattr(sim, "profile", None) if sim is not None else None
+    if sp is not None:
+        d["simulated"] = sp.model.as_dict()
+        d["what_if"] = sp.what_if
+        d["warnings"] = list(dict.fromkeys(d.get("warnings", []) + list(sp.warnings)))
+    return d
 
 
 def _str_keys(ps: dict) -> dict:

@@ -222,6 +222,45 @@ def fig_unusable(d: Mapping) -> Panel:
                  + _line_key(d))
 
 
+def fig_compaction(d: Mapping, zone: str | None) -> Panel:
+    """Compaction over time: free pages isolated and pages migrated, direct-compaction stalls,
+    beside the unusable index it changes (observed)."""
+    comp = d.get("compaction") or {}
+    rates = comp.get("rates") or {}
+    title = "Compaction over time"
+    if not (comp.get("trace") or {}).get("runs") or not rates.get("t_s"):
+        note = comp.get("verdict") or "No compaction in this trace."
+        return Panel("compaction", title, None, note)
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=["pages per window: free pages isolated, pages migrated",
+                                        "direct compaction attempts (stalls) per window",
+                                        "unusable free index at the pageblock order"])
+    t = rates["t_s"]
+    for key, label, colour in (("free_isolated", "free pages isolated", "#2ca02c"),
+                               ("migrated", "pages migrated", "#9467bd")):
+        fig.add_trace(go.Bar(x=t, y=rates.get(key) or [], name=label, marker_color=colour,
+                             hovertemplate=f"{label}<br>until %{{x:.3f}} s: %{{y}}"
+                                           "<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Bar(x=t, y=rates.get("stalls") or [], name="stalls",
+                         marker_color="#d62728", hovertemplate="stalls until %{x:.3f} s: "
+                         "%{y}<extra></extra>"), row=2, col=1)
+    ts = (d.get("timeseries") or {}).get("observed") or {}
+    for zname, zv in (ts.get("zones") or {}).items():
+        fig.add_trace(go.Scatter(x=ts.get("t_s") or [],
+                                 y=np.asarray(zv.get("unusable_index_pb") or [], float) / 1000,
+                                 mode="lines", name=f"unusable {zname}",
+                                 line=dict(width=2 if zname == zone else 1)), row=3, col=1)
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(title_text=time_label(d), row=3, col=1)
+    tr = comp.get("trace") or {}
+    note = (f"{tr.get('runs', 0):,} runs; {tr.get('free_isolated', 0):,} free pages isolated by "
+            f"the traced free scanner; {tr.get('migrated', 0):,} pages migrated.")
+    if comp.get("untraced_isolated_pages"):
+        note += (f" The untraced fast search took {comp['untraced_isolated_pages']:,} more "
+                 "(vmstat compact_isolated residual).")
+    return Panel("compaction", title, _layout(fig, 620), note)
+
+
 def _pair_name(e: Mapping) -> str:
     return f"{e.get('alloc_mt')} from {e.get('fallback_mt')}"
 
@@ -438,6 +477,144 @@ def fig_processes(d: Mapping) -> Panel:
         l=10, r=10, t=30, b=10)), note)
 
 
+MAX_MIXED_MARKS = 20000
+
+
+def explain_sides(d: Mapping) -> list[tuple[str, Mapping]]:
+    ex = d.get("explain") or {}
+    return [(s, ex[s]) for s in SIDES if ex.get(s) and (ex[s].get("map") or {}).get("t_s")]
+
+
+def fig_pbmap(d: Mapping) -> Panel:
+    """Pageblock map: type per pageblock (y, by pfn) and time (x); mixed pageblocks marked.
+    Clicking a cell lists that pageblock's culprits below the figure."""
+    sides = explain_sides(d)
+    title = "Pageblock map: who polluted which pageblocks"
+    if not sides:
+        return Panel("pbmap", title, None, "No explain tables in this report.")
+    fig = make_subplots(rows=1, cols=len(sides), horizontal_spacing=0.06,
+                        subplot_titles=[_side_title(s, d) for s, _ in sides])
+    n = len(MIGRATETYPES)
+    scale = []
+    for i, name in enumerate(MIGRATETYPES):
+        scale += [[i / n, TYPE_COLOURS[name]], [(i + 1) / n, TYPE_COLOURS[name]]]
+    for col, (side, ex) in enumerate(sides, start=1):
+        m = ex["map"]
+        z = [[int(c) for c in row] for row in m["type_rows"]]
+        y = m["pfn"]
+        fig.add_trace(go.Heatmap(
+            x=m["t_s"], y=y, z=z, zmin=-0.5, zmax=n - 0.5, colorscale=scale, meta=side,
+            showscale=col == 1,
+            colorbar=dict(tickvals=list(range(n)), ticktext=list(MIGRATETYPES), len=0.8,
+                          title="pageblock type"),
+            hovertemplate="pageblock at pfn %{y:#x}<br>t %{x:.3f} s<extra>" + side
+            + "</extra>"), row=1, col=col)
+        marks = (m.get("mixed") or [])[:MAX_MIXED_MARKS]
+        if marks:
+            fig.add_trace(go.Scatter(
+                x=[m["t_s"][c] for _, c, _ in marks], y=[y[r] for r, _, _ in marks],
+                mode="markers", name="mixed", legendgroup="mixed", showlegend=col == 1,
+                marker=dict(symbol="x-thin", size=6, line=dict(width=1.5, color="black")),
+                customdata=[[r, v] for r, _, v in marks], meta=side,
+                hovertemplate="mixed: %{customdata[1]} polluting pages<extra></extra>"),
+                row=1, col=col)
+        fig.update_yaxes(tickformat="#x", title_text="pageblock (first pfn)" if col == 1
+                         else None, row=1, col=col)
+    fig.update_xaxes(title_text=time_label(d))
+    height = 200 + min(700, 2 * max(len(ex["map"]["type_rows"]) for _, ex in sides))
+    return Panel("pbmap", title, _layout(fig, height), "Colour: the pageblock's migratetype "
+                 "at the end of each time bucket; x: a pageblock holding blocks of another "
+                 "type (mixed). Click a cell for that pageblock's culprits.")
+
+
+def fig_culprits(d: Mapping, top: int = 12) -> Panel:
+    """The top culprits: steals, pollution page-seconds and pinned pageblocks per side."""
+    sides = [(s, ex) for s, ex in ((s, (d.get("explain") or {}).get(s)) for s in SIDES) if ex]
+    title = "Top culprits"
+    if not sides:
+        return Panel("culprits", title, None, "No explain tables in this report.")
+    labels: list[str] = []
+    for _, ex in sides:
+        labels += [r["label"] for r in ex["blame"]["rows"][:top] if r["label"] not in labels]
+    labels = labels[:top]
+    if not labels:
+        return Panel("culprits", title, None, "No steal, pollution or pinned pageblock.")
+    metrics = (("steals", "steals (events)"), ("pollution_page_s", "pollution (page-s)"),
+               ("pinned_pageblocks_end", "pinned pageblocks at the end"))
+    fig = make_subplots(rows=1, cols=len(metrics), shared_yaxes=True, horizontal_spacing=0.03,
+                        subplot_titles=[t for _, t in metrics])
+    short = [lab if len(lab) <= 60 else lab[:57] + "..." for lab in labels]
+    for side, ex in sides:
+        rows = {r["label"]: r for r in ex["blame"]["rows"]}
+        for col, (key, _) in enumerate(metrics, start=1):
+            fig.add_trace(go.Bar(
+                y=short, x=[(rows.get(lab) or {}).get(key, 0) for lab in labels],
+                orientation="h", name=side, legendgroup=side, showlegend=col == 1,
+                marker_color="#1f77b4" if side == "observed" else "#ff7f0e",
+                hovertext=labels, hovertemplate="%{hovertext}<br>%{x:,}<extra>" + side
+                + "</extra>"), row=1, col=col)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(barmode="group")
+    return Panel("culprits", title, _layout(fig, 140 + 26 * len(labels) * len(sides),
+                                            margin=dict(l=360)),
+                 "Culprits are (comm, gfp, order) of the allocations; docs/metrics.md §6.")
+
+
+PBMAP_SCRIPT = """<script>
+(function () {
+  var ex = %(explain)s;
+  var el = document.getElementById('fig-pbmap');
+  var box = document.getElementById('pbmap-culprits');
+  if (!el || !box || !el.on) { return; }
+  function esc(s) { return String(s).replace(/[&<>"]/g, function (c) {
+    return {'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;'}[c]; }); }
+  function list(title, items, unit) {
+    if (!items || !items.length) { return ''; }
+    return '<p><b>' + title + '</b></p><ul>' + items.map(function (c) {
+      return '<li>' + esc(c.culprit) + (c[unit] !== undefined ? ' (' + esc(c[unit]) + ' ' +
+        unit.replace(/_/g, ' ') + ')' : '') + (c.pfn !== undefined ? ' pfn 0x' +
+        c.pfn.toString(16) : '') + '</li>'; }).join('') + '</ul>';
+  }
+  window.showCulprits = function (side, row) {
+    var s = ex[side]; if (!s) { return; }
+    var pb = s.pageblocks[row], info = s.culprits[String(pb)] || {};
+    var html = '<h3>' + esc(side) + ': pageblock ' + pb + ' (pfn 0x' +
+      s.pfn[row].toString(16) + ', ' + esc(s.zone[row]) + ')</h3>' +
+      list('polluted it (page-seconds)', info.pollution, 'pollution_page_s') +
+      list('make it mixed at the end', info.mixed_end, 'pages') +
+      list('keep it from merging at the end', info.blockers, 'pages');
+    if (!info.pollution && !info.mixed_end && !info.blockers) {
+      html += '<p>No pollution, mixed blocks or trace-only blockers here.</p>';
+    }
+    box.innerHTML = html;
+    box.setAttribute('data-pageblock', String(pb));
+  };
+  el.on('plotly_click', function (ev) {
+    var p = ev.points && ev.points[0]; if (!p) { return; }
+    var side = (p.data && p.data.meta) || 'observed';
+    var row = Array.isArray(p.pointNumber) ? p.pointNumber[0]
+      : (p.customdata ? p.customdata[0] : null);  // a heatmap cell, or a mixed mark on one
+    if (row === null) { return; }
+    window.showCulprits(side, row);
+  });
+  var m = /click=([0-9]+),([0-9]+)/.exec(window.location.hash);
+  if (m) {
+    el.emit('plotly_click', {points: [{pointNumber: [+m[1], +m[2]], data: el.data[0]}]});
+  }
+})();
+</script>"""
+
+
+def pbmap_script(d: Mapping) -> str:
+    """The click handler's data: per side, the map's rows and each pageblock's culprits."""
+    data = {}
+    for side, ex in explain_sides(d):
+        m = ex["map"]
+        data[side] = {"pageblocks": m["pageblocks"], "pfn": m["pfn"], "zone": m["zone"],
+                      "culprits": ex.get("culprits_by_pageblock") or {}}
+    return PBMAP_SCRIPT % {"explain": _script_json(data)}
+
+
 # ---------------------------------------------------------------------------------------------
 # the page
 
@@ -461,8 +638,26 @@ def header_html(d: Mapping) -> str:
         sub.append("settings: " + html.escape(_settings_suffix(d).strip(" ()") or
                                                "the kernel's own"))
     return (f'<header><h1>pagereplay {kind} <span class="src">{src}</span></h1>'
-            f'<p class="sub">{" · ".join(sub)}</p>{verdict_html(d)}{cards_html(d)}'
-            f'{fidelity_html(d)}</header>')
+            f'<p class="sub">{" · ".join(sub)}</p>{kernel_html(d)}{verdict_html(d)}'
+            f'{cards_html(d)}{fidelity_html(d)}</header>')
+
+
+def kernel_html(d: Mapping) -> str:
+    """The kernel rules each side followed, and any warning about them."""
+    kp = d.get("kernel_profile") or {}
+    if not kp:
+        return ""
+    obs, sim = kp.get("observed") or {}, kp.get("simulated") or {}
+    parts = []
+    if obs:
+        parts.append(f"observed: {html.escape(str(obs.get('name')))}")
+    if sim:
+        parts.append(f"simulated: {html.escape(str(sim.get('name')))}"
+                     + (" <b>(upgrade what-if)</b>" if kp.get("what_if") else ""))
+    out = f'<p class="sub">kernel rules — {" · ".join(parts)}</p>' if parts else ""
+    for w in kp.get("warnings") or []:
+        out += f'<p class="sub"><b>warning:</b> {html.escape(str(w))}</p>'
+    return out
 
 
 def verdict_html(d: Mapping) -> str:
@@ -559,9 +754,10 @@ def fig_callers(d: Mapping) -> Panel | None:
 def panels(d: Mapping) -> list[Panel]:
     """Every figure, in page order."""
     zone = busiest_zone(d)
-    figures = [fig_free_heatmap(d, zone), fig_unusable(d), fig_fallbacks(d),
-               fig_pageblocks(d, zone), fig_pcp(d), fig_end_buddyinfo(d, zone), fig_matrix(d),
-               fig_processes(d), fig_callers(d)]
+    figures = [fig_free_heatmap(d, zone), fig_unusable(d), fig_compaction(d, zone),
+               fig_fallbacks(d), fig_pageblocks(d, zone), fig_pbmap(d), fig_culprits(d),
+               fig_pcp(d), fig_end_buddyinfo(d, zone), fig_matrix(d), fig_processes(d),
+               fig_callers(d)]
     return [f for f in figures if f is not None]
 
 
@@ -576,6 +772,8 @@ def panel_html(p: Panel) -> str:
     zone = ' <span class="zonename"></span>' if p.per_zone and p.fig is not None else ""
     body = f'<div id="fig-{p.key}" class="fig"></div>' if p.fig is not None else \
         '<p class="empty">(not drawn)</p>'
+    if p.key == "pbmap" and p.fig is not None:
+        body += '<div id="pbmap-culprits" class="culprits">Click a pageblock.</div>'
     note = f'<p class="note">{html.escape(p.note)}</p>' if p.note else ""
     return f'<section id="panel-{p.key}"><h2>{html.escape(p.title)}{zone}</h2>{note}{body}' \
            f"</section>"
@@ -680,6 +878,7 @@ h2 { font-size: 17px; margin: 26px 0 2px; border-top: 1px solid #ddd; padding-to
 .fidelity { margin: 6px 0; font-size: 13px; }
 .zonesel { position: sticky; top: 0; background: #fff; padding: 8px 0; z-index: 10;
            border-bottom: 1px solid #eee; font-size: 14px; }
+.culprits { font-size: 13px; border: 1px solid #eee; padding: 4px 12px; }
 .empty { color: #999; font-style: italic; } .zonename { color: #555; font-weight: normal; }
 </style>"""
 
@@ -722,7 +921,7 @@ def render_dashboard(d: Mapping, plotlyjs: str = "inline") -> str:
         *(panel_html(p) for p in ps),
         f'<div id="dash-status" hidden data-state="drawing" data-figures="{n_figs}" '
         'data-drawn="0" data-errors=""></div>',
-        draw, "</body></html>", ""])
+        draw, pbmap_script(d) if explain_sides(d) else "", "</body></html>", ""])
 
 
 def write_dashboard(d: dict, path: str | Path, plotlyjs: str = "inline") -> Path:

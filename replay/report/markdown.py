@@ -292,6 +292,51 @@ def section_reconstruct(d: Mapping) -> str:
     return "\n\n".join(lines)
 
 
+COMPACTION_ROWS = (
+    ("runs", "compaction runs (mm_compaction_begin)", None),
+    ("direct_compactions", "direct compaction attempts (try_to_compact_pages)", "compact_stall"),
+    ("kcompactd_wakes", "kcompactd wakes", "compact_daemon_wake"),
+    ("free_isolated", "free pages isolated by the traced free scanner", None),
+    ("migrate_isolated", "pages isolated by the migrate scanner", None),
+    ("migrated", "pages migrated", "pgmigrate_success"),
+    ("free_scanned", "pages the free scanner scanned", "compact_free_scanned"),
+    ("migrate_scanned", "pages the migrate scanner scanned", "compact_migrate_scanned"),
+)
+
+
+def section_compaction(d: Mapping) -> str:
+    """Compaction in the trace, the kernel's vmstat counters, and what the replay inferred."""
+    comp = d.get("compaction") or {}
+    t, vm = comp.get("trace") or {}, comp.get("vmstat") or {}
+    if not t.get("runs") and not comp.get("verdict") and not vm.get("compact_isolated"):
+        return ""
+    lines = ["### Compaction"]
+    if comp.get("verdict"):
+        lines.append(f"**{comp['verdict']}.**")
+    rows = [[label, fmt_num(t.get(key)), fmt_num(vm.get(v)) if v and v in vm else "–"]
+            for key, label, v in COMPACTION_ROWS]
+    if "compact_isolated" in vm:
+        rows.append(["pages isolated, both scanners (compact_isolated)",
+                     fmt_num(t.get("free_isolated", 0) + t.get("migrate_isolated", 0)),
+                     fmt_num(vm["compact_isolated"])])
+    lines.append(table(["", "trace", "vmstat delta"], rows, ["l", "r", "r"]))
+    rep = comp.get("replay")
+    if rep and (t.get("runs") or rep.get("captures")):
+        inferred = rep.get("inferred") or {}
+        traced = fmt_num(rep.get("free_scanner_pages"))
+        text = (f"The replay followed the traced free scanner ({traced} pages) and inferred "
+                f"{fmt_num(rep.get('inferred_untraced_pages'))} pages taken "
+                f"by the untraced fast search (vmstat's residual: "
+                f"{fmt_num(comp.get('untraced_isolated_pages'))}); "
+                f"{fmt_num(rep.get('captures'))} captures ({fmt_num(rep.get('captured_pages'))} "
+                f"pages), {fmt_num(rep.get('targets_released'))} unused targets released. "
+                "Inferred from later events: "
+                + ", ".join(f"{k.replace('_', ' ')} {fmt_num(v)}" for k, v in inferred.items())
+                + ".")
+        lines.append(text)
+    return "\n\n".join(lines)
+
+
 def _agreement_rows(group: str, by: Mapping) -> list[list[str]]:
     rows = []
     for key in sorted(by, key=order_sort_key):
@@ -538,9 +583,111 @@ def section_settings(d: Mapping) -> str:
                                       [[k, fmt_num(v)] for k, v in settings.items()], ["l", "l"])
 
 
-SECTIONS = (section_title, section_key_numbers, section_reconstruct, section_agreement,
-            section_zones, section_fallbacks, section_pcp, section_processes,
-            section_page_summary, section_callers, section_settings, section_trace)
+def section_kernel(d: Mapping) -> str:
+    """Which kernel's rules each side followed, warnings first; a what-if lists the rules
+    that differ between the two sides."""
+    kp = d.get("kernel_profile") or {}
+    if not kp:
+        return ""
+    lines = ["### Kernel rules"]
+    for w in kp.get("warnings") or []:
+        lines.append(f"> **Warning:** {cell(w)}")
+    obs, sim = kp.get("observed") or {}, kp.get("simulated") or {}
+    rows = [("release", kp.get("release") or "unknown"),
+            ("chosen from", kp.get("detected_from") or "–")]
+    if obs:
+        rows.append(("observed side", f"{obs.get('name')} ({obs.get('source')})"))
+    if sim:
+        what_if = " — upgrade what-if" if kp.get("what_if") else ""
+        rows.append(("simulated side", f"{sim.get('name')} ({sim.get('source')}){what_if}"))
+    lines.append(table(["", "value"], rows, ["l", "l"]))
+    if obs and sim and kp.get("what_if"):
+        diff = [[k, obs["rules"][k], sim["rules"][k]]
+                for k in obs.get("rules", {}) if obs["rules"][k] != sim["rules"].get(k)]
+        lines.append(table(["rule", f"observed ({obs.get('name')})",
+                            f"simulated ({sim.get('name')})"], diff, ["l", "l", "l"]))
+    return "\n\n".join(lines)
+
+
+TOP_CULPRITS = 10
+
+
+def _explain_totals(side: str, ex: Mapping) -> str:
+    t = ex.get("totals") or {}
+    pinned = t.get("pinned_pageblocks_end")
+    return (f"**{side}:** {fmt_num(t.get('steals'))} steals (of "
+            f"{fmt_num(t.get('extfrag_events'))} mm_page_alloc_extfrag events, "
+            f"{fmt_num(t.get('steals_requester_traced'))} with their requesting allocation), "
+            f"{fmt_num(t.get('mixed_pageblocks_end'))} mixed pageblocks at the end "
+            f"({fmt_num(t.get('mixed_pageblocks_end_attributed'))} attributed to live blocks), "
+            f"{fmt_num(t.get('pollution_page_s'), 3)} page-seconds of pollution"
+            + (f", {fmt_num(pinned)} pageblocks kept from merging by trace allocations only"
+               if pinned is not None else "")
+            + f"; pageblocks of {ex.get('pageblock_kib', '?')} KiB.")
+
+
+def section_explain(d: Mapping, top: int = TOP_CULPRITS) -> str:
+    """Who stole and polluted pageblocks (docs/metrics.md §6), observed and simulated."""
+    ex_all = d.get("explain") or {}
+    sides = [(k, ex_all[k]) for k in ("observed", "simulated") if ex_all.get(k)]
+    if not sides:
+        return ""
+    lines = ["### Who fragmented memory", "A *steal* is a fallback (mm_page_alloc_extfrag) "
+             "charged to the allocation it served; a block *pollutes* while its migratetype "
+             "differs from its pageblock's (a *mixed* pageblock); *pinned* pageblocks are "
+             "kept from merging to pageblock_order only by blocks allocated during the trace "
+             "(docs/metrics.md §6)."]
+    lines += [_explain_totals(s, ex) for s, ex in sides]
+    metrics = (("steals", "steals"), ("mixed_pageblocks_end", "mixed@end"),
+               ("pollution_page_s", "pollution page-s"), ("pinned_pageblocks_end",
+                                                          "pinned@end"))
+    labels: list[str] = []
+    by_side: dict[str, dict] = {}
+    for s, ex in sides:
+        rows = (ex.get("blame") or {}).get("rows") or []
+        by_side[s] = {r["label"]: r for r in rows}
+        labels += [r["label"] for r in rows[:top] if r["label"] not in labels]
+    headers = ["culprit (comm gfp order)", "type"]
+    for _, name in metrics:
+        headers += [f"{name} ({s})" for s, _ in sides]
+    body = []
+    for label in labels[: top * len(sides)]:
+        any_row = next(by_side[s][label] for s, _ in sides if label in by_side[s])
+        row = [label, any_row.get("migratetype") or ""]
+        for key, _ in metrics:
+            for s, _ in sides:
+                r = by_side[s].get(label)
+                row.append(fmt_num(r[key], 3 if key == "pollution_page_s" else 0)
+                           if r else "–")
+        body.append(row)
+    if body:
+        lines.append(table(headers, body, ["l", "l"]))
+    obs = dict(sides).get("observed") or {}
+    mixed = (obs.get("mixed_end") or {}).get("pageblocks") or []
+    if mixed:
+        lines.append(table(["mixed pageblock (observed)", "zone", "type", "polluting pages",
+                            "live blocks that make it mixed"],
+                           [[r["pageblock"], r["zone"], r["type"], r["polluting_pages"],
+                             "; ".join(f"{b['culprit']} pfn {b['pfn']:#x}"
+                                       for b in r["polluters"][:3])] for r in mixed[:top]],
+                           ["r", "l", "l", "r", "l"]))
+    pinned = (obs.get("merge_blockers") or {}).get("pageblocks") or []
+    if pinned:
+        lines.append(table(["nearest to merging (observed)", "zone", "type", "free", "pcp",
+                            "blocker pages", "blocks to free"],
+                           [[r["pageblock"], r["zone"], r["type"], r["free_pages"],
+                             r["pcp_pages"], r["blocker_pages"],
+                             "; ".join(f"{b['culprit']} pfn {b['pfn']:#x}"
+                                       for b in r["blockers"][:3])] for r in pinned[:5]],
+                           ["r", "l", "l", "r", "r", "r", "l"]))
+    return "\n\n".join(lines)
+
+
+SECTIONS = (section_title, section_kernel, section_key_numbers, section_reconstruct,
+            section_agreement, section_compaction, section_zones, section_fallbacks,
+            section_explain, section_pcp,
+            section_processes, section_page_summary, section_callers, section_settings,
+            section_trace)
 
 
 def render_markdown(d: dict) -> str:

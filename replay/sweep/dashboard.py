@@ -2,27 +2,38 @@
 trace (plotly, self-contained: plotly.js is inlined, so the file works offline).
 
 A point on a line is the metric's mean over the other knobs' values (a main-effects plot); the
-dotted line of the same colour is the trace's observed value, for reference.
+dotted line of the same colour is the trace's observed value, for reference. Every panel names
+its knob on its x axis; unusable indices and free blocks are at fixed reference orders (9 and
+`--order`), so the panels of `pageblock_order` compare like with like.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import polars as pl
 
-from replay.sweep.effects import FRAGMENTATION, marginal_means
+from replay.sweep.effects import block_size, marginal_means, metrics_of
 
 # Short axis titles for the metrics.
 SHORT = {
-    "simulated.unusable_index_pb.all": "unusable@pb, all zones",
-    "simulated.unusable_index_pb.worst": "unusable@pb, worst zone",
-    "simulated.free_pageblocks.total": "free pageblocks",
-    "simulated.mixed_pageblocks.total": "mixed pageblocks",
+    "simulated.mixed_pageblocks.total": "mixed pageblocks (own size)",
     "simulated.fragmenting_per_1000": "fragmenting /1k allocs",
     "simulated.fallbacks_per_1000": "fallbacks /1k allocs",
     "seconds": "seconds per point",
 }
+
+
+def short(metric: str) -> str:
+    """An axis title: the metric, its reference order and unit."""
+    m = re.fullmatch(r"simulated\.(unusable_index|free_blocks)_o(\d+)\.(\w+)", metric)
+    if m:
+        o = int(m[2])
+        if m[1] == "unusable_index":
+            return f"unusable@o{o} ({block_size(o)}), {'all zones' if m[3] == 'all' else m[3]}"
+        return f"free {block_size(o)} blocks"
+    return SHORT.get(metric, metric)
 
 
 def build_figure(df: pl.DataFrame, knobs: list[str]):
@@ -31,7 +42,7 @@ def build_figure(df: pl.DataFrame, knobs: list[str]):
     from plotly.colors import qualitative
     from plotly.subplots import make_subplots
 
-    metrics = [m for m in (*(m for m, _ in FRAGMENTATION), "seconds") if m in df.columns]
+    metrics = [m for m in (*(m for m, _ in metrics_of(df)), "seconds") if m in df.columns]
     cols = knobs or ["settings"]
     rows = max(len(metrics), 1)
     fig = make_subplots(rows=rows, cols=len(cols), vertical_spacing=min(0.06, 0.4 / rows),
@@ -41,9 +52,9 @@ def build_figure(df: pl.DataFrame, knobs: list[str]):
     for r, metric in enumerate(metrics, start=1):
         for c, knob in enumerate(cols, start=1):
             _add_cell(fig, go, df, knob, metric, traces, colour, r, c)
-            fig.update_xaxes(type="category", title_text=knob if r == rows else None,
+            fig.update_xaxes(type="category", title_text=knob, title_standoff=2,
                              row=r, col=c)
-        fig.update_yaxes(title_text=SHORT.get(metric, metric), row=r, col=1)
+        fig.update_yaxes(title_text=short(metric), row=r, col=1)
     fig.update_layout(height=260 * rows + 120, autosize=True,
                       title="pagereplay sweep: simulated fragmentation against each knob "
                       "(dotted: observed)",
@@ -67,7 +78,7 @@ def _add_cell(fig, go, df, knob, metric, traces, colour, r, c) -> None:
             o = ref.filter(pl.col("trace") == name)
             fig.add_trace(go.Scatter(
                 x=o[knob].to_list(), y=o["mean"].to_list(), mode="lines",
-                name=f"{name} (observed)", legendgroup=name, showlegend=False,
+                name=f"{name} (observed trace)", legendgroup=name, showlegend=False,
                 line={"color": colour[name], "dash": "dot", "width": 1}, opacity=0.6),
                 row=r, col=c)
 

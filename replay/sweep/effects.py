@@ -3,25 +3,67 @@
 A knob's main effect on a metric, for one trace, is the range (largest minus smallest) of the
 metric's mean over the points at each of the knob's values (the other knobs averaged over);
 across traces it is the mean of the per-trace effects. Knobs are ranked per metric; the headline
-is the ranking on the first metric of FRAGMENTATION (the unusable index at pageblock_order over
-all zones), since metrics in different units do not add up.
+is the ranking on the first metric of the list (the unusable index at order 9 over all zones),
+since metrics in different units do not add up.
+
+Like with like: every metric here is taken at a fixed reference order (9, a 2 MiB THP, and
+each order the user adds with `sweep --order N`), never at a point's own pageblock_order, so a
+pageblock_order=7 point is not "better" by counting 512 KiB blocks against 2 MiB ones. Mixed
+pageblocks are counted in the point's own pageblocks: they are not ranked against the
+pageblock_order knob.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import polars as pl
 
-# Fragmentation metrics of the simulated side: (column, what it is).
-FRAGMENTATION = (
-    ("simulated.unusable_index_pb.all", "unusable index at pageblock_order, all zones"),
-    ("simulated.unusable_index_pb.worst", "unusable index at pageblock_order, worst zone"),
-    ("simulated.free_pageblocks.total", "free pageblocks"),
-    ("simulated.mixed_pageblocks.total", "mixed pageblocks"),
-    ("simulated.fragmenting_per_1000", "fragmenting fallbacks per 1,000 allocations"),
-    ("simulated.fallbacks_per_1000", "fallbacks per 1,000 allocations"),
-)
+from replay.ci.metrics import REFERENCE_ORDERS
+
+# Counted in the point's own pageblocks: not comparable across pageblock_order values.
+PER_PAGEBLOCK = {"simulated.mixed_pageblocks.total"}
+UNIT_KNOBS = {"pageblock_order"}
+
+
+def block_size(order: int) -> str:
+    kib = 4 << order
+    return f"{kib // 1024} MiB" if kib >= 1024 else f"{kib} KiB"
+
+
+def fragmentation_metrics(orders: tuple[int, ...] = REFERENCE_ORDERS) -> tuple[tuple[str, str],
+                                                                            ...]:
+    """Fragmentation metrics of the simulated side, (column, what it is), at the reference
+    orders (9 first)."""
+    out = []
+    for o in sorted(set(orders), key=lambda o: (o != 9, o)):
+        out += [(f"simulated.unusable_index_o{o}.all",
+                 f"unusable index at order {o} ({block_size(o)}), all zones"),
+                (f"simulated.unusable_index_o{o}.worst",
+                 f"unusable index at order {o} ({block_size(o)}), worst zone"),
+                (f"simulated.free_blocks_o{o}.total",
+                 f"free {block_size(o)} blocks (order >= {o}, in order-{o} units)")]
+    return (*out,
+            ("simulated.mixed_pageblocks.total", "mixed pageblocks (the point's own "
+             "pageblocks; not ranked against pageblock_order)"),
+            ("simulated.fragmenting_per_1000", "fragmenting fallbacks per 1,000 allocations"),
+            ("simulated.fallbacks_per_1000", "fallbacks per 1,000 allocations"))
+
+
+FRAGMENTATION = fragmentation_metrics()
+
+
+def orders_in(df: pl.DataFrame) -> tuple[int, ...]:
+    """The reference orders a sweep table has metrics for (9 first)."""
+    found = {int(m[1]) for c in df.columns
+             if (m := re.fullmatch(r"simulated\.unusable_index_o(\d+)\.all", c))}
+    return tuple(sorted(found | set(REFERENCE_ORDERS), key=lambda o: (o != 9, o)))
+
+
+def metrics_of(df: pl.DataFrame) -> tuple[tuple[str, str], ...]:
+    """The fragmentation metrics for this table's reference orders."""
+    return fragmentation_metrics(orders_in(df))
 
 
 @dataclass
@@ -51,8 +93,8 @@ def main_effects(df: pl.DataFrame, knobs: list[str]) -> list[Effect]:
     for knob in knobs:
         if knob not in df.columns:
             continue
-        for metric, _ in FRAGMENTATION:
-            if metric not in df.columns:
+        for metric, _ in metrics_of(df):
+            if metric not in df.columns or (knob in UNIT_KNOBS and metric in PER_PAGEBLOCK):
                 continue
             mm = marginal_means(df, knob, metric).drop_nulls("mean")
             per_trace = (mm.group_by("trace")
@@ -66,11 +108,13 @@ def main_effects(df: pl.DataFrame, knobs: list[str]) -> list[Effect]:
 
 
 def headline(effects: list[Effect]) -> Effect | None:
-    """The knob that moved fragmentation most: the top knob on the first metric of
-    FRAGMENTATION that some knob moved (the unusable index at pageblock_order of all zones
-    together, when the reports have it)."""
+    """The knob that moved fragmentation most: the top knob on the first fragmentation metric
+    that some knob moved (the unusable index at order 9 of all zones together, when the
+    reports have it)."""
     top = top_per_metric(effects)
-    return next((top[m] for m, _ in FRAGMENTATION if m in top), None)
+    orders = tuple(sorted({int(m[1]) for e in effects
+                           if (m := re.search(r"_o(\d+)\.", e.metric))} | set(REFERENCE_ORDERS)))
+    return next((top[m] for m, _ in fragmentation_metrics(orders) if m in top), None)
 
 
 def top_per_metric(effects: list[Effect]) -> dict[str, Effect]:

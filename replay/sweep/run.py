@@ -56,8 +56,10 @@ def trace_jobs(sources: list[str]) -> list[TraceJob]:
 
 def run_on(client, jobs: list[TraceJob], points: list[Point], cache_dir: Path,
            machine: str | None = None, ingest_threads: int = 1,
-           advance: Callable[[str], None] | None = None) -> SweepResult:
-    """Submit the whole sweep to `client`, wait for every task, and gather the rows."""
+           advance: Callable[[str], None] | None = None,
+           orders: tuple[int, ...] = ()) -> SweepResult:
+    """Submit the whole sweep to `client`, wait for every task, and gather the rows; `orders`
+    are reference orders measured besides 9 (`sweep --order`)."""
     from distributed import as_completed
 
     t0 = time.perf_counter()
@@ -74,12 +76,14 @@ def run_on(client, jobs: list[TraceJob], points: list[Point], cache_dir: Path,
         ing = client.submit(ingest_task, job.source, str(cache_dir), ingest_threads,
                             key=f"ingest-{tag}-{job.name}-{rank}", priority=prio + 1, pure=False,
                             **where)
-        obs = client.submit(observe_task, job.source, ing, machine, priority=prio,
+        obs = client.submit(observe_task, job.source, ing, machine, tuple(orders),
+                            priority=prio,
                             key=f"observe-{tag}-{job.name}-{rank}", pure=False, **where)
         meta[obs.key] = ("observe", job, None)
         futures.append(obs)
         for p in points:
             f = client.submit(point_task, job.source, ing, machine, list(p.items),
+                              tuple(orders),
                               priority=prio, key=f"point-{tag}-{job.name}-{rank}-{p.index}",
                               pure=False, **where)
             meta[f.key] = ("point", job, p)

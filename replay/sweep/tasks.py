@@ -67,10 +67,11 @@ def _input_errors(task):
 
 
 @_input_errors
-def observe_task(source: str, events: str, machine: str | None) -> dict:
+def observe_task(source: str, events: str, machine: str | None,
+                 orders: tuple[int, ...] = ()) -> dict:
     """The observed side of a trace (once per trace, whatever the settings): its metrics, as
     `report` computes them, and the model's agreement with the kernel."""
-    from replay.ci.metrics import report_metrics
+    from replay.ci.metrics import REFERENCE_ORDERS, report_metrics
     from replay.pipeline import observe
     from replay.report.build import build
 
@@ -78,16 +79,17 @@ def observe_task(source: str, events: str, machine: str | None) -> dict:
     run = loaded(source, events, machine)
     recon, samples = observe(run)
     d = build(run, recon, samples, None, {}, None, "report")
-    m = report_metrics(d, "observed")
+    m = report_metrics(d, "observed", (*REFERENCE_ORDERS, *orders))
     return {"metrics": m.values, "events": run.data.events.num_rows,
             "pageblock_order": d["machine"]["pageblock_order"],
             "seconds": time.perf_counter() - t0, "worker": worker_name()}
 
 
 @_input_errors
-def point_task(source: str, events: str, machine: str | None, items: list[str]) -> dict:
+def point_task(source: str, events: str, machine: str | None, items: list[str],
+               orders: tuple[int, ...] = ()) -> dict:
     """Simulate one settings point; the simulated side's metrics as `compare` computes them."""
-    from replay.ci.metrics import side_scalars
+    from replay.ci.metrics import REFERENCE_ORDERS, side_scalars
     from replay.engine.events import marker_positions
     from replay.engine.simulate import Settings
     from replay.pipeline import simulate_run
@@ -104,7 +106,8 @@ def point_task(source: str, events: str, machine: str | None, items: list[str]) 
     pbo = sim.machine.pageblock_order
     free = samples_free_blocks(sim.samples, end_idx) if sim.samples else {}
     side = side_metrics(events_frame(sim.events), free, sim.samples, end_idx, pbo)
-    return {"metrics": side_scalars(side, pbo), "seconds": time.perf_counter() - t0,
+    return {"metrics": side_scalars(side, pbo, (*REFERENCE_ORDERS, *orders)),
+            "seconds": time.perf_counter() - t0,
             "worker": worker_name()}
 
 

@@ -1,0 +1,61 @@
+"""Where numba keeps the compiled engine: the user's cache folder, one subfolder per source.
+
+numba caches a compiled function keyed by its own file, so a change in a function it inlines
+from another module would leave a stale machine-code cache behind; and its default place,
+`__pycache__` beside the installed sources, may be read-only or shadow an editable install.
+The cache therefore lives in `$NUMBA_CACHE_DIR` (or `~/.cache/pagereplay/numba`), under a
+subfolder named by a hash of every module of this package: new sources, new cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+_KEEP = 4  # older source versions' caches kept (several installs may share the folder)
+
+
+def source_hash() -> str:
+    """A short hash of the compiled code's sources: every module of the engine and the trace
+    readers (compiled functions and the constants they freeze), and any other module that
+    compiles with numba."""
+    h = hashlib.blake2b(digest_size=8)
+    root = Path(__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        text = path.read_bytes()
+        if rel.startswith(("engine/", "trace/")) or b"njit" in text:
+            h.update(rel.encode())
+            h.update(text)
+    return h.hexdigest()
+
+
+def configure() -> Path | None:
+    """Point numba's cache at the per-source folder (before numba is imported)."""
+    base = os.environ.get("PAGEREPLAY_NUMBA_BASE") or os.environ.get("NUMBA_CACHE_DIR")
+    if not base:
+        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        base = str(Path(xdg) / "pagereplay" / "numba")
+    try:
+        folder = Path(base) / source_hash()
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # no writable cache: numba compiles in memory each run
+    os.environ["PAGEREPLAY_NUMBA_BASE"] = base  # child processes (dask workers) agree
+    os.environ["NUMBA_CACHE_DIR"] = str(folder)
+    _prune(Path(base), folder)
+    return folder
+
+
+def _prune(base: Path, keep: Path) -> None:
+    """Drop the caches of all but the newest few source versions."""
+    try:
+        old = sorted((p for p in base.iterdir() if p.is_dir() and p != keep),
+                     key=lambda p: p.stat().st_mtime, reverse=True)[_KEEP:]
+        for folder in old:
+            for f in folder.iterdir():
+                f.unlink(missing_ok=True)
+            folder.rmdir()
+    except OSError:
+        pass
