@@ -14,8 +14,11 @@ import pytest
 from replay.report.dashboard import busiest_zone, render_dashboard, write_dashboard
 
 ROOT = Path(__file__).resolve().parent.parent
+# the figures a report of a trace without compaction draws (mixed-small); PANELS adds the
+# compaction panel, drawn when the trace shows compaction runs
 FIGURES = ("free", "unusable", "fallbacks", "pageblocks", "pbmap", "culprits", "pcp",
            "buddyinfo", "matrix", "processes")
+PANELS = FIGURES + ("compaction",)
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -154,7 +157,7 @@ def test_text_from_the_trace_cannot_break_out_of_scripts(report: dict) -> None:
 
 def test_absent_sections_leave_notes(tmp_path: Path) -> None:
     text = render_dashboard({}, plotlyjs="cdn")
-    assert text.count("(not drawn)") == len(FIGURES)
+    assert text.count("(not drawn)") == len(PANELS)
     assert 'data-figures="0"' in text
     d = {"observed": {"allocs": 5, "end_free_blocks": {"0/Normal": [1] * 11}},
          "machine": {"zones": ["0/Normal"]}}
@@ -188,6 +191,34 @@ def test_report_dashboard_draws_in_chromium(report: dict, tmp_path: Path) -> Non
     dom, stderr = dump_dom(page, tmp_path)
     assert_drawn(dom, stderr)
     assert dom.count('class="zonename">(zone 0/DMA32)') == 3
+
+
+@pytest.fixture(scope="module")
+def compaction_report() -> dict:
+    """A real report of the bundled traces/compact-frag (compact_memory ran)."""
+    from replay.pipeline import load, observe
+    from replay.report.build import build
+
+    run = load(ROOT / "traces" / "compact-frag")
+    recon, samples = observe(run)
+    return build(run, recon, samples)
+
+
+def test_compaction_panel_in_a_compaction_report(compaction_report: dict) -> None:
+    d = compaction_report
+    assert d["compaction"]["trace"]["runs"] == 2
+    assert sum(d["compaction"]["rates"]["free_isolated"]) == 6023
+    text = render_dashboard(d, plotlyjs="cdn")
+    assert 'id="fig-compaction"' in text and "6,023 free pages isolated" in text
+
+
+@pytest.mark.browser
+def test_compaction_panel_draws_in_chromium(compaction_report: dict, tmp_path: Path) -> None:
+    page = write_dashboard(compaction_report, tmp_path / "dash.html")
+    dom, stderr = dump_dom(page, tmp_path)
+    divs = figure_divs(dom)
+    assert "compaction" in divs and all(divs["compaction"]), divs.get("compaction")
+    assert console_errors(stderr) == []
 
 
 @pytest.mark.browser

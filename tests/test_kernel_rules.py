@@ -25,6 +25,8 @@ from engine_helpers import (
 )
 
 from replay.engine import buddy, policy
+from replay.engine.compaction import new_compaction_tables
+from replay.engine.events import N_CE
 from replay.engine.follow import (
     COUNTER_NAMES,
     D_CLAIM_FIRST,
@@ -37,6 +39,7 @@ from replay.engine.follow import (
     plan_claims,
     plan_free_dispositions,
 )
+from replay.engine.follow_compaction import N_KCOUNTERS
 from replay.engine.profile import (
     CFG_VMSTAT_MS,
     KERNELS,
@@ -421,8 +424,13 @@ def _follow(st, rows, disp=None):
     disp = disp if disp is not None else np.full(n, D_PCP, np.int8)
     cnt = np.zeros(N_COUNTERS, np.int64)
     pred = np.full(n, -2, np.int64)
+    cc, zc = new_compaction_tables(st.zone_param.shape[0])
     follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, 0, n, cnt, pred,
-                  np.zeros(n, np.uint8), np.zeros(n, np.uint8), np.zeros(n, np.bool_))
+                  np.zeros(n, np.uint8), np.zeros(n, np.uint8), np.zeros(n, np.bool_),
+                  np.zeros(n, np.int64), np.zeros(n, np.int64), np.full(n, -1, np.int64),
+                  np.full(n, -1, np.int64), np.zeros((0, N_CE), np.int64), cc, zc,
+                  np.zeros(N_KCOUNTERS, np.int64), np.zeros(4096, np.int64),
+                  np.zeros(1, np.int64))
     return cnt, pred
 
 
