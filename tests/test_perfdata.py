@@ -121,6 +121,21 @@ def test_stack_ids_name_distinct_chains(small):
     assert first_seen.to_list() == list(range(78))
 
 
+def test_two_threads_read_what_one_reads(small, monkeypatch):
+    """Large files are parsed in two parts at once; the parts join into the same table (the
+    same stack ids, chains stored once across parts)."""
+    from replay.trace import perfdata
+
+    monkeypatch.setattr(perfdata, "PARALLEL_MIN_RECORDS", 20_000)
+    two = perfdata.read_perfdata(SMALL / "perf.data.gz")
+    assert two.events.equals(small.events)
+    z = DATA / "perf-z-head.data"  # inflated records: parts are not contiguous in the file
+    monkeypatch.setattr(perfdata, "PARALLEL_MIN_RECORDS", 200)
+    parted = perfdata.read_perfdata(z)
+    monkeypatch.setattr(perfdata, "PARALLEL_MIN_RECORDS", 10**9)
+    assert parted.events.equals(perfdata.read_perfdata(z).events)
+
+
 def test_bundle_prefers_text_and_reads_perfdata_alone(tmp_path):
     assert read_trace(SMALL).stats.layout == "ftrace"
     bundle = tmp_path / "perf-only"

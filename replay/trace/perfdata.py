@@ -278,45 +278,56 @@ def _parse(s: _Stream, attrs: list[PerfAttr], tf: TraceFile | None,
     fixed = (s.buf, buf64, buf32)
     tables = (ids, id_attr, st, rf, sid_all, tp, mode, id_pos, is_pos, common)
 
-    def part(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, int]:
-        span = int(s.size[lo:hi].sum())  # the records' bytes (not contiguous when inflated)
-        # upper bounds, touched only where written: payloads and chains are parts of records
-        payload = np.empty(span + 8, np.uint8)  # slots padded to 8 bytes
-        chains = np.empty(span // 8 + 1, np.uint64)  # distinct chains only, in the end
+    k = max(1, min(threads, n // PARALLEL_MIN_RECORDS))
+    bounds = [n * j // k for j in range(k + 1)]
+    # one payload and one chain buffer, a region per part sized by its records' bytes (an
+    # upper bound: payloads and chains are parts of records; inflated records are not
+    # contiguous in the stream); np.empty: untouched pages cost nothing
+    spans = [(int(s.size[lo:hi].sum()) + 15) & ~7 for lo, hi in zip(bounds[:-1], bounds[1:],
+                                                                    strict=True)]
+    pay_base = np.concatenate([[0], np.cumsum(spans)]).astype(np.int64)
+    chain_base = pay_base // 8 + np.arange(k + 1)
+    payload = np.empty(int(pay_base[-1]), np.uint8)
+    chains = np.empty(int(chain_base[-1]) + 1, np.uint64)
+
+    def part(j: int) -> tuple[int, int, int]:
+        lo, hi = bounds[j], bounds[j + 1]
+        pay = payload[pay_base[j]: pay_base[j + 1]]
         slots = 1 << max(10, int(2 * (hi - lo)).bit_length())  # zeroed lazily
         r = slice(lo, hi)
         used, nchain, n_stacks, _ = parse_records(
             *fixed, s.off[r], s.size[r], s.typ[r], s.misc[r], *tables, p.attr[r], p.time[r],
             p.cpu[r], p.pid[r], p.tid[r], p.type_id[r], p.flags[r], p.pc[r], p.cpid[r],
-            p.status[r], payload, payload[: payload.size & ~3].view(np.uint32),
-            p.payload_at[r], p.payload_len[r], chains, p.chain_at[r], p.chain_len[r],
-            p.stack[r], np.zeros(slots, np.int64), np.zeros(slots, np.int64),
+            p.status[r], pay, pay[: pay.size & ~3].view(np.uint32), p.payload_at[r],
+            p.payload_len[r], chains[chain_base[j]: chain_base[j + 1]], p.chain_at[r],
+            p.chain_len[r], p.stack[r], np.zeros(slots, np.int64), np.zeros(slots, np.int64),
             np.zeros(slots, np.int32))
-        return payload[:used], chains[:nchain], n_stacks
+        return used, nchain, n_stacks
 
-    k = max(1, min(threads, n // PARALLEL_MIN_RECORDS))
-    bounds = [n * j // k for j in range(k + 1)]
     if k == 1:
-        results = [part(0, n)]
+        results = [part(0)]
     else:
         with ThreadPoolExecutor(k) as pool:
-            results = list(pool.map(part, bounds[:-1], bounds[1:]))
-    _join_parts(p, bounds, results)
+            results = list(pool.map(part, range(k)))
+    _join_parts(p, bounds, pay_base, chain_base, results, chains)
+    p.payload = payload[: int(pay_base[k - 1]) + results[-1][0]]
+    p.chains = chains[: int(chain_base[k - 1]) + results[-1][1]]
     return p
 
 
-def _join_parts(p: _Parsed, bounds: list[int], results: list[tuple]) -> None:
-    """Concatenate the parts' payloads and chains, shifting positions, and number the
-    distinct chains across parts (a chain seen in an earlier part keeps its number)."""
+def _join_parts(p: _Parsed, bounds: list[int], pay_base: np.ndarray, chain_base: np.ndarray,
+                results: list[tuple[int, int, int]], chains: np.ndarray) -> None:
+    """Make the parts' payload and chain positions absolute in the shared buffers, and number
+    the distinct chains across parts (a chain seen in an earlier part keeps its number and
+    its first copy)."""
     if len(results) == 1:
-        p.payload, p.chains, p.n_stacks = results[0]
+        p.n_stacks = results[0][2]
         return
-    known: dict[bytes, tuple[int, int]] = {}  # chain -> (number, position in the joined array)
-    pay_base = chain_base = 0
-    for lo, hi, (payload, chains, n_stacks) in zip(bounds[:-1], bounds[1:], results,
-                                                   strict=True):
+    known: dict[bytes, tuple[int, int]] = {}  # chain -> (number, position)
+    for j, (lo, hi, (_, _, n_stacks)) in enumerate(zip(bounds[:-1], bounds[1:], results,
+                                                       strict=True)):
         r = slice(lo, hi)
-        p.payload_at[r][p.payload_at[r] >= 0] += pay_base
+        p.payload_at[r][p.payload_at[r] >= 0] += pay_base[j]
         with_chain = np.flatnonzero(p.chain_at[r] >= 0)
         local = p.stack[r][with_chain]
         first = np.full(n_stacks, -1, np.int64)
@@ -325,16 +336,12 @@ def _join_parts(p: _Parsed, bounds: list[int], results: list[tuple]) -> None:
         where = np.empty(n_stacks, np.int64)
         for sid in range(n_stacks):
             i = lo + int(first[sid])
-            at, length = int(p.chain_at[i]), int(p.chain_len[i])
+            at, length = int(chain_base[j] + p.chain_at[i]), int(p.chain_len[i])
             number[sid], where[sid] = known.setdefault(chains[at: at + length].tobytes(),
-                                                       (len(known), chain_base + at))
+                                                       (len(known), at))
         p.stack[r][with_chain] = number[local]
         p.chain_at[r][with_chain] = where[local]
-        pay_base += payload.size
-        chain_base += chains.size
     p.n_stacks = len(known)
-    p.payload = np.concatenate([res[0] for res in results])
-    p.chains = np.concatenate([res[1] for res in results])
 
 
 # ---------------------------------------------------------------------------------------------
