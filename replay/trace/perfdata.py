@@ -547,14 +547,17 @@ def _decode(data: bytes, stats: TraceStats) -> TraceData:
         comm=_comms_of(sample_rank, tid, change[:3]), comm_values=change[3],
         tgid=np.where(p.pid[rows] >= 0, p.pid[rows], tid).astype(np.int32),
     )
-    events, markers = record_tables(rec, tf, stats)
-    if events.num_rows and np.any(header_has_chain(header.attrs)):
-        event_rows = rows[events.column("seq").to_numpy() - 1]
-        ids, chains = _callchain_columns(p, event_rows)
-        events = events.set_column(EVENTS_SCHEMA.get_field_index("stack_id"),
-                                   EVENTS_SCHEMA.field("stack_id"), ids)
-        events = events.set_column(EVENTS_SCHEMA.get_field_index("callchain"),
-                                   EVENTS_SCHEMA.field("callchain"), chains)
+    chained = rows.size and any(header_has_chain(header.attrs))
+    with ThreadPoolExecutor(1) as pool:  # the call chains while the event columns are read
+        pending = pool.submit(_callchain_columns, p, rows) if chained else None
+        events, markers = record_tables(rec, tf, stats)
+        columns = pending.result() if pending is not None else None
+    if columns is not None and events.num_rows:
+        if events.num_rows != rows.size:  # some samples made no row: take the rows' chains
+            columns = _callchain_columns(p, rows[events.column("seq").to_numpy() - 1])
+        for name, values in zip(("stack_id", "callchain"), columns, strict=True):
+            events = events.set_column(EVENTS_SCHEMA.get_field_index(name),
+                                       EVENTS_SCHEMA.field(name), values)
     lost = _lost_table(s, p, header.attrs, delivered, sample_rank, stats)
     return TraceData(events, markers, lost, stats)
 
