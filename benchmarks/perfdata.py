@@ -50,20 +50,33 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ROOT / "traces/perf-small/perf.data.gz"
 
 
-def _features(data: bytes, data_end: int, new_data_end: int) -> bytes:
-    """The feature table and sections of a file-mode perf.data, moved to new_data_end."""
+def _feature_sections(data: bytes, data_end: int) -> dict[int, bytes]:
+    """A file-mode perf.data's feature sections by feature bit."""
     bitmap = int.from_bytes(data[72:104], "little")
     bits = [b for b in range(256) if bitmap >> b & 1]
-    blobs = []
-    for k in range(len(bits)):
+    out = {}
+    for k, bit in enumerate(bits):
         off, size = struct.unpack_from("<QQ", data, data_end + 16 * k)
-        blobs.append(data[off:off + size])
-    at = new_data_end + 16 * len(bits)
-    table = b""
-    for blob in blobs:
-        table += struct.pack("<QQ", at, len(blob))
-        at += len(blob)
-    return table + b"".join(blobs)
+        out[bit] = data[off:off + size]
+    return out
+
+
+def _features(sections: dict[int, bytes], new_data_end: int) -> bytes:
+    """The feature table (in bit order, as perf reads it) and sections, after the data."""
+    at = new_data_end + 16 * len(sections)
+    table, blobs = b"", b""
+    for bit in sorted(sections):
+        table += struct.pack("<QQ", at + len(blobs), len(sections[bit]))
+        blobs += sections[bit]
+    return table + blobs
+
+
+def _with_features(head: bytearray, body: bytes, sections: dict[int, bytes]) -> bytes:
+    bitmap = sum(1 << bit for bit in sections)
+    head[72:104] = bitmap.to_bytes(32, "little")
+    data_start = struct.unpack_from("<Q", head, 40)[0]
+    struct.pack_into("<QQ", head, 40, data_start, len(body))
+    return bytes(head) + body + _features(sections, data_start + len(body))
 
 
 def replicate(data: bytes, copies: int) -> bytes:
@@ -97,9 +110,8 @@ def replicate(data: bytes, copies: int) -> bytes:
             t[idx + b] = ((vals >> np.uint64(8 * b)) & np.uint64(0xFF)).astype(np.uint8)
         pieces.append(t)
     new_body = np.concatenate(pieces).tobytes()
-    head = bytearray(data[:h.data_start])
-    struct.pack_into("<QQ", head, 40, h.data_start, len(new_body))
-    return bytes(head) + new_body + _features(data, h.data_end, h.data_start + len(new_body))
+    return _with_features(bytearray(data[:h.data_start]), new_body,
+                          _feature_sections(data, h.data_end))
 
 
 def compress(data: bytes, chunk: int = 256 << 10) -> bytes:
@@ -136,22 +148,11 @@ def compress(data: bytes, chunk: int = 256 << 10) -> bytes:
             flush()
             total = 0
     flush()
-    body = b"".join(out)
-    head = bytearray(data[:h.data_start])
-    struct.pack_into("<QQ", head, 40, h.data_start, len(body))
-    bitmap = int.from_bytes(head[72:104], "little") | (1 << 27)
-    head[72:104] = bitmap.to_bytes(32, "little")
-    features = _features(data, h.data_end, h.data_start + len(body))
-    # add HEADER_COMPRESSED (version 0, type zstd, level 1, ratio, mmap_len) as the last section
-    bits = [b for b in range(256) if bitmap >> b & 1]
-    n_old = len(bits) - 1
-    table, blobs = features[:16 * n_old], features[16 * n_old:]
-    comp = struct.pack("<IIIII", 0, 1, 1, 1, 512 << 10)
-    base = h.data_start + len(body) + 16 * len(bits)
-    entries = [struct.unpack_from("<QQ", table, 16 * k) for k in range(n_old)]
-    new_table = b"".join(struct.pack("<QQ", o + 16, s) for o, s in entries)
-    new_table += struct.pack("<QQ", base + len(blobs), len(comp))
-    return bytes(head) + body + new_table + blobs + comp
+    sections = _feature_sections(data, h.data_end)
+    # HEADER_COMPRESSED: version 0, type 1 (zstd), level 1, ratio, mmap_len (perf's buffer for
+    # one record's inflated data)
+    sections[27] = struct.pack("<IIIII", 0, 1, 1, 30, 1 << 20)
+    return _with_features(bytearray(data[:h.data_start]), b"".join(out), sections)
 
 
 def best_of(repeat: int, fn) -> float:
