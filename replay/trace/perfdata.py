@@ -64,6 +64,7 @@ from replay.trace.perfscan import (
     gather_chains,
     index_records,
     parse_records,
+    splice_records,
 )
 from replay.trace.result import TraceData, TraceStats
 from replay.trace.schema import EVENTS_SCHEMA, LOST_SCHEMA
@@ -114,19 +115,38 @@ def _read_u32(buf: np.ndarray, pos: int) -> int:
     return int.from_bytes(buf[pos : pos + 4].tobytes(), "little")
 
 
-def _inflate(buf: np.ndarray, off: np.ndarray, size: np.ndarray, typ: np.ndarray
-             ) -> tuple[bytes, np.ndarray, str | None]:
-    """Decompress every PERF_RECORD_COMPRESSED payload as one zstd stream (a frame may span
-    records). Returns the bytes and, per compressed record, the inflated size so far."""
+class _Growing:
+    """A byte buffer appended to, doubling when full: the file's bytes, then what the
+    compressed records inflate to, with no join or second copy."""
+
+    def __init__(self, head: np.ndarray, expect: int) -> None:
+        self.buf = np.empty(head.size + max(expect, 1 << 20), np.uint8)
+        self.buf[: head.size] = head
+        self.used = head.size
+
+    def append(self, chunk: bytes) -> None:
+        end = self.used + len(chunk)
+        if end > self.buf.size:
+            bigger = np.empty(max(end, 2 * self.buf.size), np.uint8)
+            bigger[: self.used] = self.buf[: self.used]
+            self.buf = bigger
+        self.buf[self.used : end] = np.frombuffer(chunk, np.uint8)
+        self.used = end
+
+
+def _inflate(top: np.ndarray, off: np.ndarray, size: np.ndarray, typ: np.ndarray,
+             rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """Decompress the PERF_RECORD_COMPRESSED payloads `rows` as one zstd stream (a frame may
+    span records) into a buffer after the file's own bytes. Returns the buffer and, per
+    compressed record, the inflated size so far."""
     import zstandard
 
-    rows = np.flatnonzero((typ == REC_COMPRESSED) | (typ == REC_COMPRESSED2))
+    payload = int(size[rows].sum())
+    out = _Growing(top, 32 * payload)  # perf -z compresses about 30:1
     dobj = zstandard.ZstdDecompressor().decompressobj()
-    parts: list[bytes] = []
     ends = np.zeros(rows.size, np.int64)
-    total = 0
     problem = None
-    raw = buf.data
+    raw = top.data
     for j, i in enumerate(rows):
         start, stop = int(off[i]) + 8, int(off[i] + size[i])
         if typ[i] == REC_COMPRESSED2:  # u64 data_size, then the (8-byte padded) payload
@@ -135,22 +155,20 @@ def _inflate(buf: np.ndarray, off: np.ndarray, size: np.ndarray, typ: np.ndarray
         chunk = raw[start:stop]
         try:
             while chunk:
-                out = dobj.decompress(chunk)
-                parts.append(out)
-                total += len(out)
+                out.append(dobj.decompress(chunk))
                 chunk = dobj.unused_data if dobj.eof else b""
                 if dobj.eof:  # a frame ended inside this record: the next one starts here
                     dobj = zstandard.ZstdDecompressor().decompressobj()
         except zstandard.ZstdError as exc:
             problem = f"compressed record {j} at byte {int(off[i])} does not inflate ({exc})"
-            ends[j:] = total
+            ends[j:] = out.used - top.size
             break
-        if total > _MAX_DECOMPRESSED:
+        if out.used - top.size > _MAX_DECOMPRESSED:
             problem = "the compressed records inflate to more than 64 GiB"
-            ends[j:] = total
+            ends[j:] = out.used - top.size
             break
-        ends[j] = total
-    return b"".join(parts), ends, problem
+        ends[j] = out.used - top.size
+    return out.buf[: out.used], ends, problem
 
 
 def _stream(data: bytes, header: PerfHeader) -> _Stream:
@@ -158,28 +176,19 @@ def _stream(data: bytes, header: PerfHeader) -> _Stream:
     top = np.frombuffer(data, np.uint8)
     off, size, typ, misc, problem = _index(top, header.data_start, header.data_end,
                                            "the perf.data record stream")
-    if not np.any((typ == REC_COMPRESSED) | (typ == REC_COMPRESSED2)):
+    containers = np.flatnonzero((typ == REC_COMPRESSED) | (typ == REC_COMPRESSED2))
+    if not containers.size:
         return _Stream(top, off, size, typ, misc, problem)
-    dec, ends, zproblem = _inflate(top, off, size, typ)
-    buf = np.empty(len(data) + len(dec), np.uint8)
-    buf[: len(data)] = top
-    buf[len(data):] = np.frombuffer(dec, np.uint8)
+    buf, ends, zproblem = _inflate(top, off, size, typ, containers)
     doff, dsize, dtyp, dmisc, dproblem = _index(buf, len(data), buf.size,
                                                 "the decompressed records")
     if dproblem and not zproblem and ends.size and dsize.size:
         dproblem = dproblem.replace("the decompressed records", "the compressed records")
-    # the container each inflated record was completed in (its last byte came from it)
-    containers = np.flatnonzero((typ == REC_COMPRESSED) | (typ == REC_COMPRESSED2))
-    owner = containers[np.minimum(np.searchsorted(ends, doff - len(data) + dsize, "left"),
-                                  containers.size - 1)]
-    keep = (typ != REC_COMPRESSED) & (typ != REC_COMPRESSED2)
-    top_rank = np.arange(off.size)
-    rank = np.concatenate([top_rank[keep], owner])
-    sub = np.concatenate([np.zeros(int(keep.sum()), np.int64), np.arange(1, doff.size + 1)])
-    order = np.lexsort((sub, rank))
-    cat = lambda a, b: np.concatenate([a[keep], b])[order]  # noqa: E731
-    return _Stream(buf, cat(off, doff), cat(size, dsize), cat(typ, dtyp), cat(misc, dmisc),
-                   problem or zproblem or dproblem, int(containers.size))
+    n = off.size - containers.size + doff.size
+    out = (np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int32),
+           np.empty(n, np.int32))
+    splice_records(off, size, typ, misc, doff, dsize, dtyp, dmisc, ends, len(data), *out)
+    return _Stream(buf, *out, problem or zproblem or dproblem, int(containers.size))
 
 
 def _user_records(s: _Stream, header: PerfHeader) -> None:

@@ -80,6 +80,43 @@ def index_records(buf, start, end, off, size, typ, misc):  # pragma: no cover - 
     return n, pos, status, acc
 
 
+@njit(cache=True, nogil=True)
+def splice_records(off, size, typ, misc, doff, dsize, dtyp, dmisc, ends, base, out_off,
+                   out_size, out_typ, out_misc):  # pragma: no cover - compiled
+    """The logical record stream: the file's records in order, each PERF_RECORD_COMPRESSED
+    replaced by the inflated records completed while reading it (a record's last byte came
+    from it: ends[c] is the inflated size after container c; inflated records start at
+    `base`). Inflated records completed by no container (a cut stream) go at the end."""
+    n = 0
+    j = 0
+    c = 0
+    for i in range(off.size):
+        t = typ[i]
+        if t == 81 or t == 83:
+            while j < doff.size and doff[j] - base + dsize[j] <= ends[c]:
+                out_off[n] = doff[j]
+                out_size[n] = dsize[j]
+                out_typ[n] = dtyp[j]
+                out_misc[n] = dmisc[j]
+                n += 1
+                j += 1
+            c += 1
+            continue
+        out_off[n] = off[i]
+        out_size[n] = size[i]
+        out_typ[n] = t
+        out_misc[n] = misc[i]
+        n += 1
+    while j < doff.size:
+        out_off[n] = doff[j]
+        out_size[n] = dsize[j]
+        out_typ[n] = dtyp[j]
+        out_misc[n] = dmisc[j]
+        n += 1
+        j += 1
+    return n
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _u64(buf, buf64, pos):  # pragma: no cover - compiled
     """A little-endian u64 at pos (as int64): one load when aligned."""
