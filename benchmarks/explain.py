@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from benchmarks.common import SHARED  # noqa: E402
 from test_explain import recount_steals  # noqa: E402
+
+from benchmarks.common import SHARED  # noqa: E402
 
 
 def cli_seconds(*args: str, runs: int = 2) -> float:

@@ -18,13 +18,15 @@ from replay.engine.reconstruct import reconstruct  # noqa: E402
 from replay.engine.simulate import simulate  # noqa: E402
 from replay.pipeline import load  # noqa: E402
 
-AWK = r"""{for(i=1;i<=NF;i++) if ($i ~ /^mm_page[a-z_]*:$/) {ev=substr($i,1,length($i)-1);
-for(j=i+1;j<=NF;j++) if ($j ~ /^pfn=/) s[ev]+=strtonum(substr($j,5)); c[ev]++; break}}
+AWK = r"""function hex(s,  i,n,d) {n=0; s=tolower(s); sub(/^0x/,"",s);
+for(i=1;i<=length(s);i++){d=index("0123456789abcdef",substr(s,i,1))-1; n=n*16+d} return n}
+{for(i=1;i<=NF;i++) if ($i ~ /^mm_page[a-z_]*:$/) {ev=substr($i,1,length($i)-1);
+for(j=i+1;j<=NF;j++) if ($j ~ /^pfn=/) s[ev]+=hex(substr($j,5)); c[ev]++; break}}
 END {for (e in c) printf "%s %d %d\n", e, c[e], s[e]}"""
 
 
 def grep_counts(bundle: Path) -> dict[str, tuple[int, int]]:
-    out = subprocess.run(f"zcat {bundle / 'trace.txt.gz'} | gawk '{AWK}'", shell=True,
+    out = subprocess.run(f"zcat {bundle / 'trace.txt.gz'} | awk '{AWK}'", shell=True,
                          capture_output=True, text=True).stdout
     res = {}
     for line in out.splitlines():
@@ -36,8 +38,9 @@ def grep_counts(bundle: Path) -> dict[str, tuple[int, int]]:
 def ingest_counts(data) -> dict[str, tuple[int, int]]:
     import polars as pl
 
-    df = pl.from_arrow(data.events.select(["event", "pfn"])).group_by("event").agg(
-        pl.len(), pl.col("pfn").sum())
+    df = (pl.from_arrow(data.events.select(["event", "pfn"]))
+          .filter(pl.col("event").cast(pl.Utf8).str.starts_with("mm_page"))
+          .group_by("event").agg(pl.len(), pl.col("pfn").sum()))
     return {r["event"]: (r["len"], r["pfn"] or 0) for r in df.iter_rows(named=True)}
 
 

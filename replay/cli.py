@@ -92,7 +92,7 @@ SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="What-if setting KEY=VALUE (repeatable): pageblock_order, max_order, pcp_batch, "
     "pcp_high, percpu_pagelist_high_fraction, min_free_kbytes, watermark_scale_factor, "
     "watermark_boost_factor, mobility_grouping, cpus, fallback_policy, kernel, "
-    "vmstat_interval_ms.")]
+    "vmstat_interval_ms, vmstat_phase_ms.")]
 
 
 @app.command()

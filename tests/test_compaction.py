@@ -180,7 +180,7 @@ def test_a_free_merging_to_the_compaction_order_is_captured_without_listing():
     put_free(st, 1024, 8, UNMOVABLE)
     mark_allocated(st, 1280, 1536, UNMOVABLE)
     st.pg_state[1280] = 0
-    head, captured = free_one_page_capc(st, 0, 1280, 8, UNMOVABLE, False, 9)
+    head, captured = free_one_page_capc(st, 0, 1280, 8, UNMOVABLE, False, 9, False)
     assert captured and head == 1024  # merged to order 9 and taken for the task
     assert free_list(st, 8, UNMOVABLE) == [] and free_list(st, 9, UNMOVABLE) == []
     assert st.nr_free_pages[0] == 0
@@ -189,7 +189,7 @@ def test_a_free_merging_to_the_compaction_order_is_captured_without_listing():
 def test_movable_blocks_below_pageblock_order_are_not_captured():
     st = one_zone_state()
     put_free(st, 1024, 2, MOVABLE)
-    head, captured = free_one_page_capc(st, 0, 1028, 2, MOVABLE, False, 3)
+    head, captured = free_one_page_capc(st, 0, 1028, 2, MOVABLE, False, 3, False)
     assert not captured and free_list(st, 3, MOVABLE) == [1024]
 
 

@@ -25,21 +25,18 @@ from engine_helpers import (
 )
 
 from replay.engine import buddy, policy
-from replay.engine.compaction import new_compaction_tables
-from replay.engine.events import N_CE
+from replay.engine.events import EventArrays
 from replay.engine.follow import (
     COUNTER_NAMES,
     D_CLAIM_FIRST,
     D_CLAIMED,
     D_DIRECT_IRQ,
     D_PCP,
-    N_COUNTERS,
-    follow_events,
+    INCONSISTENCIES,
     free_batched_orders,
     plan_claims,
     plan_free_dispositions,
 )
-from replay.engine.follow_compaction import N_KCOUNTERS
 from replay.engine.profile import (
     CFG_VMSTAT_MS,
     KERNELS,
@@ -49,6 +46,7 @@ from replay.engine.profile import (
     nearest_kernel,
     parse_release,
 )
+from replay.engine.reconstruct import Follower
 from replay.engine.state import (
     PG_PCP,
     ZONE_BELOW_HIGH,
@@ -145,7 +143,7 @@ def test_nr_pcp_alloc_doubles_refills_and_grows_high():
 @BOTH
 def test_consecutive_refills(kernel):
     """6.1 refills batch blocks every time; 6.12 doubles with no free between and a free
-    halves alloc_factor (free_unref_page_commit :2687)."""
+    halves alloc_factor (free_unref_page_commit :2689)."""
     st = tuned_state(kernel, high=410, high_max=7152, batch=31)
     for k in range(8):
         put_free(st, k * 1024, 10, MOVABLE)
@@ -249,7 +247,7 @@ def test_drain_rereads_the_pageblock_type(kernel):
 @BOTH
 def test_zone_below_high(kernel):
     """get_page_from_freelist (:3499-3508): a zone under its high watermark gets
-    ZONE_BELOW_HIGH (6.12 only); a drain that leaves it above high clears it (:2718)."""
+    ZONE_BELOW_HIGH (6.12 only); a drain that leaves it above high clears it (:2720)."""
     st = one_zone_state(kernel=kernel, wmin=10, wlow=20, whigh=2000, high=4, batch=1)
     put_free(st, 0, 10, MOVABLE)  # 1024 free < high 2000
     from engine_helpers import alloc_pages
@@ -271,7 +269,7 @@ def test_zone_below_high(kernel):
 @BOTH
 def test_claim_of_a_whole_block(kernel):
     """An Unmovable request with only an order-10 Movable block. 6.12 try_to_steal_block
-    (:1970-1977): re-typed and split in place, one extfrag whose pfn is the page handed out,
+    (:1973-1980): re-typed and split in place, one extfrag whose pfn is the page handed out,
     no zone_locked. 6.1: extfrag, then the zone_locked of the re-listed block."""
     st = one_zone_state(kernel=kernel)
     put_free(st, 4096, 10, MOVABLE)
@@ -419,19 +417,16 @@ def _arrays(rows):
 
 
 def _follow(st, rows, disp=None):
+    """reconstruct's follow_events over hand-made events (task context, no compaction)."""
     ev, pfn, order, mt, cpu, refill, ford, fmt, chown = _arrays(rows)
     n = len(ev)
-    disp = disp if disp is not None else np.full(n, D_PCP, np.int8)
-    cnt = np.zeros(N_COUNTERS, np.int64)
-    pred = np.full(n, -2, np.int64)
-    cc, zc = new_compaction_tables(st.zone_param.shape[0])
-    follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, 0, n, cnt, pred,
-                  np.zeros(n, np.uint8), np.zeros(n, np.uint8), np.zeros(n, np.bool_),
-                  np.zeros(n, np.int64), np.zeros(n, np.int64), np.full(n, -1, np.int64),
-                  np.full(n, -1, np.int64), np.zeros((0, N_CE), np.int64), cc, zc,
-                  np.zeros(N_KCOUNTERS, np.int64), np.zeros(4096, np.int64),
-                  np.zeros(1, np.int64))
-    return cnt, pred
+    zeros = np.zeros(n, np.int64)
+    e = EventArrays(seq=np.arange(n), ts=zeros, ev=ev, pfn=pfn, order=order, mt=mt, cpu=cpu,
+                    refill=refill, ford=ford, fmt=fmt, chown=chown, irq=zeros + 0x80,
+                    preempt=zeros, gfp=zeros, pid=zeros + 1)
+    f = Follower(st, e, disp if disp is not None else np.full(n, D_PCP, np.int8))
+    f.run(0, n)
+    return f.counters, f.pred
 
 
 @BOTH
@@ -468,7 +463,7 @@ def test_reconstruct_steal_and_claim_pairs():
     assert pred[1] == 64  # after the move, __rmqueue_smallest's own choice is the traced one
     assert st.pb_mt[0] == UNMOVABLE and free_list(st, 3, UNMOVABLE) == [0]
     assert st.pb_mt[2] == MOVABLE and free_list(st, 1, MOVABLE) == [1026]
-    assert cnt[C["list_type_corrections"]] == 0 and sum(cnt[12:20]) == 0
+    assert cnt[C["list_type_corrections"]] == 0 and sum(cnt[i] for i in INCONSISTENCIES) == 0
 
 
 @BOTH
@@ -525,3 +520,10 @@ def test_api_builds_a_612_machine():
     assert runs["6.1"][0] == 48 and runs["6.12"][0] == 6
     assert runs["6.12"][1]["high"] > runs["6.12"][1]["high_min"]
     assert new_state(machine(kernel="6.12")).config[CFG_VMSTAT_MS] == 1000
+
+
+def test_docs_table_lists_every_rule(traces):
+    """docs/model.md's side-by-side table carries every rule of profile.py with its sources."""
+    text = (traces.parent / "docs" / "model.md").read_text()
+    for r in RULES:
+        assert f"(`{r.key}`)" in text and r.src612.replace("|", "\\|") in text, r.key

@@ -32,6 +32,8 @@ def test_grid_is_the_cartesian_product():
     assert pts[5].label == "mobility_grouping=off, pcp_high=128"
     assert pts[5].values == (("mobility_grouping", False), ("pcp_high", 128))
     assert [p.label for p in parse_grid(None)] == ["default"]
+    kernels = parse_grid(["kernel=default,6.1,6.12"])  # the trace's own kernel, then each
+    assert [p.values[0][1] for p in kernels] == [None, "6.1", "6.12"]
 
 
 @pytest.mark.parametrize("axes, message", [
@@ -41,6 +43,7 @@ def test_grid_is_the_cartesian_product():
     (["pcp_high=x"], "not a whole number"),
     (["pcp_high=1,1"], "listed twice"),
     (["cpus=1", "cpus=2"], "given twice"),
+    (["kernel=6.1,6.6"], "choose one of 6.1, 6.12"),
 ])
 def test_bad_grids_are_settings_errors(axes, message):
     with pytest.raises(SettingsError, match=message):

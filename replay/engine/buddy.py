@@ -238,15 +238,17 @@ def __free_one_page(st, z, pfn, order, mt, to_tail_forced):
     page's cached type), whatever its buddies' lists were. With the merge_retype rule (6.12
     page_alloc.c:874) a buddy pageblock of another mergeable type takes `mt`.
     """
-    head, _ = free_one_page_capc(st, z, pfn, order, mt, to_tail_forced, -1)
+    head, _ = free_one_page_capc(st, z, pfn, order, mt, to_tail_forced, -1, False)
     return head
 
 
 @njit(cache=True, _nrt=False)
-def free_one_page_capc(st, z, pfn, order, mt, to_tail_forced, capture_order):
+def free_one_page_capc(st, z, pfn, order, mt, to_tail_forced, capture_order, capture_movable):
     """__free_one_page() with a direct compaction's capture_control: when the merging block
     reaches `capture_order` (-1: none) and compaction_capture() accepts it, the block is taken
-    for the compacting task instead of being listed. Returns (head pfn, captured)."""
+    for the compacting task instead of being listed (`capture_movable`: the 6.12 rule that a
+    MOVABLE request may take a MOVABLE block below pageblock_order). Returns (head pfn,
+    captured)."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
     if mt != MIGRATE_ISOLATE:
         st.nr_free_pages[z] += 1 << order
@@ -254,7 +256,8 @@ def free_one_page_capc(st, z, pfn, order, mt, to_tail_forced, capture_order):
     max_order = st.config[CFG_MAX_ORDER]
     while order < max_order - 1:
         if capture_order >= 0 and order == capture_order and mt != MIGRATE_ISOLATE and not (
-                order < pbo and mt == MIGRATE_MOVABLE):  # compaction_capture()
+                order < pbo and mt == MIGRATE_MOVABLE
+                and not capture_movable):  # compaction_capture()
             if mt != MIGRATE_ISOLATE:
                 st.nr_free_pages[z] -= 1 << order
             st.pg_state[pfn] = PG_NONE

@@ -20,9 +20,11 @@ from replay.engine.buddy import (
     MIGRATE_HIGHATOMIC,
     MIGRATE_MOVABLE,
     __free_one_page,
+    move_freepages_pageblock,
     take_free_block,
 )
 from replay.engine.policy import zone_watermark_ok
+from replay.engine.profile import CFG_COMPACTION
 from replay.engine.state import (
     CFG_PAGEBLOCK_ORDER,
     NIL,
@@ -47,8 +49,8 @@ TARGET_INFERRED = 2
  CC_MIGRATE_PFN, CC_SEARCH_ORDER, CC_FAST_FAIL, CC_NR_FREEPAGES, CC_NR_MIGRATEPAGES, CC_STRIDE,
  CC_IN_CALL, CC_CAPTURE, CC_ROUND_LO, CC_ROUND_HI, CC_ATTEMPTS, CC_NEXT_ORDER, CC_TRY_ORDER,
  CC_TRY_PRIO, CC_AROUND, CC_NEED_ISOLATE, CC_MIGRATETYPE, CC_LAST_USE, CC_IGNORE_BLOCK,
- CC_WHOLE_ZONE) = range(28)
-N_CC = 28
+ CC_WHOLE_ZONE, CC_IN_ROUND) = range(29)
+N_CC = 29
 # zone compaction fields
 (ZC_INIT_FREE_PFN, ZC_CACHED_FREE_PFN, ZC_BLOCKSKIP_FLUSH, ZC_CONSIDERED, ZC_DEFER_SHIFT,
  ZC_ORDER_FAILED) = range(6)
@@ -99,6 +101,8 @@ def __isolate_free_page(st, z, head, inferred):
         b = head
         while b < head + (1 << order) - 1:
             if st.pb_mt[b >> pbo] < MIGRATE_HIGHATOMIC:
+                if st.config[CFG_COMPACTION] != 0:  # 6.12: move_freepages_block() too
+                    move_freepages_pageblock(st, z, b, MIGRATE_MOVABLE)
                 st.pb_mt[b >> pbo] = MIGRATE_MOVABLE
             b += 1 << pbo
     mark = TARGET_INFERRED + order if inferred else TARGET_TRACED
@@ -143,11 +147,16 @@ def visit_freepages_block(st, start, end, blk_end, stride, heads, scratch_n):
     scanned = 0
     taken = 0
     n = 0
+    whole_compound = st.config[CFG_COMPACTION] != 0  # 6.12 counts a compound page whole
     while p < blk_end:
         scanned += 1
         comp = st.pg_comp[p]
         if comp > 0:
-            p += (1 << (comp - 1)) - 1
+            if not whole_compound:
+                p += (1 << (comp - 1)) - 1
+            elif p + (1 << (comp - 1)) <= blk_end:
+                p += (1 << (comp - 1)) - 1
+                scanned += (1 << (comp - 1)) - 1
         elif st.pg_state[p] == PG_BUDDY:
             if p == end and end < blk_end:  # __isolate_free_page() failed its watermark
                 return scanned, taken, p, n

@@ -35,6 +35,8 @@ from replay.engine.buddy import (
 from replay.engine.compaction import (
     CC_ACTIVE,
     CC_CAPTURE,
+    CC_IN_ROUND,
+    CC_MIGRATETYPE,
     CC_PID,
     K_RUNS,
     TARGET_INFERRED,
@@ -45,6 +47,7 @@ from replay.engine.compaction import (
 from replay.engine.follow_compaction import (
     K_CAPTURED_PAGES,
     K_CAPTURES,
+    K_COMPACTION_FREE,
     K_RELEASED,
     capture_order_of,
     compaction_event,
@@ -53,7 +56,12 @@ from replay.engine.follow_compaction import (
     task_run,
 )
 from replay.engine.policy import can_steal_fallback
-from replay.engine.profile import CFG_EXTFRAG_TAKES, CFG_LIST_IS_PAGEBLOCK, CFG_SPLIT_LARGE_FREE
+from replay.engine.profile import (
+    CFG_COMPACTION,
+    CFG_EXTFRAG_TAKES,
+    CFG_LIST_IS_PAGEBLOCK,
+    CFG_SPLIT_LARGE_FREE,
+)
 from replay.engine.state import (
     CFG_LOSSY,
     CFG_PAGEBLOCK_ORDER,
@@ -355,7 +363,8 @@ def free_to_buddy(st, cc, r, z, p, o, m, kc):
     if cap < 0:
         __free_one_page(st, z, p, o, m, False)
         return False
-    head, captured = free_one_page_capc(st, z, p, o, m, False, cap)
+    movable_ok = st.config[CFG_COMPACTION] != 0 and cc[r, CC_MIGRATETYPE] == MIGRATE_MOVABLE
+    head, captured = free_one_page_capc(st, z, p, o, m, False, cap, movable_ok)
     if captured:
         cc[r, CC_CAPTURE] = head
         kc[K_CAPTURES] += 1
@@ -450,6 +459,10 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
             d = disp[i]
             if d == D_DEFER or d == D_NONE:
                 continue
+            if (r >= 0 and st.config[CFG_COMPACTION] != 0 and st.pg_target[p] != 0
+                    and cc[r, CC_IN_ROUND] == 1):
+                kc[K_COMPACTION_FREE] += 1  # 6.12 compaction_free(): the target stays isolated
+                continue
             if r >= 0 and task_context:
                 source_freed(st, cc, zc, r, p, o, kc)
                 task_event(cc, zc, st, r, task_context, kc)
@@ -465,9 +478,11 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
             if st.pg_target[p] != 0:
                 if st.pg_target[p] >= TARGET_INFERRED:
                     counters[C_CONFIRMED] += 1
-                st.pg_target[p] = 0
                 if r >= 0:
-                    kc[K_RELEASED] += 1  # release_freepages(): an unused target
+                    kc[K_RELEASED] += 1 << o  # release_freepages(): unused targets
+                for q in range(p, p + (1 << o)):  # 6.12 releases them at their order
+                    st.pg_target[q] = 0
+                    st.pg_state[q] = PG_NONE
             pbmt = st.pb_mt[p >> pbo]
             if d == D_PCP:
                 pcp_add(st, cpu[i], z, p, o, pbmt, False)

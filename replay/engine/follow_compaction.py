@@ -32,6 +32,7 @@ from replay.engine.compaction import (
     CC_FREE_PFN,
     CC_IGNORE_SKIP,
     CC_IN_CALL,
+    CC_IN_ROUND,
     CC_LAST_USE,
     CC_MIGRATE_PFN,
     CC_MIGRATETYPE,
@@ -94,6 +95,7 @@ from replay.engine.events import (
     TASK_KSWAPD,
     TASK_OTHER,
 )
+from replay.engine.profile import CFG_COMPACTION
 from replay.engine.state import PG_ALLOC, PG_BUDDY, ZP_END, ZP_START
 from replay.trace.schema import (
     EV_COMPACT_BEGIN,
@@ -102,6 +104,7 @@ from replay.trace.schema import (
     EV_COMPACT_SUITABLE,
     EV_DEFER_COMPACTION,
     EV_DEFER_RESET,
+    EV_FAST_ISOLATE_FREE,
     EV_ISOLATE_FREE,
     EV_ISOLATE_MIGRATE,
     EV_MIGRATEPAGES,
@@ -113,8 +116,9 @@ STATUS_COMPLETE, STATUS_PARTIAL_SKIPPED = 5, 6  # enum compact_result
 # compaction counters: indices into the follow counters array (follow.py COUNTER_NAMES)
 (K_RUNS_SEEN, K_FREE_EVENTS, K_FREE_PAGES, K_FREE_MISMATCH, K_FAST_CALLS, K_FAST_PAGES,
  K_CAPTURES, K_CAPTURED_PAGES, K_RELEASED, K_MIGRATED, K_ROTATIONS, K_RESETS,
- K_STRIDE_FIXES, K_RELEASE_UNKNOWN, K_FAST_COLD, K_RECONCILED) = range(16)
-N_KCOUNTERS = 16
+ K_STRIDE_FIXES, K_RELEASE_UNKNOWN, K_FAST_COLD, K_RECONCILED, K_FAST_CORRECTED,
+ K_COMPACTION_FREE) = range(18)
+N_KCOUNTERS = 18
 KCOUNTER_NAMES: tuple[str, ...] = (
     "runs",  # mm_compaction_begin .. end followed
     "free_scanner_events",  # mm_compaction_isolate_freepages applied
@@ -132,6 +136,8 @@ KCOUNTER_NAMES: tuple[str, ...] = (
     "release_of_unknown_target",  # diagnostic
     "fast_search_cold_picks",  # inferred from a list position the trace never set
     "reconciled_by_scan_pages",  # net pages a stride-1 scan showed taken (less those free)
+    "fast_search_corrected",  # 6.12: a traced fast search took another size than the model's
+    "compaction_free_events",  # 6.12: mm_page_free of a target that stayed isolated
 )
 assert len(KCOUNTER_NAMES) == N_KCOUNTERS
 
@@ -187,6 +193,49 @@ def isolate_freepages_call(st, cc, zc, r, kc):
     if around >= 0 and cc[r, CC_NR_FREEPAGES] < cc[r, CC_NR_MIGRATEPAGES] and not (
             cc[r, CC_DIRECT] == 1 and cc[r, CC_MODE] == MODE_ASYNC):
         z = cc[r, CC_ZONE]
+        cc[r, CC_AROUND] = max(pageblock_start_pfn(st, around), st.zone_param[z, ZP_START])
+
+
+@njit(cache=True, _nrt=False)
+def fast_isolate_freepages_event(st, cc, zc, r, min_pfn, free_pfn, nr_taken, kc):
+    """6.12's traced mm_compaction_fast_isolate_freepages (range = min_pfn ~ cc->free_pfn,
+    nr_taken = pages of the one block taken): the start of an isolate_freepages() call. The
+    model's fast search runs on its lists; when it took another size than the kernel's, its
+    take is undone and the kernel's size is taken from the MOVABLE list's tail, at or above
+    min_pfn."""
+    z = cc[r, CC_ZONE]
+    cc[r, CC_NEED_ISOLATE] = 0
+    cc[r, CC_IN_CALL] = 1
+    cc[r, CC_STRIDE] = COMPACT_CLUSTER_MAX if cc[r, CC_MODE] == MODE_ASYNC else 1
+    cc[r, CC_AROUND] = -1
+    cc[r, CC_FREE_PFN] = free_pfn
+    kc[K_FAST_CALLS] += 1
+    before = cc[r, CC_NR_FREEPAGES]
+    page, around = fast_isolate_freepages(st, cc, zc, r)
+    got = cc[r, CC_NR_FREEPAGES] - before
+    if got != nr_taken:
+        kc[K_FAST_CORRECTED] += 1
+        if page >= 0:
+            revert_inferred_target(st, page)
+            cc[r, CC_NR_FREEPAGES] = before
+            page = -1
+        if nr_taken > 0:
+            order = 0
+            while (1 << order) < nr_taken:
+                order += 1
+            p = st.fl_tail[z, order, MIGRATE_MOVABLE]
+            while p >= 0 and p < min_pfn:
+                p = st.pg_prev[p]
+            if p < 0:
+                p = st.fl_tail[z, order, MIGRATE_MOVABLE]
+            if p >= 0:
+                cc[r, CC_NR_FREEPAGES] += __isolate_free_page(st, z, p, True)
+                page = p
+                around = p
+    if page >= 0:
+        kc[K_FAST_PAGES] += cc[r, CC_NR_FREEPAGES] - before
+    if around >= 0 and cc[r, CC_NR_FREEPAGES] < cc[r, CC_NR_MIGRATEPAGES] and not (
+            cc[r, CC_DIRECT] == 1 and cc[r, CC_MODE] == MODE_ASYNC):
         cc[r, CC_AROUND] = max(pageblock_start_pfn(st, around), st.zone_param[z, ZP_START])
 
 
@@ -337,9 +386,11 @@ def isolate_migratepages_event(st, cc, r, start, end, nr_taken, kc):
     cc[r, CC_ROUND_LO] = start
     cc[r, CC_ROUND_HI] = end
     cc[r, CC_IN_CALL] = 0
+    cc[r, CC_IN_ROUND] = 1 if nr_taken > 0 else 0
     if nr_taken > 0 and cc[r, CC_NR_FREEPAGES] <= 0:
         cc[r, CC_NR_FREEPAGES] = 0
-        cc[r, CC_NEED_ISOLATE] = 1
+        if st.config[CFG_COMPACTION] == 0:  # 6.12 traces each fast search itself
+            cc[r, CC_NEED_ISOLATE] = 1
 
 
 @njit(cache=True, _nrt=False)
@@ -376,6 +427,7 @@ def begin_run(st, cc, zc, r, zone_start, migrate_pfn, free_pfn, sync, task, kc):
     cc[r, CC_AROUND] = -1
     cc[r, CC_ROUND_LO] = -1
     cc[r, CC_ROUND_HI] = -1
+    cc[r, CC_IN_ROUND] = 0
     if cc[r, CC_WHOLE_ZONE] != 1:
         zc[z, ZC_CACHED_FREE_PFN] = free_pfn
     # compaction_restarting(): skip hints reset after a long deferral
@@ -425,6 +477,12 @@ def compaction_event(st, cc, zc, e, row, pid, gfp, order, stamp, heads, nh, kc):
         begin_run(st, cc, zc, r, row[CE_START], row[CE_MIGRATE_PFN], row[CE_FREE_PFN],
                   row[CE_SYNC], row[CE_TASK], kc)
         return
+    if e == EV_FAST_ISOLATE_FREE:
+        r = task_run(cc, pid)
+        if r >= 0:
+            fast_isolate_freepages_event(st, cc, zc, r, row[CE_START], row[CE_END],
+                                         row[CE_TAKEN], kc)
+        return
     if e == EV_ISOLATE_FREE:
         r = task_run(cc, pid)
         if r >= 0:
@@ -444,6 +502,7 @@ def compaction_event(st, cc, zc, e, row, pid, gfp, order, stamp, heads, nh, kc):
         cc[r, CC_NEED_ISOLATE] = 0
         cc[r, CC_ATTEMPTS] = 0
         cc[r, CC_IN_CALL] = 0
+        cc[r, CC_IN_ROUND] = 0
         kc[K_MIGRATED] += max(row[CE_MIGRATED], 0)
     elif e == EV_COMPACT_END:
         z = cc[r, CC_ZONE]
@@ -502,7 +561,9 @@ def source_freed(st, cc, zc, r, pfn, order, kc):
     if cc[r, CC_NR_FREEPAGES] > 0:
         cc[r, CC_NR_FREEPAGES] -= 1
     cc[r, CC_ATTEMPTS] -= 1
-    if cc[r, CC_ATTEMPTS] > 0 and cc[r, CC_NR_FREEPAGES] == 0:
+    if st.config[CFG_COMPACTION] != 0:
+        cc[r, CC_NR_MIGRATEPAGES] -= 1  # 6.12: compaction_alloc() counts it down
+    elif cc[r, CC_ATTEMPTS] > 0 and cc[r, CC_NR_FREEPAGES] == 0:
         cc[r, CC_NEED_ISOLATE] = 1
 
 

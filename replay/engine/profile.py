@@ -33,8 +33,8 @@ ARCHES: tuple[str, ...] = ("x86_64", "i386")
  CFG_FALLBACK_RULE, CFG_EXTFRAG_TAKES, CFG_FREE_BATCHED_ANY_ORDER, CFG_MERGE_RETYPE,
  CFG_LIST_IS_PAGEBLOCK, CFG_SPLIT_LARGE_FREE, CFG_HIGHATOMIC_WMARK, CFG_WMARK_FAST_KEY,
  CFG_BOOST_WAKE_KSWAPD, CFG_HIGHATOMIC_LIMIT, CFG_BELOW_HIGH, CFG_FREE_HIGH_BATCH,
- CFG_VMSTAT_MS) = range(6, 25)
-N_CONFIG = 25
+ CFG_VMSTAT_MS, CFG_COMPACTION) = range(6, 26)
+N_CONFIG = 26
 
 FALLBACK_STEAL, FALLBACK_CLAIM_STEAL = 0, 1  # __rmqueue_fallback (6.1) / claim-or-steal (6.12)
 VMSTAT_INTERVAL_MS = 1000  # vmstat_update: round_jiffies_relative(HZ) (mm/vmstat.c)
@@ -64,6 +64,7 @@ class KernelProfile:
     boost_wake_kswapd: int = 0
     highatomic_limit: int = 0
     below_high: int = 0
+    compaction: int = 0
 
     @property
     def name(self) -> str:
@@ -112,7 +113,7 @@ RULES: tuple[Rule, ...] = (
     Rule("pcp_refill", CFG_PCP_REFILL, "pcp refill size",
          "batch >> order (max 2)", "nr_pcp_alloc: batch << alloc_factor for order 0 (doubling on "
          "refills with no free between, capped by high - count - batch), batch >> order else",
-         "__rmqueue_pcplist L3811", "nr_pcp_alloc :3021, free_unref_page_commit :2687"),
+         "__rmqueue_pcplist L3814", "nr_pcp_alloc :3021, free_unref_page_commit :2689"),
     Rule("pcp_free", CFG_PCP_FREE, "drain size",
          "clamp(batch << free_factor, batch, high - batch)",
          "clamp(free_count, batch, high - batch); free_count counts consecutive freed pages",
@@ -121,7 +122,7 @@ RULES: tuple[Rule, ...] = (
          "free_factor > 0 and order 1-3: drain the whole pcp",
          "two consecutive order 1-3 frees with free_count >= batch (and count >= batch): drain "
          "min(count, batch << 5), lower high by batch << 5",
-         "free_unref_page_commit L3483", "free_unref_page_commit :2699-2703, nr_pcp_high :2641"),
+         "free_unref_page_commit L3488", "free_unref_page_commit :2703, nr_pcp_high :2641"),
     Rule("vmstat_decay", CFG_VMSTAT_DECAY, "background pcp drains",
          "none (only NUMA drain_zone_pages)",
          "decay_pcp_high from vmstat_update about once a second per CPU: high -= high/8, drain "
@@ -139,7 +140,7 @@ RULES: tuple[Rule, ...] = (
          "before the zone_locked of the stolen block; pfn = the stolen block",
          "claims of blocks >= pageblock_order and steals emit no zone_locked: extfrag alone, pfn "
          "= the page handed out; a smaller claim's zone_locked comes first",
-         "__rmqueue_fallback L3103", "try_to_steal_block :1973, __rmqueue_claim :2255, "
+         "__rmqueue_fallback L3103", "try_to_steal_block :1976, __rmqueue_claim :2255, "
          "__rmqueue_steal :2286"),
     Rule("free_batched_any_order", CFG_FREE_BATCHED_ANY_ORDER, "mm_page_free_batched",
          "order-0 pages only (free_unref_page_list)",
@@ -152,7 +153,7 @@ RULES: tuple[Rule, ...] = (
          "the type cached at free time (page->index): drains, steals and split remainders can "
          "sit on another type's list",
          "always the pageblock's type: drains re-read it, type changes move every free page",
-         "set_pcppage_migratetype L313, free_pcppages_bulk L1574",
+         "set_pcppage_migratetype L313, free_pcppages_bulk L1621",
          "free_pcppages_bulk :1256, __add_to_free_list :681"),
     Rule("split_large_free", CFG_SPLIT_LARGE_FREE, "frees above pageblock_order",
          "one block", "split_large_buddy: pageblock pieces, each with its pageblock's type",
@@ -171,10 +172,21 @@ RULES: tuple[Rule, ...] = (
          "managed/100 + pageblock_nr_pages",
          "ALIGN(managed/100, pageblock_nr_pages); none when managed/100 < a pageblock",
          "reserve_highatomic_pageblock L2918", "reserve_highatomic_pageblock :2081-2083"),
+    Rule("compaction", CFG_COMPACTION, "compaction as a trace shows it",
+         "fast_isolate_freepages() untraced (inferred); targets split to order 0; a compound "
+         "page counts once in nr_scanned; capture only non-MOVABLE below pageblock_order",
+         "fast_isolate_freepages() traced (mm_compaction_fast_isolate_freepages: pages taken); "
+         "targets kept whole, compaction_free() emits mm_page_free of a target that stays "
+         "isolated, leftovers freed at their order; a compound page inside the block counts "
+         "2^order; __isolate_free_page() moves the pageblock's free blocks to MOVABLE; a "
+         "MOVABLE request also captures MOVABLE blocks below pageblock_order",
+         "compaction.c:1396-1553, 541-664, split_map_pages :85; page_alloc.c:989",
+         "compaction.c:1667, 589-711, 1833-1906, release_free_list :91; page_alloc.c:623, "
+         "__isolate_free_page :2889"),
     Rule("below_high", CFG_BELOW_HIGH, "ZONE_BELOW_HIGH",
          "-", "set when an allocation's high-watermark check fails, cleared after a drain that "
          "leaves the zone above it; drives pcp->high down", "-",
-         "get_page_from_freelist :3499-3508, free_unref_page_commit :2718"),
+         "get_page_from_freelist :3499-3508, free_unref_page_commit :2720"),
 )
 
 _LINUX_61 = KernelProfile("6.1", source="Debian 6.1.192 (linux-source-6.1)")

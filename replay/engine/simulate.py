@@ -137,6 +137,8 @@ SETTINGS_HELP = {
     "fallback_policy": "linux-6.1 | no-whole-block-steal | no-fallback-below-pageblock",
     "kernel": "6.1 | 6.12: whose page-allocator rules the model follows (default: the trace's)",
     "vmstat_interval_ms": "6.12: ms between a CPU's vmstat_update (pcp->high decay); 0: never",
+    "vmstat_phase_ms": "6.12: where in the interval vmstat_update runs when the trace shows "
+    "none (default 0: whole seconds of the trace clock)",
 }
 
 
@@ -193,7 +195,7 @@ def _parse_value(key: str, raw: str) -> object:
               "pcp_high": (0, 1 << 24), "percpu_pagelist_high_fraction": (0, 1 << 20),
               "min_free_kbytes": (128, 1 << 22), "watermark_scale_factor": (1, 3000),
               "watermark_boost_factor": (0, 1 << 20), "cpus": (1, 4096),
-              "vmstat_interval_ms": (0, 1 << 20)}
+              "vmstat_interval_ms": (0, 1 << 20), "vmstat_phase_ms": (0, 1 << 20)}
     lo, hi = limits[key]
     if not lo <= v <= hi:
         raise SettingsError(f"--set {key}={v}: must be between {lo} and {hi}")
@@ -284,7 +286,7 @@ def run_simulation(st: State, machine: Machine, settings: Settings, e: EventArra
     trace_cpus = int(e.cpu.max()) + 1 if len(e) else 1
     cpu_map, cpu_node = cpu_mapping(machine, trace_cpus)
     vm_t, vm_cpu = vmstat_schedule(e, i_start, int(st.config[CFG_VMSTAT_MS]), cpu_map,
-                                   vmstat_evidence)
+                                   vmstat_evidence, int(settings.get("vmstat_phase_ms", 0)))
     vm_pos = np.zeros(1, np.int64)
     n_req = int(np.count_nonzero(np.isin(e.ev[i_start:], (EV_ALLOC, EV_FREE, EV_FREE_BATCHED))))
     capacity = max(1 << 16, n_req * 3)
@@ -343,13 +345,14 @@ def vmstat_runs(data, e: EventArrays, i_start: int) -> np.ndarray:
 
 
 def vmstat_schedule(e: EventArrays, i_start: int, interval_ms: int, cpu_map: np.ndarray,
-                    evidence: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    evidence: np.ndarray | None = None,
+                    phase_ms: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The instants of each CPU's vmstat_update over the replayed part of the trace, in time
     order: every interval (round_jiffies_relative(HZ) re-arms it), CPU c 3·c jiffies before
     the whole second (round_jiffies_common's skew). Where the trace shows a CPU's
     vmstat_update (`evidence`: kworker drain runs) the schedule runs through those instants;
-    CPUs without one take the phase the others show; with none at all, whole seconds of the
-    trace clock (the true phase is not in the trace: docs/model.md)."""
+    CPUs without one take the phase the others show; with none at all, `phase_ms` past whole
+    seconds of the trace clock (the true phase is not in the trace: docs/model.md)."""
     if interval_ms <= 0 or i_start >= len(e):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     iv = interval_ms * 1_000_000
@@ -366,7 +369,7 @@ def vmstat_schedule(e: EventArrays, i_start: int, interval_ms: int, cpu_map: np.
         ang = np.asarray(phases, float) / iv * 2 * np.pi
         phase = int((np.arctan2(np.sin(ang).mean(), np.cos(ang).mean()) / (2 * np.pi)) % 1 * iv)
     else:
-        phase = 0
+        phase = (phase_ms * 1_000_000) % iv
     times, cpus = [], []
     for c in range(ncpu):
         # the first instant after t0 with (t + skew) at the phase
