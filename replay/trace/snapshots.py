@@ -682,8 +682,8 @@ def open_bundle(directory: str | Path) -> Bundle:
         raise InputError(f"{path}: not a directory (a bundle is a directory holding a trace)")
     traces = find_trace_files(path)
     if not traces:
-        raise InputError(f"{path}: no trace file (trace.txt[.gz] or trace.dat[.gz]) in this "
-                         "bundle directory")
+        raise InputError(f"{path}: no trace file (trace.txt[.gz], trace.dat[.gz] or "
+                         "perf.data[.gz]) in this bundle directory")
     capture_path = _existing(path, "capture.json")
     ring_path = _existing(path, "ringstats")
     thp = _read_optional_text(path, "thp")
