@@ -33,6 +33,7 @@ from replay.engine.policy import (
 from replay.engine.policy import vmstat_update as _vmstat_update
 from replay.engine.profile import KernelProfile, get_profile
 from replay.engine.simulate import Settings, alloc_one, apply_settings, free_one
+from replay.engine.slow_state import SC_RECLAIM, slow_state_for
 from replay.engine.state import (
     CFG_FALLBACK_POLICY,
     CFG_MOBILITY,
@@ -101,6 +102,10 @@ class PageAllocator:
                                                                       "linux-6.1")]
         self.out = new_emitter(1 << 16)
         self.counters = np.zeros(len(SIM_COUNTER_NAMES), np.int64)
+        # the slow path: compaction and kswapd, no reclaim (pages held through this API are
+        # neither reclaimed nor migrated behind the caller's back)
+        self.sp = slow_state_for(self.st, self.machine.nodes)
+        self.sp.cfg[SC_RECLAIM] = 0
         self.zonelists, self.zl_len = build_zonelists(self.st.zone_node, self.st.zone_type,
                                                       self.machine.nodes)
         self._events: list[pa.Table] = []
@@ -112,7 +117,7 @@ class PageAllocator:
             return None  # __alloc_pages() rejects order >= MAX_ORDER
         cpu = self._cpu(cpu)
         self._room()
-        page = alloc_one(self.st, int(gfp_mask), int(order), cpu,
+        page = alloc_one(self.st, self.sp, int(gfp_mask), int(order), cpu,
                          int(self.machine.cpu_to_node[cpu]), self.out, self.counters,
                          self.zonelists, self.zl_len)
         return None if page < 0 else int(page)

@@ -45,16 +45,23 @@ def ingest(
     raise typer.Exit(code)
 
 
+SymbolsOpt = Annotated[Path | None, typer.Option(
+    "--symbols", help="System.map or /proc/kallsyms (plain or .gz) to name the call sites of "
+    "a perf.data recorded with -g (relocated to the recording kernel; default: a bundle's "
+    "kallsyms or System.map).")]
+
+
 @app.command()
 def info(
     source: SourceArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
     strict: StrictOpt = False,
+    symbols: SymbolsOpt = None,
 ) -> None:
     """Summarise a trace: events by kind, duration, CPUs, zones, markers, lost events, bad lines."""
     from replay.commands.info_cmd import run_info
 
-    raise typer.Exit(run_info(source, as_json, strict, out, err))
+    raise typer.Exit(run_info(source, as_json, strict, out, err, symbols))
 
 
 MachineOpt = Annotated[str | None, typer.Option(
@@ -128,12 +135,13 @@ def report(
     plotlyjs: PlotlyOpt = "inline",
     machine: MachineOpt = None,
     kernel: KernelOpt = None,
+    symbols: SymbolsOpt = None,
 ) -> None:
     """The observed trace alone: summary.json, report.md and dashboard.html."""
     from replay.commands.report_cmd import run_report
 
     raise typer.Exit(run_report(source, outdir, time_window, window_ms, window_events,
-                                plotlyjs, machine, None, False, out, err, kernel))
+                                plotlyjs, machine, None, False, out, err, kernel, symbols))
 
 
 @app.command()
@@ -147,6 +155,7 @@ def compare(
     plotlyjs: PlotlyOpt = "inline",
     machine: MachineOpt = None,
     kernel: KernelOpt = None,
+    symbols: SymbolsOpt = None,
 ) -> None:
     """Reconstruct, simulate and agreement; observed vs simulated for every metric.
 
@@ -155,7 +164,7 @@ def compare(
     from replay.commands.report_cmd import run_report
 
     raise typer.Exit(run_report(source, outdir, time_window, window_ms, window_events,
-                                plotlyjs, machine, sets, True, out, err, kernel))
+                                plotlyjs, machine, sets, True, out, err, kernel, symbols))
 
 
 @app.command()
@@ -166,9 +175,7 @@ def explain(
                                                 "explain.json.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print explain.json to stdout "
                                           "instead of the tables.")] = False,
-    symbols: Annotated[Path | None, typer.Option(
-        "--symbols", help="System.map or /proc/kallsyms to name call sites (traces with call "
-        "chains).")] = None,
+    symbols: SymbolsOpt = None,
     sets: SetOpt = None,
     top: Annotated[int, typer.Option("--top", help="Rows per table in the console.")] = 15,
     machine: MachineOpt = None,

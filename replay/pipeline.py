@@ -12,6 +12,7 @@ from replay.engine.sampling import Sampler, sample_points
 from replay.engine.simulate import Settings, SimulateResult, simulate
 from replay.errors import SettingsError
 from replay.trace.result import TraceData
+from replay.trace.symbols import Symbols
 
 
 @dataclass
@@ -21,16 +22,24 @@ class Loaded:
     bundle: object | None
     machine: Machine | None
     kernel: str | None = None  # --kernel: the model's rules (and the trace's, without a release)
+    symbols: Symbols | None = None  # kernel symbols for call chains (perf.data -g)
 
     def profiles(self) -> ProfileChoice:
         """Which kernel rules the trace (observed side) and the model follow."""
         return trace_profiles(self.data, self.bundle, self.kernel, self.machine)
 
 
+SYMBOL_FILES = ("kallsyms", "kallsyms.gz", "System.map", "System.map.gz")
+
+
 def load(source: str | Path, machine_desc: str | None = None,
-         kernel: str | None = None) -> Loaded:
+         kernel: str | None = None, symbols: str | Path | None = None) -> Loaded:
     """Read a trace (a file, a bundle directory, or an ingested .parquet) and its bundle.
-    `kernel` ('6.1' or '6.12', --kernel) chooses the model's kernel rules."""
+    `kernel` ('6.1' or '6.12', --kernel) chooses the model's kernel rules.
+
+    `symbols` is a System.map or kallsyms for call chains; without it a bundle's own
+    `kallsyms[.gz]` or `System.map[.gz]` is used when present. Either is relocated to where
+    the recording kernel was (perf's kernel map; KASLR)."""
     if kernel is not None and kernel not in KERNELS:
         raise SettingsError(f"--kernel {kernel}: choose one of {', '.join(KERNELS)}")
     from replay.trace.ingest import read_parquet, read_trace
@@ -47,7 +56,24 @@ def load(source: str | Path, machine_desc: str | None = None,
         bundle = open_bundle(bundle_dir) if bundle_dir is not None else None
         data = read_trace(src)
     machine = machine_from_description(machine_desc) if machine_desc else None
-    return Loaded(src, data, bundle, machine, kernel)
+    near = getattr(bundle, "path", None) or (Path(src).parent if Path(src).is_file() else None)
+    return Loaded(src, data, bundle, machine, kernel, load_symbols(symbols, near, data))
+
+
+def load_symbols(path: str | Path | None, near: Path | None,
+                 data: TraceData) -> Symbols | None:
+    """The symbols to name call chains with: `path`, else a kallsyms or System.map in `near`
+    (the bundle, or the trace file's folder) when the trace has call chains; relocated to
+    where the recording kernel was (KASLR)."""
+    from replay.trace.symbols import Symbols
+
+    if path is None and near is not None and data.events.column("stack_id").null_count < len(
+            data.events):
+        found = [Path(near) / n for n in SYMBOL_FILES if (Path(near) / n).exists()]
+        path = found[0] if found else None
+    if path is None:
+        return None
+    return Symbols.load(path).relocate(data.stats.kernel_reloc)
 
 
 def reconstruct_source(source: str | Path, machine_desc: str | None = None) -> ReconstructResult:

@@ -153,10 +153,10 @@ def zonelist(st: State, highest: int, node: int = 0, nodes: int = 1) -> list[int
 def alloc_pages(st: State, gfp: int, order: int, mt: int, out, cnt, *, node: int = 0,
                 cpu: int = 0, nodes: int = 1, req: int = 0) -> tuple[int, int]:
     """__alloc_pages() for one request; returns (pfn or -1, zone index or -1)."""
-    fn = policy.__alloc_pages
-    if len(inspect.signature(fn.py_func).parameters) == 10:  # one zonelist array, built inside
-        page, z = fn(st, gfp, order, mt, cpu, node, out, req, cnt, np.zeros(64, np.int64))
-    else:
-        lists, lens = zonelists(st, nodes)
-        page, z = fn(st, gfp, order, mt, cpu, node, out, req, cnt, lists, lens)
+    from replay.engine.slow_state import slow_state_for
+    from replay.engine.slowpath import __alloc_pages
+
+    lists, lens = zonelists(st, nodes)
+    sp = slow_state_for(st, nodes)
+    page, z = __alloc_pages(st, sp, gfp, order, mt, cpu, node, out, req, cnt, lists, lens)
     return int(page), int(z)

@@ -9,8 +9,9 @@ around the same workload inside the same guest, `perf kmem --page record`'s perf
 
 perf-window.json records the windows and how they map onto the ftrace clock: perf's samples
 were matched one to one with the ftrace events of the same CPU (same event, pfn, order and tid,
-in the same order), so the ftrace windows below hold exactly the events perf saw. Nothing here
-needs perf or QEMU: the tests read only traces/perf-small.
+in the same order), so the ftrace windows below hold exactly the events perf saw. The same
+checks run on perf.data itself, read natively (replay/trace/perfdata.py), with perf's own
+--time window. Nothing here needs perf or QEMU: the tests read only traces/perf-small.
 
 The deliberate differences of page_summary (docs/metrics.md section 4) are applied explicitly:
 perf's KB of allocation requests and its alloc-only count include failed allocations, and its
@@ -91,6 +92,12 @@ def events(bundle) -> pl.DataFrame:
     return df.with_columns(pl.col("event").cast(pl.Utf8))
 
 
+@pytest.fixture(scope="module")
+def perf_events(bundle) -> pl.DataFrame:
+    df = pl.from_arrow(read_trace(bundle / "perf.data.gz").events)
+    return df.with_columns(pl.col("event").cast(pl.Utf8))
+
+
 CASES = {
     # name in perf-window.json "windows" -> the saved perf output
     "full": "perf-kmem-page-stat.txt",
@@ -116,10 +123,19 @@ def test_perf_summary_is_self_consistent(bundle, name):
     assert matrix_total == p["alloc"][0] - p["failures"][0]
 
 
+def _perf_window(meta: dict, name: str) -> tuple[float, float] | None:
+    window = meta["windows"][name]["perf_time"]
+    return tuple(window) if window else None
+
+
+@pytest.mark.parametrize("source", ["trace.txt", "perf.data"])
 @pytest.mark.parametrize("name", CASES)
-def test_page_summary_matches_perf_kmem(bundle, meta, events, name):
+def test_page_summary_matches_perf_kmem(bundle, meta, events, perf_events, name, source):
     p = parse_perf_summary((bundle / CASES[name]).read_text())
-    ours = page_summary(events, time=_ftrace_window(meta, name))
+    if source == "perf.data":
+        ours = page_summary(perf_events, time=_perf_window(meta, name))
+    else:
+        ours = page_summary(events, time=_ftrace_window(meta, name))
 
     # Same fields, same semantics.
     assert ours["alloc_requests"] == p["alloc"][0]
@@ -166,3 +182,15 @@ def test_perf_labels_movable_as_reclaimable(bundle):
 def test_trace_lost_nothing(bundle):
     overruns = re.findall(r"^overrun: (\d+)$", (bundle / "ringstats").read_text(), re.M)
     assert overruns == ["0", "0"]
+
+
+def test_perf_data_holds_perfs_samples(meta, perf_events):
+    """perf.data read natively: every sample perf counted, per CPU as perf-window.json says."""
+    assert perf_events.height == meta["perf_samples"]["total"]
+    by_cpu = dict(perf_events.group_by("cpu").len().iter_rows())
+    assert by_cpu == {int(c): n for c, n in
+                      meta["perf_samples"]["mm_page_alloc_or_free_by_cpu"].items()}
+    assert perf_events["ts_ns"].min() / 1e9 == pytest.approx(
+        meta["perf_samples"]["first_sample_s"], abs=1e-9)
+    assert perf_events["ts_ns"].max() / 1e9 == pytest.approx(
+        meta["perf_samples"]["last_sample_s"], abs=1e-9)

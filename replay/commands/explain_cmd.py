@@ -26,13 +26,11 @@ def run_explain(source: str, time_window: str | None, outdir: Path | None, as_js
                 symbols_file: Path | None, machine: str | None, sets: list[str] | None,
                 top: int, out: Console, err: Console) -> int:
     """Replay, explain, print the blame table (or JSON), write explain.json with -o."""
-    from replay.metrics.callsites import load_symbols
-
     window = parse_time(time_window)
     settings = Settings.parse(sets) if sets else None
-    symbols = load_symbols(symbols_file) if symbols_file else None
     t0 = time.perf_counter()
-    run = load(source, machine)
+    run = load(source, machine, symbols=symbols_file)
+    symbols = run.symbols  # replay.trace.symbols: relocated to the recording kernel (KASLR)
     warn_damaged(run.data.stats, err)
     capture = explain_capture(run, window)
     recon, _ = observe(run, samples=False, capture=capture)

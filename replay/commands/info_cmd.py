@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import polars as pl
 import pyarrow.compute as pc
 from rich.console import Console
 from rich.table import Table
@@ -13,8 +15,14 @@ from replay.trace.ingest import read_trace
 from replay.trace.sources import resolve
 
 
-def trace_summary(source: str, strict: bool = False) -> tuple[dict, object]:
-    data = read_trace(source, strict=strict)
+def trace_summary(source: str, strict: bool = False,
+                  symbols: Path | None = None) -> tuple[dict, object]:
+    if source.endswith(".parquet") and Path(source).is_file():
+        from replay.trace.ingest import read_parquet
+
+        data = read_parquet(source)
+    else:
+        data = read_trace(source, strict=strict)
     d = stats_dict(data.stats)
     ev = data.events
     if ev.num_rows:
@@ -30,7 +38,30 @@ def trace_summary(source: str, strict: bool = False) -> tuple[dict, object]:
         for m in data.markers.to_pylist()
     ]
     d["zones"] = _zones(source)
+    d["callchains"] = _callchains(source, data, symbols)
     return d, data
+
+
+TOP_CALLSITES = 10
+
+
+def _callchains(source: str, data, symbols: Path | None) -> dict | None:
+    """perf.data -g: events with a kernel call chain, distinct chains, and (with symbols) the
+    top call sites by allocated KiB."""
+    ids = data.events["stack_id"]
+    if ids.null_count == len(ids):
+        return None
+    from replay.metrics.peers import caller_table
+    from replay.pipeline import load_symbols
+
+    path, bundle = resolve(source)
+    syms = load_symbols(symbols, bundle or (path.parent if path else None), data)
+    frame = pl.from_arrow(data.events).with_columns(pl.col("event").cast(pl.Utf8))
+    table = caller_table(frame, syms)
+    top = (table.group_by("callsite").agg(pl.col("total_alloc_kb").sum(), pl.col("hits").sum())
+           .sort(["total_alloc_kb", "callsite"], descending=[True, False]).head(TOP_CALLSITES))
+    return {"events": len(ids) - ids.null_count, "stacks": len(pc.unique(ids.drop_null())),
+            "symbols": syms.source if syms else None, "top_callsites": top.to_dicts()}
 
 
 def _zones(source: str) -> list[dict]:
@@ -52,8 +83,9 @@ def _zones(source: str) -> list[dict]:
     ]
 
 
-def run_info(source: str, as_json: bool, strict: bool, out: Console, err: Console) -> int:
-    d, _ = trace_summary(source, strict)
+def run_info(source: str, as_json: bool, strict: bool, out: Console, err: Console,
+             symbols: Path | None = None) -> int:
+    d, _ = trace_summary(source, strict, symbols)
     if as_json:
         out.print_json(json.dumps(d, default=str))
         return 2 if d["error"] or not (d["events"] or d["markers"]) else 0
@@ -78,6 +110,13 @@ def run_info(source: str, as_json: bool, strict: bool, out: Console, err: Consol
     t.add_row("bad lines", str(sum(d["bad_lines"].values())))
     if d["kernel_release"]:
         t.add_row("kernel", d["kernel_release"])
+    if d["callchains"]:
+        c = d["callchains"]
+        t.add_row("call chains", f"{c['events']:,} events, {c['stacks']:,} distinct stacks" + (
+            f" (symbols: {c['symbols']})" if c["symbols"] else " (no --symbols: raw addresses)"))
+        for row in c["top_callsites"]:
+            t.add_row(f"  {row['callsite']}", f"{row['total_alloc_kb']:,} KiB in "
+                                              f"{row['hits']:,} allocations")
     out.print(t)
     print_bad(_Stats(d), err)
     if d["error"]:

@@ -63,7 +63,8 @@ def _json_default(o):
 def run_report(source: str, outdir: Path | None, time_window: str | None,
                window_ms: float | None, window_events: int | None, plotlyjs: str,
                machine: str | None, sets: list[str] | None, compare: bool,
-               out: Console, err: Console, kernel: str | None = None) -> int:
+               out: Console, err: Console, kernel: str | None = None,
+               symbols: Path | None = None) -> int:
     from replay.report.build import build
 
     if window_ms is not None and window_ms <= 0:
@@ -76,7 +77,7 @@ def run_report(source: str, outdir: Path | None, time_window: str | None,
         raise SettingsError(f"--kernel {kernel} and --set kernel={settings.get('kernel')}: "
                             "give one")
     t0 = time.perf_counter()
-    run = load(source, machine, kernel or settings.get("kernel"))
+    run = load(source, machine, kernel or settings.get("kernel"), symbols)
     warn_damaged(run.data.stats, err)
     capture = explain_capture(run, window)
     recon, samples = observe(run, window_events, window_ms,

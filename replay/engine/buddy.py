@@ -11,6 +11,10 @@ from numba import njit
 
 from replay.engine.profile import CFG_MERGE_RETYPE, CFG_SPLIT_LARGE_FREE
 from replay.engine.state import (
+    CFG_CAPC_MOVABLE,
+    CFG_CAPC_ORDER,
+    CFG_CAPC_PAGE,
+    CFG_CAPC_ZONE,
     CFG_MAX_ORDER,
     CFG_PAGEBLOCK_ORDER,
     MAX_ORDER,
@@ -238,7 +242,16 @@ def __free_one_page(st, z, pfn, order, mt, to_tail_forced):
     page's cached type), whatever its buddies' lists were. With the merge_retype rule (6.12
     page_alloc.c:874) a buddy pageblock of another mergeable type takes `mt`.
     """
-    head, _ = free_one_page_capc(st, z, pfn, order, mt, to_tail_forced, -1, False)
+    cap = st.config[CFG_CAPC_ORDER]
+    if cap == 0 or st.config[CFG_CAPC_ZONE] != z:
+        head, _ = free_one_page_capc(st, z, pfn, order, mt, to_tail_forced, -1, False)
+        return head
+    # the model's own direct compaction is running: compaction_capture()
+    head, captured = free_one_page_capc(st, z, pfn, order, mt, to_tail_forced, cap - 1,
+                                        st.config[CFG_CAPC_MOVABLE] != 0)
+    if captured:
+        st.config[CFG_CAPC_PAGE] = head + 1
+        st.config[CFG_CAPC_ORDER] = 0
     return head
 
 

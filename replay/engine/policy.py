@@ -578,9 +578,16 @@ def rmqueue(st, z, order, alloc_flags, mt, cpu, out, req, counters):
 
 @njit(cache=True, _nrt=False)
 def zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags):
+    """zone_watermark_ok(): __zone_watermark_ok() with the zone's NR_FREE_PAGES."""
+    return __zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags,
+                               st.nr_free_pages[z])
+
+
+@njit(cache=True, _nrt=False)
+def __zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags, free_pages):
     """__zone_watermark_ok(): enough free pages above the mark and the lowmem reserve, and for
     order > 0 a free block big enough on a list this request may use."""
-    free = st.nr_free_pages[z] - ((1 << order) - 1)
+    free = free_pages - ((1 << order) - 1)
     if not (alloc_flags & ALLOC_RESERVES):
         if st.config[CFG_HIGHATOMIC_WMARK] != 0:
             free -= nr_free_highatomic(st, z)
@@ -773,47 +780,6 @@ def build_zonelists(zone_node: np.ndarray, zone_type: np.ndarray, nodes: int
     return lists, lens
 
 
-@njit(cache=True, _nrt=False)
-def __alloc_pages(st, gfp, order, mt, cpu, node, out, req, counters, zonelists, zl_len):
-    """__alloc_pages(): the fast path at the low watermark (ALLOC_NOFRAGMENT when the preferred
-    zone is Normal), then the slow path's min-watermark retry; the model has no reclaim, so a
-    last pass ignores watermarks (counted) before an allocation fails."""
-    highest = gfp_zone(st, gfp)
-    zonelist = zonelists[node, highest]
-    nz = zl_len[node, highest]
-    if nz == 0:
-        return -1, -1
-    alloc_flags = ALLOC_WMARK_LOW
-    if gfp & __GFP_KSWAPD_RECLAIM:
-        alloc_flags |= ALLOC_KSWAPD
-    if st.zone_type[zonelist[0]] == ZONE_NORMAL and node_has_dma32(st, st.zone_node[zonelist[0]]):
-        alloc_flags |= ALLOC_NOFRAGMENT  # alloc_flags_nofragment()
-    page, z = get_page_from_freelist(st, zonelist, nz, order, alloc_flags, highest, mt, cpu,
-                                     out, req, counters, False, gfp)
-    if page >= 0:
-        return page, z
-    # slow path: gfp_to_alloc_flags()
-    alloc_flags = ALLOC_WMARK_MIN
-    if gfp & __GFP_KSWAPD_RECLAIM:
-        alloc_flags |= ALLOC_KSWAPD
-    if gfp & __GFP_HIGH:
-        alloc_flags |= ALLOC_MIN_RESERVE
-    if not (gfp & __GFP_DIRECT_RECLAIM) and not (gfp & __GFP_NOMEMALLOC):
-        alloc_flags |= ALLOC_NON_BLOCK  # gfp_to_alloc_flags() (6.1.116+)
-        if order > 0:
-            alloc_flags |= ALLOC_HIGHATOMIC
-    page, z = get_page_from_freelist(st, zonelist, nz, order, alloc_flags, highest, mt, cpu,
-                                     out, req, counters, False, gfp)
-    if page >= 0:
-        counters[S_MINWM] += 1
-        return page, z
-    page, z = get_page_from_freelist(st, zonelist, nz, order, alloc_flags | ALLOC_OOM, highest,
-                                     mt, cpu, out, req, counters, True, gfp)
-    if page >= 0:
-        counters[S_NOWM] += 1
-    return page, z
-
-
 # ---- free --------------------------------------------------------------------------------------
 
 @njit(cache=True, _nrt=False)
@@ -920,6 +886,22 @@ def free_pcppages_bulk(st, z, count, cpu, pindex, out, req, counters):
                 break
     if drained_any:
         counters[S_DRAINS] += 1
+
+
+@njit(cache=True, _nrt=False)
+def drain_pages_zone(st, cpu, z, out, req, counters):
+    """drain_pages_zone(): everything on this CPU's pcp lists of the zone goes back."""
+    if st.pcp_count[cpu, z] > 0:
+        free_pcppages_bulk(st, z, st.pcp_count[cpu, z], cpu, 0, out, req, counters)
+
+
+@njit(cache=True, _nrt=False)
+def drain_all_pages(st, zone, out, req, counters):
+    """drain_all_pages(): every CPU's pcp lists of the zone (-1: of every zone)."""
+    for cpu in range(st.pcp_count.shape[0]):
+        for z in range(st.pcp_count.shape[1]):
+            if zone < 0 or z == zone:
+                drain_pages_zone(st, cpu, z, out, req, counters)
 
 
 @njit(cache=True, _nrt=False)

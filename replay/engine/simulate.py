@@ -16,6 +16,7 @@ import pyarrow as pa
 from numba import njit
 
 from replay.engine.buddy import find_free_block
+from replay.engine.compact_model import kcompactd_timer
 from replay.engine.events import EventArrays
 from replay.engine.follow import (
     D_DEFER,
@@ -24,6 +25,7 @@ from replay.engine.follow import (
     D_DIRECT_UNEXPLAINED,
     plan_free_dispositions,
 )
+from replay.engine.lru import lru_add, lru_del
 from replay.engine.machine import Machine, recompute_pcp, recompute_watermarks
 from replay.engine.policy import (
     FALLBACK_POLICIES,
@@ -34,7 +36,6 @@ from replay.engine.policy import (
     S_UNKNOWNFREE,
     SIM_COUNTER_NAMES,
     Emitter,
-    __alloc_pages,
     build_zonelists,
     emit,
     free_the_page,
@@ -49,6 +50,28 @@ from replay.engine.profile import (
     get_profile,
     trace_profiles,
 )
+from replay.engine.slow_state import (
+    MAP_FAILED,
+    MAP_RECLAIMED,
+    MAP_UNKNOWN,
+    SC_COMPACTION,
+    SC_EXTFRAG_THRESHOLD,
+    SC_KSWAPD_ANY,
+    SC_NFAIL,
+    SC_PROACTIVENESS,
+    SC_RECLAIM,
+    THP_DEFRAG_MODES,
+    VM_FREES_FAILED,
+    VM_FREES_RECLAIMED,
+    VM_THP_ALLOC,
+    VM_THP_DROPPED,
+    VM_THP_FAILED,
+    SlowState,
+    new_slow_state,
+    slow_state_for,
+    vm_counters,
+)
+from replay.engine.slowpath import __alloc_pages
 from replay.engine.state import (
     CFG_FALLBACK_POLICY,
     CFG_MOBILITY,
@@ -58,52 +81,80 @@ from replay.engine.state import (
     State,
     copy_state,
 )
+from replay.engine.thp import __GFP_COMP, __GFP_MOVABLE, GFP_TRANSHUGE_LIGHT, HPAGE_PMD_ORDER
+from replay.engine.vmscan import kswapd_balance_check, kswapd_freed
 from replay.errors import SettingsError
 from replay.trace.schema import EV_ALLOC, EV_FREE, EV_FREE_BATCHED, EVENT_NAMES
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def simulate_requests(st, ev, pfn, order, mt, cpu, gfp, disp, i0, i1, cpu_map, cpu_node,
-                      mobility, pfn_map, out, counters, zonelists, zl_len, ts, vm_t, vm_cpu,
+def simulate_requests(st, sp, ev, pfn, order, mt, cpu, gfp, disp, ts, i0, i1, cpu_map,  # noqa: PLR0912
+                      cpu_node, mobility, out, counters, zonelists, zl_len, vm_t, vm_cpu,
                       vm_pos):
-    """Feed requests [i0, i1) through the policy. pfn_map: traced pfn -> model pfn (-1 none).
-    vm_t/vm_cpu: the instants (trace clock) and CPUs of vmstat_update runs, in time order;
-    vm_pos[0] the next one (6.12's decay_pcp_high; empty under 6.1's rules)."""
+    """Feed requests [i0, i1) through the policy. sp.pfn_map: traced pfn -> model pfn (or a
+    MAP_* reason there is none). gfp < 0 marks a request the what-if drops (a THP fault's
+    second try its defrag mode would not make). vm_t/vm_cpu: the instants (trace clock) and
+    CPUs of vmstat_update runs, in time order; vm_pos[0] the next one (6.12's decay_pcp_high;
+    empty under 6.1's rules)."""
     nvm = vm_t.shape[0]
+    npfn = sp.pfn_map.shape[0]
+    proactive = sp.cfg[SC_PROACTIVENESS] > 0
     for i in range(i0, i1):
         e = ev[i]
         while vm_pos[0] < nvm and vm_t[vm_pos[0]] <= ts[i]:
             vmstat_update(st, vm_cpu[vm_pos[0]], out, i, counters)
             vm_pos[0] += 1
+        if proactive:
+            kcompactd_timer(st, sp, ts[i], cpu_map[cpu[i]], out, i, counters)
         if e == EV_ALLOC:
             p = pfn[i]
             o = order[i]
             c = cpu_map[cpu[i]]
             m = mt[i] if mobility else 0
-            page, z = __alloc_pages(st, gfp[i], o, m, c, cpu_node[c], out, i, counters,
+            g = gfp[i]
+            if g < 0:
+                sp.vm[VM_THP_DROPPED] += 1
+                forget_trace_page(sp, p, o, MAP_FAILED)
+                continue
+            page, z = __alloc_pages(st, sp, g, o, m, c, cpu_node[c], out, i, counters,
                                     zonelists, zl_len)
             counters[S_ALLOCS] += 1
+            thp = o == HPAGE_PMD_ORDER and (g & GFP_TRANSHUGE_LIGHT) == GFP_TRANSHUGE_LIGHT
             if page < 0:
                 counters[S_FAIL] += 1
+                if thp:
+                    sp.vm[VM_THP_FAILED] += 1
+                log_failure(sp, i, o, g)
                 emit(out, EV_ALLOC, -1, o, m, c, -1, -1, -1, -1, i)
+                forget_trace_page(sp, p, o, MAP_FAILED)
                 continue
+            if thp:
+                sp.vm[VM_THP_ALLOC] += 1
             st.pg_state[page] = PG_ALLOC
             st.pg_order[page] = o
             st.pg_mt[page] = m
+            st.pg_comp[page] = o + 1 if (o > 0 and (g & __GFP_COMP) != 0) else 0
             emit(out, EV_ALLOC, page, o, m, c, -1, -1, -1, -1, i)
+            if o == 0 and (g & __GFP_MOVABLE) != 0:
+                lru_add(st, sp, page)
             if p >= 0:
                 for k in range(1 << o):
-                    if p + k < pfn_map.shape[0]:
-                        pfn_map[p + k] = page + k
+                    if p + k < npfn:
+                        sp.pfn_map[p + k] = page + k
+                        sp.rev_map[page + k] = p + k
         elif e == EV_FREE or e == EV_FREE_BATCHED:
             d = disp[i]
             if d == D_DEFER or d == 0:
                 continue
             p = pfn[i]
-            if p < 0 or p >= pfn_map.shape[0]:
+            if p < 0 or p >= npfn:
                 continue
             o = order[i]
-            q = pfn_map[p]
+            q = sp.pfn_map[p]
+            if q == MAP_FAILED or q == MAP_RECLAIMED:
+                sp.vm[VM_FREES_FAILED if q == MAP_FAILED else VM_FREES_RECLAIMED] += 1
+                forget_trace_page(sp, p, o, MAP_UNKNOWN)
+                continue
             if q < 0:
                 q = p
                 counters[S_UNKNOWNFREE] += 1
@@ -115,12 +166,38 @@ def simulate_requests(st, ev, pfn, order, mt, cpu, gfp, disp, i0, i1, cpu_map, c
                 continue
             c = cpu_map[cpu[i]]
             direct = d == D_DIRECT_LOOKAHEAD or d == D_DIRECT_IRQ or d == D_DIRECT_UNEXPLAINED
+            for k in range(1 << o):
+                if q + k < npfn:
+                    lru_del(st, sp, q + k)
+                    sp.rev_map[q + k] = -1
+            st.pg_comp[q] = 0
             free_the_page(st, z, q, o, c, direct, out, i, counters)
             counters[S_FREES] += 1
-            for k in range(1 << o):
-                if p + k < pfn_map.shape[0]:
-                    pfn_map[p + k] = -1
+            forget_trace_page(sp, p, o, MAP_UNKNOWN)
+            if sp.cfg[SC_KSWAPD_ANY] > 0:
+                kswapd_freed(st, sp, z, 1 << o)
+                kswapd_balance_check(st, sp, c, out, i, counters)
     return 0
+
+
+@njit(cache=True, _nrt=False)
+def forget_trace_page(sp, p, o, why):
+    """The trace's block at p no longer maps to a model page (freed, or MAP_* why not)."""
+    if p < 0:
+        return
+    for k in range(1 << o):
+        if p + k < sp.pfn_map.shape[0]:
+            sp.pfn_map[p + k] = why
+
+
+@njit(cache=True, _nrt=False)
+def log_failure(sp, i, o, g):
+    n = sp.cfg[SC_NFAIL]
+    if n < sp.fail_log.shape[0]:
+        sp.fail_log[n, 0] = i
+        sp.fail_log[n, 1] = o
+        sp.fail_log[n, 2] = g
+    sp.cfg[SC_NFAIL] = n + 1
 
 
 SETTINGS_HELP = {
@@ -139,6 +216,12 @@ SETTINGS_HELP = {
     "vmstat_interval_ms": "6.12: ms between a CPU's vmstat_update (pcp->high decay); 0: never",
     "vmstat_phase_ms": "6.12: where in the interval vmstat_update runs when the trace shows "
     "none (default 0: whole seconds of the trace clock)",
+    "compaction": "on/off: direct compaction, kcompactd and proactive compaction in the model",
+    "compaction_proactiveness": "vm.compaction_proactiveness (0..100; default: the bundle's)",
+    "extfrag_threshold": "vm.extfrag_threshold (0..1000; default: the bundle's, else 500)",
+    "thp_defrag": "THP fault gfp: always | defer | defer+madvise | madvise | never (default: "
+    "the bundle's)",
+    "reclaim": "on/off: the model reclaims LRU pages where it runs shorter than the kernel",
 }
 
 
@@ -180,13 +263,18 @@ def _parse_value(key: str, raw: str) -> object:
             raise SettingsError(f"--set fallback_policy={raw}: choose one of "
                                 + ", ".join(FALLBACK_POLICIES))
         return raw
-    if key == "mobility_grouping":
+    if key == "thp_defrag":
+        if raw not in THP_DEFRAG_MODES:
+            raise SettingsError(f"--set thp_defrag={raw}: choose one of "
+                                + ", ".join(THP_DEFRAG_MODES))
+        return raw
+    if key in ("mobility_grouping", "compaction", "reclaim"):
         low = raw.lower()
         if low in ("on", "1", "true", "yes"):
             return True
         if low in ("off", "0", "false", "no"):
             return False
-        raise SettingsError(f"--set mobility_grouping={raw}: use on or off")
+        raise SettingsError(f"--set {key}={raw}: use on or off")
     try:
         v = int(raw)
     except ValueError:
@@ -195,7 +283,8 @@ def _parse_value(key: str, raw: str) -> object:
               "pcp_high": (0, 1 << 24), "percpu_pagelist_high_fraction": (0, 1 << 20),
               "min_free_kbytes": (128, 1 << 22), "watermark_scale_factor": (1, 3000),
               "watermark_boost_factor": (0, 1 << 20), "cpus": (1, 4096),
-              "vmstat_interval_ms": (0, 1 << 20), "vmstat_phase_ms": (0, 1 << 20)}
+              "vmstat_interval_ms": (0, 1 << 20), "vmstat_phase_ms": (0, 1 << 20),
+              "compaction_proactiveness": (0, 100), "extfrag_threshold": (0, 1000)}
     lo, hi = limits[key]
     if not lo <= v <= hi:
         raise SettingsError(f"--set {key}={v}: must be between {lo} and {hi}")
@@ -260,6 +349,8 @@ class SimulateResult:
     samples: object  # sampling.Samples: metrics over time
     i_start: int = 0  # the trace event the simulation started from
     profile: object = None  # profile.ProfileChoice: the rules each side follows
+    slow: SlowState | None = None  # the slow path's state at the end (failures, kswapd...)
+    recorded_vm: dict = field(default_factory=dict)  # the traced machine's slow-path sysctls
 
 
 def cpu_mapping(machine: Machine, trace_cpus: int) -> tuple[np.ndarray, np.ndarray]:
@@ -273,8 +364,11 @@ def cpu_mapping(machine: Machine, trace_cpus: int) -> tuple[np.ndarray, np.ndarr
 def run_simulation(st: State, machine: Machine, settings: Settings, e: EventArrays,  # noqa: PLR0913
                    i_start: int, disp: np.ndarray | None = None,
                    sample_points=None, sampler=None,
-                   vmstat_evidence: np.ndarray | None = None) -> tuple[dict, Emitter]:
-    """Run the model over the trace's requests from i_start; returns counters and events."""
+                   vmstat_evidence: np.ndarray | None = None,
+                   sp: SlowState | None = None,
+                   gfp: np.ndarray | None = None) -> tuple[dict, Emitter]:
+    """Run the model over the trace's requests from i_start; returns counters (the page
+    allocator's, then the slow path's under their vmstat names) and events."""
     if disp is None:
         disp = plan_free_dispositions(e.ev, e.pfn, e.order, e.irq, e.preempt,
                                       machine.pageblock_order, machine.zone_index_array(), e.cpu)
@@ -283,6 +377,10 @@ def run_simulation(st: State, machine: Machine, settings: Settings, e: EventArra
                                                                     "linux-6.1")]
     if st.config[CFG_VMSTAT_MS] and settings.get("vmstat_interval_ms") is not None:
         st.config[CFG_VMSTAT_MS] = int(settings.get("vmstat_interval_ms"))
+    if sp is None:
+        sp = slow_state_for(st, machine.nodes)
+    apply_slow_settings(sp, settings)
+    gfp = e.gfp if gfp is None else gfp
     trace_cpus = int(e.cpu.max()) + 1 if len(e) else 1
     cpu_map, cpu_node = cpu_mapping(machine, trace_cpus)
     vm_t, vm_cpu = vmstat_schedule(e, i_start, int(st.config[CFG_VMSTAT_MS]), cpu_map,
@@ -291,29 +389,45 @@ def run_simulation(st: State, machine: Machine, settings: Settings, e: EventArra
     n_req = int(np.count_nonzero(np.isin(e.ev[i_start:], (EV_ALLOC, EV_FREE, EV_FREE_BATCHED))))
     capacity = max(1 << 16, n_req * 3)
     counters = np.zeros(len(SIM_COUNTER_NAMES), np.int64)
-    pfn_map = np.full(st.pg_zone.shape[0], -1, np.int64)
     zonelists, zl_len = build_zonelists(st.zone_node, st.zone_type, machine.nodes)
     out = new_emitter(capacity)
     points = list(sample_points) if sample_points is not None else [len(e)]
     max_high = int(max(st.pcp_high.max(), st.pcp_high_max.max())) if st.pcp_high.size else 0
+    # room a compaction run may need (its migrations and drains); the buffer is not touched
+    # beyond what is written, so the headroom costs address space only
+    headroom = 4 * max_high + 20000 + 3 * st.pg_state.shape[0]
     pos = i_start
     if sampler is not None:
         sampler(st, pos)
     for nxt in points:
         if nxt <= pos:
             continue
-        need = int(out.n[0]) + (nxt - pos) * 4 + 4 * max_high + 20000
+        need = int(out.n[0]) + (nxt - pos) * 4 + headroom
         if need > len(out.ev):
             out = _grow(out, max(need, 2 * len(out.ev)))
-        simulate_requests(st, e.ev, e.pfn, e.order, e.mt, e.cpu, e.gfp, disp, pos, nxt,
-                          cpu_map, cpu_node, bool(machine.mobility_grouping), pfn_map, out,
-                          counters, zonelists, zl_len, e.ts, vm_t, vm_cpu, vm_pos)
+        simulate_requests(st, sp, e.ev, e.pfn, e.order, e.mt, e.cpu, gfp, disp, e.ts, pos, nxt,
+                          cpu_map, cpu_node, bool(machine.mobility_grouping), out, counters,
+                          zonelists, zl_len, vm_t, vm_cpu, vm_pos)
         if out.n[1]:
             raise RuntimeError("simulated event buffer overflowed")
         pos = nxt
         if sampler is not None:
             sampler(st, pos)
-    return ({name: int(counters[i]) for i, name in enumerate(SIM_COUNTER_NAMES)}, out)
+    result = {name: int(counters[i]) for i, name in enumerate(SIM_COUNTER_NAMES)}
+    result.update(vm_counters(sp))
+    return result, out
+
+
+def apply_slow_settings(sp: SlowState, settings: Settings) -> None:
+    """The what-if sysctls of the slow path (the bundle's values are set by the caller)."""
+    if settings.get("compaction") is not None:
+        sp.cfg[SC_COMPACTION] = int(bool(settings.get("compaction")))
+    if settings.get("reclaim") is not None:
+        sp.cfg[SC_RECLAIM] = int(bool(settings.get("reclaim")))
+    if settings.get("compaction_proactiveness") is not None:
+        sp.cfg[SC_PROACTIVENESS] = int(settings.get("compaction_proactiveness"))
+    if settings.get("extfrag_threshold") is not None:
+        sp.cfg[SC_EXTFRAG_THRESHOLD] = int(settings.get("extfrag_threshold"))
 
 
 VMSTAT_CPU_SKEW_NS = 12_000_000  # round_jiffies_common(): 3 jiffies per CPU at HZ=250
@@ -531,18 +645,85 @@ def simulate(data, bundle=None, settings: Settings | None = None,
         seed_pcp_tuning(st, e, start.i_start, cpu_map, sim_machine, zoneinfo, choice.trace)
     sampler = sampler_factory(sim_machine, e) if sampler_factory else None
     evidence = vmstat_runs(data, e, start.i_start) if choice.trace.vmstat_decay else None
+    recorded = recorded_vm_settings(bundle)
+    sp = slow_state(st, sim_machine, recorded, bundle)
+    gfp = e.gfp
+    defrag = settings.get("thp_defrag")
+    if defrag is not None and defrag != recorded["thp_defrag"]:
+        from replay.engine.thp import thp_defrag_gfp
+
+        gfp = thp_defrag_gfp(e.gfp, e.order, recorded["thp_defrag"], str(defrag))
     counters, out = run_simulation(st, sim_machine, settings, e, start.i_start, start.disp,
-                                   points, sampler, evidence)
+                                   points, sampler, evidence, sp, gfp)
     table = emitted_table(out, e, sim_machine.pageblock_order)
     return SimulateResult(sim_machine, settings, st, counters, table, out, int(out.n[0]),
-                          sampler.samples if sampler else None, start.i_start, choice)
+                          sampler.samples if sampler else None, start.i_start, choice, sp,
+                          recorded)
+
+
+KERNEL_VM_DEFAULTS = {"compaction_proactiveness": 20, "extfrag_threshold": 500,
+                      "thp_defrag": "madvise"}
+
+
+def recorded_vm_settings(bundle) -> dict:
+    """The slow path's sysctls as the traced machine had them: the bundle's `sysctl` and
+    `thp_defrag` files (pagereplay record writes them), else the kcapture harness's guest
+    options in capture.json (its guests default to defrag never and proactiveness 0), else
+    the kernel's defaults. `source` says which."""
+    vals = dict(KERNEL_VM_DEFAULTS)
+    source = "kernel defaults"
+    if bundle is None:
+        return {**vals, "source": source}
+    cap = bundle.capture or {}
+    if "workload" in cap and "kernel" in cap:  # the kcapture harness (../kcapture/init)
+        vals.update(compaction_proactiveness=0, thp_defrag="never")
+        opts = dict(o.split("=", 1) for o in str(cap.get("guest_options", "")).split()
+                    if "=" in o)
+        if "kc.defrag" in opts:
+            vals["thp_defrag"] = opts["kc.defrag"]
+        if "kc.proactive" in opts and opts["kc.proactive"].isdigit():
+            vals["compaction_proactiveness"] = int(opts["kc.proactive"])
+        source = "capture.json guest options"
+    sysctl = bundle.sysctl or {}
+    for key in ("compaction_proactiveness", "extfrag_threshold"):
+        raw = str(sysctl.get(f"vm.{key}", "")).strip()
+        if raw.isdigit():
+            vals[key] = int(raw)
+            source = "sysctl"
+    if bundle.thp_defrag in THP_DEFRAG_MODES:
+        vals["thp_defrag"] = bundle.thp_defrag
+    return {**vals, "source": source}
+
+
+def slow_state(st: State, machine: Machine, recorded: dict, bundle) -> SlowState:
+    """The slow path's state at the start: the recorded sysctls, and the LRU pages the start
+    snapshot's kpageflags shows among the pages allocated before the trace."""
+    sp = new_slow_state(st.pg_state.shape[0], len(machine.zones), machine.nodes,
+                        machine.pageblock_order,
+                        np.array([z.present for z in machine.zones], np.int64),
+                        np.array([z.node for z in machine.zones], np.int64))
+    sp.cfg[SC_PROACTIVENESS] = int(recorded["compaction_proactiveness"])
+    sp.cfg[SC_EXTFRAG_THRESHOLD] = int(recorded["extfrag_threshold"])
+    kpf = bundle.start.kpageflags() if bundle is not None else None
+    if kpf is not None:
+        from replay.engine.initial import KPF_BUDDY, KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL, KPF_LRU
+        from replay.engine.lru import lru_add_many
+
+        m = min(len(kpf), st.pg_state.shape[0])
+        f = kpf[:m]
+        bit = lambda b: ((f >> np.uint64(b)) & np.uint64(1)) != 0  # noqa: E731
+        lru = bit(KPF_LRU) & ~bit(KPF_COMPOUND_HEAD) & ~bit(KPF_COMPOUND_TAIL) & ~bit(KPF_BUDDY)
+        lru &= (st.pg_state[:m] == 0) & (st.pg_zone[:m] >= 0)
+        lru_add_many(st, sp, np.flatnonzero(lru).astype(np.int64))
+    return sp
 
 
 @njit(cache=True, _nrt=False)
-def alloc_one(st, gfp, order, cpu, node, out, counters, zonelists, zl_len):
+def alloc_one(st, sp, gfp, order, cpu, node, out, counters, zonelists, zl_len):
     """One __alloc_pages() call (the Python API's entry); returns the pfn or -1."""
     mt = ((gfp & 0x18) >> 3) if st.config[CFG_MOBILITY] else 0
-    page, z = __alloc_pages(st, gfp, order, mt, cpu, node, out, -1, counters, zonelists, zl_len)
+    page, z = __alloc_pages(st, sp, gfp, order, mt, cpu, node, out, -1, counters, zonelists,
+                            zl_len)
     counters[S_ALLOCS] += 1
     if page < 0:
         counters[S_FAIL] += 1

@@ -101,6 +101,11 @@ ZONE_BELOW_HIGH = 4  # 6.12: free pages fell below the high watermark (pcp->high
 PCPF_PREV_FREE_HIGH_ORDER, PCPF_FREE_HIGH_BATCH = 1, 2
 CFG_PAGEBLOCK_ORDER, CFG_MOBILITY, CFG_BOOST_FACTOR, CFG_FALLBACK_POLICY, CFG_MAX_ORDER = range(5)
 CFG_LOSSY = 5  # the trace lost events: resynchronise the free lists on the kernel's choices
+# The model's direct compaction in progress (current->capture_control): the order + 1 a freed
+# block is captured at (0: none), its zone, the captured head + 1 (0: none yet), and whether a
+# MOVABLE block below pageblock_order may be captured (6.12, for a MOVABLE request).
+CFG_CAPC_ORDER, CFG_CAPC_ZONE, CFG_CAPC_PAGE, CFG_CAPC_MOVABLE = range(N_CONFIG, N_CONFIG + 4)
+N_STATE_CONFIG = N_CONFIG + 4
 
 
 def new_state(machine: Machine, cpus: int | None = None) -> State:
@@ -125,7 +130,7 @@ def new_state(machine: Machine, cpus: int | None = None) -> State:
         pcp_high_max[:, i] = max(z.pcp_high_max, z.pcp_high)
         pcp_batch[:, i] = max(z.pcp_batch, 1)
     profile = get_profile(machine.kernel, machine.arch)
-    config = np.zeros(N_CONFIG, np.int64)
+    config = np.zeros(N_STATE_CONFIG, np.int64)
     config[:6] = (machine.pageblock_order, int(machine.mobility_grouping),
                   machine.watermark_boost_factor, 0, machine.max_order, 0)
     apply_profile(config, profile)

@@ -2,8 +2,8 @@
 
 `per_process` is the perl script's per-process table (Documentation/trace/postprocess/
 trace-pagealloc-postprocess.pl), `page_summary` and `live_pages` are `perf kmem --page stat`'s
-SUMMARY and `--live` view (tools/perf/builtin-kmem.c). docs/metrics.md lists what each original
-gets wrong on 6.1 and what is done differently here.
+SUMMARY and `--live` view, `caller_table` its `--caller` table (tools/perf/builtin-kmem.c).
+docs/metrics.md lists what each original gets wrong on 6.1 and what is done differently here.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from replay.metrics.fallbacks import (
     run_starts,
 )
 from replay.trace.schema import EV_FREE, EV_FREE_BATCHED, EVENT_NAMES, MIGRATETYPE_NAMES
+from replay.trace.symbols import Symbols, no_symbols_callsite
 
 FREE = EVENT_NAMES[EV_FREE]
 FREE_BATCHED = EVENT_NAMES[EV_FREE_BATCHED]
@@ -256,5 +257,74 @@ def live_pages(frame: Frame, time: tuple[float | None, float | None] | None = No
         .filter(pl.col("_live"))
         .select(*columns, "hits")
         .sort("pfn")
+        .collect()
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# perf kmem --page --caller
+
+CALLER_COLUMNS = ("total_alloc_kb", "hits", "order", "migratetype", "gfp_flags", "gfp_text",
+                  "callsite", "callsite_addr")
+
+
+def callsites(frame: Frame, symbols: Symbols | None = None) -> pl.DataFrame:
+    """stack_id -> callsite_addr (uint64) and callsite (str), one row per distinct stack.
+
+    The callsite is the first address of the kernel call chain outside the tracepoint and
+    page-allocator frames (`Symbols.callsite`), named by its function. Without symbols it is
+    the chain's first address in hex: what perf kmem reports without kallsyms, and always an
+    allocator frame."""
+    stacks = (as_lazy(frame).filter(pl.col("stack_id").is_not_null())
+              .group_by("stack_id").agg(pl.col("callchain").first()).collect())
+    ids, addrs, names = [], [], []
+    for stack_id, chain in stacks.iter_rows():
+        addr = symbols.callsite(chain) if symbols else no_symbols_callsite(chain)
+        ids.append(stack_id)
+        addrs.append(addr)
+        if addr is None:
+            names.append(None)
+        elif symbols is None:
+            names.append(f"{addr:#x}")
+        else:
+            names.append(symbols.function(addr) or f"{addr:#x}")
+    return pl.DataFrame({"stack_id": ids, "callsite_addr": addrs, "callsite": names},
+                        schema={"stack_id": pl.Int32, "callsite_addr": pl.UInt64,
+                                "callsite": pl.Utf8})
+
+
+def caller_table(frame: Frame, symbols: Symbols | None = None,
+                 time: tuple[float | None, float | None] | None = None) -> pl.DataFrame:
+    """`perf kmem --page --caller stat`'s table, done right: one row per (callsite, order,
+    migratetype, gfp mask) of the successful mm_page_alloc events with a call chain.
+
+    Columns CALLER_COLUMNS: total_alloc_kb (4 KiB * 2^order summed), hits (allocations),
+    order, migratetype (6.1's names: perf prints migrate_type_str[], the pre-4.4 order, so its
+    RECLAIM is Movable and its MOVABLE Reclaimable), gfp_flags (the mask) and gfp_text (the
+    kernel's flag names, not perf's abbreviations), callsite (the caller's function, see
+    `callsites`; perf names the first frame outside `^_?_?(alloc|get_free|get_zeroed)_pages?`,
+    which on 6.1 is the
+    tracepoint's own __traceiter_mm_page_alloc, and keys rows on that exact address) and
+    callsite_addr (the first such address seen). Sorted by total_alloc_kb then hits,
+    descending, as perf's default `-s bytes,hit`. Empty when the events have no call chains.
+    """
+    lf = in_time(as_lazy(frame), time).filter(is_event(ALLOC) & ~_failed()
+                                              & pl.col("stack_id").is_not_null())
+    sites = callsites(lf, symbols)
+    names = pl.Series(MIGRATETYPE_NAMES)
+    return (
+        lf.join(sites.lazy(), on="stack_id", how="left")
+        .group_by("callsite", "order", "migratetype", "gfp_flags")
+        .agg(
+            (pages().sum() * PAGE_KB).cast(pl.Int64).alias("total_alloc_kb"),
+            pl.len().cast(pl.Int64).alias("hits"),
+            pl.col("gfp_text").cast(pl.Utf8).first(),
+            pl.col("callsite_addr").min(),
+        )
+        .with_columns(pl.col("migratetype").map_elements(
+            lambda m: names[m] if 0 <= m < len(names) else str(m), return_dtype=pl.Utf8))
+        .sort(["total_alloc_kb", "hits", "callsite", "order", "migratetype", "gfp_flags"],
+              descending=[True, True, False, False, False, False], nulls_last=True)
+        .select(*CALLER_COLUMNS)
         .collect()
     )

@@ -16,9 +16,9 @@
 # replay of a host where compaction ran needs them to stay exact).
 # OUTDIR gets: trace.txt.gz (trace-cmd report's text with --trace-cmd, plus trace.dat.gz);
 # start.* and end.* snapshots: buddyinfo pagetypeinfo zoneinfo vmstat meminfo kpageflags.gz;
-# ringstats (per-CPU ring-buffer stats), uname, cmdline, thp, sysctl (vm.*), numa (CPUs per
-# node) and capture.json. Tracing is on while the snapshots are read, and each file is read
-# between `kcapture: <side>.<file> begin` / `end` trace markers, so a replay can tell which
+# ringstats (per-CPU ring-buffer stats), uname, cmdline, thp, thp_defrag, sysctl (vm.*),
+# numa (CPUs per node) and capture.json. Tracing is on while the snapshots are read, and each
+# file is read between `kcapture: <side>.<file> begin` / `end` trace markers, so a replay can tell which
 # events happened before, during and after each read (as ../../shared/kcapture/init does).
 # The default mode records in a tracefs instance of its own (the main buffer is untouched);
 # --trace-cmd uses the main buffer, as trace-cmd does.
@@ -116,7 +116,13 @@ start_tracefs() {
         OLD_ON=$(cat "$T/tracing_on")
     fi
     echo 0 > "$T/tracing_on"
-    echo "$BUFKB" > "$T/buffer_size_kb"
+    # A buffer the kernel cannot allocate fails the write with ENOMEM, which the shell reports
+    # only as "write error" (busybox: "sh: write error: Cannot allocate memory"): name -b.
+    if ! echo "$BUFKB" > "$T/buffer_size_kb" 2>/dev/null; then
+        die "the kernel could not allocate a ring buffer of $BUFKB KiB per CPU" \
+            "($(grep -c '^processor' /proc/cpuinfo) CPUs," \
+            "$(awk '$1 == "MemTotal:" { print int($2 / 1024) }' /proc/meminfo) MiB of RAM): lower -b"
+    fi
     : > "$T/trace"
     set_events 1
     echo 1 > "$T/tracing_on"
@@ -182,6 +188,8 @@ write_host_files() {
     cat /proc/cmdline > "$OUT/cmdline"
     thp=/sys/kernel/mm/transparent_hugepage/enabled
     if [ -r "$thp" ]; then cat "$thp" > "$OUT/thp"; fi
+    defrag=/sys/kernel/mm/transparent_hugepage/defrag
+    if [ -r "$defrag" ]; then cat "$defrag" > "$OUT/thp_defrag"; fi
     for s in $SYSCTLS; do
         if [ -r "/proc/sys/vm/$s" ]; then
             printf 'vm.%s = %s\n' "$s" "$(tr -s '\t ' '  ' < "/proc/sys/vm/$s")"

@@ -18,7 +18,7 @@ from replay.metrics.fragmentation import (
     largest_free_order,
     unusable_index_all,
 )
-from replay.metrics.peers import live_pages, page_summary, per_process
+from replay.metrics.peers import caller_table, live_pages, page_summary, per_process
 from replay.trace.schema import MIGRATETYPE_NAMES
 
 SCHEMA_VERSION = 1
@@ -284,6 +284,7 @@ def build(run, recon, obs_samples: Samples | None, sim=None, settings: dict | No
         "per_process": per_process(obs_df).to_dicts(),
         "page_summary": _str_keys(page_summary(obs_df)),
         "live_pages": live_pages(obs_df).height,
+        "callers": callers_section(obs_df, getattr(run, "symbols", None)),
         "timeseries": {"observed": timeseries(obs_samples, pbo, time_window)},
         "fallback_events": {"observed": fallback_events(obs_df)},
     }
@@ -314,6 +315,20 @@ def build(run, recon, obs_samples: Samples | None, sim=None, settings: dict | No
         d["explain"] = explain
     d["verdict"] = verdict(d)
     return d
+
+
+MAX_CALLER_ROWS = 50
+
+
+def callers_section(df: pl.DataFrame, symbols=None) -> dict | None:
+    """perf kmem --page --caller's table (`caller_table`) when the events have call chains
+    (perf.data recorded with -g): its first MAX_CALLER_ROWS rows, and the symbol file used."""
+    if "stack_id" not in df.columns or df["stack_id"].null_count() == df.height:
+        return None
+    table = caller_table(df, symbols)
+    return {"symbols": symbols.source if symbols is not None else None,
+            "stacks": int(df["stack_id"].n_unique() - (1 if df["stack_id"].null_count() else 0)),
+            "total_rows": table.height, "rows": table.head(MAX_CALLER_ROWS).to_dicts()}
 
 
 def kernel_profile_section(recon, sim=None) -> dict:

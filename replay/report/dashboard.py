@@ -725,12 +725,40 @@ def zone_selector_html(d: Mapping, selected: str | None) -> str:
             f'<select id="zone">{opts}</select></nav>')
 
 
+def fig_callers(d: Mapping) -> Panel | None:
+    """perf kmem --page --caller's table (plotly Table), when the trace has call chains."""
+    c = d.get("callers")
+    if not c or not c.get("rows"):
+        return None
+    rows = c["rows"]
+    cols = [("total_alloc_kb", "total alloc (KiB)"), ("hits", "hits"), ("order", "order"),
+            ("migratetype", "migratetype"), ("gfp_text", "GFP flags"), ("callsite", "call site")]
+    values = [[html.escape(fmt_num(r[k]) if k in ("total_alloc_kb", "hits") else str(r[k]))
+               for r in rows] for k, _ in cols]
+    fig = go.Figure(go.Table(
+        columnwidth=[1.2, 1, 0.7, 1.2, 4, 2.4],
+        header=dict(values=[f"<b>{html.escape(label)}</b>" for _, label in cols],
+                    fill_color="#e8eef7", align="center", font=dict(size=11)),
+        cells=dict(values=values, align=["right", "right", "right", "left", "left", "left"],
+                   fill_color="white", font=dict(size=11), height=22)))
+    named = (f"named with {html.escape(str(c['symbols']))}" if c.get("symbols") else
+             "unnamed (no --symbols: the chain's first address, an allocator frame)")
+    note = (f"{c['stacks']} distinct kernel call chains; call sites {named}. The first frame "
+            "outside the tracepoint and the page allocator (perf kmem may name the "
+            "tracepoint's own frame); 6.1's migratetype names.")
+    return Panel("callers", f"Allocations by call site ({len(rows)} of {c['total_rows']})",
+                 _layout(fig, 80 + 22 * min(len(rows), 24) + 40,
+                         margin=dict(l=10, r=10, t=30, b=10)), note)
+
+
 def panels(d: Mapping) -> list[Panel]:
     """Every figure, in page order."""
     zone = busiest_zone(d)
-    return [fig_free_heatmap(d, zone), fig_unusable(d), fig_compaction(d, zone), fig_fallbacks(d),
-            fig_pageblocks(d, zone), fig_pbmap(d), fig_culprits(d), fig_pcp(d),
-            fig_end_buddyinfo(d, zone), fig_matrix(d), fig_processes(d)]
+    figures = [fig_free_heatmap(d, zone), fig_unusable(d), fig_compaction(d, zone),
+               fig_fallbacks(d), fig_pageblocks(d, zone), fig_pbmap(d), fig_culprits(d),
+               fig_pcp(d), fig_end_buddyinfo(d, zone), fig_matrix(d), fig_processes(d),
+               fig_callers(d)]
+    return [f for f in figures if f is not None]
 
 
 def _script_json(value: Any) -> str:

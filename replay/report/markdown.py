@@ -546,6 +546,32 @@ def section_page_summary(d: Mapping) -> str:
     return "\n\n".join(lines)
 
 
+CALLER_ROWS = 20
+
+
+def section_callers(d: Mapping, top: int = CALLER_ROWS) -> str:
+    """Allocations by call site (perf kmem --page --caller), when the trace has call chains."""
+    c = d.get("callers")
+    if not c or not c.get("rows"):
+        return ""
+    rows = c["rows"][:top]
+    title = f"### Allocations by call site ({len(rows)} of {c['total_rows']} rows)"
+    if c.get("symbols"):
+        note = (f"From {c['stacks']} distinct kernel call chains, named with `{c['symbols']}`: "
+                "the call site is the first frame outside the tracepoint and the page "
+                "allocator's entry points (perf kmem may name the tracepoint's own frame). "
+                "Migratetypes use 6.1's names (perf kmem swaps Movable and Reclaimable).")
+    else:
+        note = (f"From {c['stacks']} distinct kernel call chains, without symbols: the call site "
+                "is the chain's first address, an allocator frame (as perf kmem without "
+                "kallsyms). Give `--symbols System.map` (or kallsyms) to name the callers.")
+    body = [[fmt_num(r["total_alloc_kb"]), fmt_num(r["hits"]), str(r["order"]),
+             str(r["migratetype"]), f"`{r['gfp_text']}`", f"`{r['callsite']}`"] for r in rows]
+    return "\n\n".join([title, note, table(
+        ["total alloc (KiB)", "hits", "order", "migratetype", "GFP flags", "call site"], body,
+        ["r", "r", "r", "l", "l", "l"])])
+
+
 def section_settings(d: Mapping) -> str:
     """The what-if settings the simulation ran under."""
     if not is_compare(d) and not d.get("settings"):
@@ -660,7 +686,8 @@ def section_explain(d: Mapping, top: int = TOP_CULPRITS) -> str:
 SECTIONS = (section_title, section_kernel, section_key_numbers, section_reconstruct,
             section_agreement, section_compaction, section_zones, section_fallbacks,
             section_explain, section_pcp,
-            section_processes, section_page_summary, section_settings, section_trace)
+            section_processes, section_page_summary, section_callers, section_settings,
+            section_trace)
 
 
 def render_markdown(d: dict) -> str:

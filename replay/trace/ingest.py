@@ -428,7 +428,7 @@ def _check_text(source: Source) -> None:
     controls = sum(1 for b in head if b < 9 or 13 < b < 32)
     if b"\x00" in head or controls > len(head) // 10:
         raise InputError(f"{source.name}: not a text trace (binary data; expected ftrace text, "
-                         "trace-cmd report text or trace.dat)")
+                         "trace-cmd report text, trace.dat or perf.data)")
 
 
 def _finish_stats(stats: TraceStats, asm: _Assembler | None, fmt: str) -> None:
@@ -450,11 +450,11 @@ def _kernel_release(source: Source) -> str | None:
 
 def read_trace(source: str | os.PathLike, *, strict: bool = False, fmt: str = "auto",
                threads: int = 2) -> TraceData:
-    """Read a whole trace (text or trace.dat, any compression) into memory."""
+    """Read a whole trace (text, trace.dat or perf.data, any compression) into memory."""
     src = open_source(source)
     try:
-        if src.is_tracedat:
-            return _read_tracedat(src, strict)
+        if src.is_tracedat or src.is_perfdata:
+            return _read_binary(src, strict)
         stats = TraceStats(source=src.name, compression=src.compression)
         stats.kernel_release = _kernel_release(src)
         _check_text(src)
@@ -467,11 +467,15 @@ def read_trace(source: str | os.PathLike, *, strict: bool = False, fmt: str = "a
         src.stream.close()
 
 
-def _read_tracedat(src: Source, strict: bool) -> TraceData:
-    from replay.trace.tracedat import read_tracedat
+def _read_binary(src: Source, strict: bool) -> TraceData:
+    """trace.dat or perf.data: read whole (their metadata and records are not line-aligned)."""
+    if src.is_perfdata:
+        from replay.trace.perfdata import read_perfdata as reader
+    else:
+        from replay.trace.tracedat import read_tracedat as reader
 
-    data = read_tracedat(src.stream.read() if src.compression != "none" else src.path or
-                         src.stream.read(), strict=strict)
+    data = reader(src.stream.read() if src.compression != "none" else src.path or
+                  src.stream.read(), strict=strict)
     data.stats.source = src.name
     data.stats.compression = src.compression
     data.stats.kernel_release = data.stats.kernel_release or _kernel_release(src)
@@ -504,8 +508,8 @@ def ingest_to_parquet(source: str | os.PathLike, out: str | os.PathLike, *, stri
     out = Path(out)
     tmp = out.with_name(out.name + ".partial")
     try:
-        if src.is_tracedat:
-            data = _read_tracedat(src, strict)
+        if src.is_tracedat or src.is_perfdata:
+            data = _read_binary(src, strict)
             write_tables(data, out)
             return data.stats
         stats = TraceStats(source=src.name, compression=src.compression)
@@ -598,7 +602,7 @@ def read_parquet(path: str | os.PathLike) -> TraceData:
     meta = json.loads(kv.get(b"pagereplay", b"{}"))
     stats = TraceStats(source=meta.get("source", str(path)), layout=meta.get("layout", ""))
     for key in ("lines", "events", "markers", "header_lines", "lost_events", "cpus",
-                "kernel_release", "error", "compression"):
+                "kernel_release", "kernel_reloc", "error", "compression"):
         if key in meta:
             setattr(stats, key, meta[key])
     stats.events_by_kind = meta.get("events_by_kind", {})

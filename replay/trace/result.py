@@ -32,6 +32,9 @@ class TraceStats:
     entries_written: int | None = None
     error: str | None = None  # where and why reading stopped early (truncated input)
     kernel_release: str | None = None
+    # perf.data: where the recording kernel's text was ({"symbol": "_text", "address": N},
+    # perf's kernel map), to relocate a System.map or another boot's kallsyms (KASLR)
+    kernel_reloc: dict | None = None
 
     @property
     def bad_total(self) -> int:
@@ -57,6 +60,7 @@ class TraceStats:
                             for ln, r, t in self.bad_samples],
             "cpus": self.cpus,
             "kernel_release": self.kernel_release,
+            "kernel_reloc": self.kernel_reloc,
             "error": self.error,
         }
 

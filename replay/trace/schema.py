@@ -5,6 +5,7 @@ Documented for users in docs/schema.md. Codes here are data tables, as in the ke
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 SCHEMA_VERSION = 2
@@ -157,5 +158,23 @@ LOST_SCHEMA = pa.schema(
 
 
 def null_columns(names: tuple[str, ...], n: int) -> list[pa.Array]:
-    """All-null columns of the events schema (e.g. the compaction columns of kmem rows)."""
-    return [pa.nulls(n, EVENTS_SCHEMA.field(name).type) for name in names]
+    """All-null columns of the events schema (e.g. the compaction columns of kmem rows).
+
+    They share one validity bitmap and one zero value buffer (calloc'd, so untouched pages
+    cost nothing): millions of rows need no memory per column."""
+    validity = pa.py_buffer(np.zeros((n + 7) // 8, np.uint8))
+    zeros = pa.py_buffer(np.zeros(8 * n + 8, np.uint8))  # 8-byte values, or n + 1 offsets
+    out = []
+    for name in names:
+        typ = EVENTS_SCHEMA.field(name).type
+        if pa.types.is_dictionary(typ):
+            indices = pa.Array.from_buffers(typ.index_type, n, [validity, zeros], null_count=n)
+            out.append(pa.DictionaryArray.from_arrays(indices, pa.array([], typ.value_type)))
+        elif pa.types.is_list(typ):
+            out.append(pa.Array.from_buffers(typ, n, [validity, zeros], null_count=n,
+                                             children=[pa.array([], typ.value_type)]))
+        elif pa.types.is_integer(typ) or pa.types.is_boolean(typ):
+            out.append(pa.Array.from_buffers(typ, n, [validity, zeros], null_count=n))
+        else:
+            out.append(pa.nulls(n, typ))
+    return out

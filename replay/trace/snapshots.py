@@ -526,8 +526,9 @@ def kernel_release(uname: str) -> str | None:
 
 
 def thp_mode(text: str) -> str | None:
-    """The selected mode of /sys/kernel/mm/transparent_hugepage/enabled: `[never]` -> 'never'."""
-    m = re.search(r"\[(\w+)\]", text)
+    """The selected mode of /sys/kernel/mm/transparent_hugepage/enabled (or defrag):
+    `[never]` -> 'never'."""
+    m = re.search(r"\[([\w+]+)\]", text)
     return m.group(1) if m else (text.strip() or None)
 
 
@@ -649,6 +650,7 @@ class Bundle:
     uname: str | None = None
     cmdline: str | None = None
     thp: str | None = None
+    thp_defrag: str | None = None  # /sys/kernel/mm/transparent_hugepage/defrag's mode
     sysctl: dict[str, str] | None = None  # the `sysctl` file capture.sh writes (vm.*)
     cpu_to_node: tuple[int, ...] | None = None  # the `numa` file capture.sh writes
 
@@ -680,11 +682,12 @@ def open_bundle(directory: str | Path) -> Bundle:
         raise InputError(f"{path}: not a directory (a bundle is a directory holding a trace)")
     traces = find_trace_files(path)
     if not traces:
-        raise InputError(f"{path}: no trace file (trace.txt[.gz] or trace.dat[.gz]) in this "
-                         "bundle directory")
+        raise InputError(f"{path}: no trace file (trace.txt[.gz], trace.dat[.gz] or "
+                         "perf.data[.gz]) in this bundle directory")
     capture_path = _existing(path, "capture.json")
     ring_path = _existing(path, "ringstats")
     thp = _read_optional_text(path, "thp")
+    defrag = _read_optional_text(path, "thp_defrag")
     sysctl_path, numa_path = _existing(path, "sysctl"), _existing(path, "numa")
     return Bundle(
         path=path,
@@ -697,6 +700,7 @@ def open_bundle(directory: str | Path) -> Bundle:
         uname=_read_optional_text(path, "uname"),
         cmdline=_read_optional_text(path, "cmdline"),
         thp=thp_mode(thp) if thp is not None else None,
+        thp_defrag=thp_mode(defrag) if defrag is not None else None,
         sysctl=parse_sysctl(read_text(sysctl_path), str(sysctl_path)) if sysctl_path else None,
         cpu_to_node=parse_numa(read_text(numa_path), str(numa_path)) if numa_path else None,
     )

@@ -7,6 +7,7 @@ import io
 import lzma
 import os
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -20,7 +21,15 @@ MAGIC = {
     b"BZh": "bz2",
 }
 TRACEDAT_MAGIC = b"\x17\x08\x44tracing"
-TRACE_NAMES = ("trace.txt", "trace.dat", "trace", "trace.pipe", "trace_pipe", "report.txt")
+_GZIP = b"\x1f\x8b"
+_ZSTD = b"\x28\xb5\x2f\xfd"
+# perf.data, file and pipe mode (the header size tells them apart); big-endian and version-1
+# files are sniffed too, for a clear refusal
+PERFDATA_MAGICS = (b"PERFILE2", b"2ELIFREP", b"PERFFILE")
+# A bundle's trace files, best first. perf.data comes last: a bundle that also holds the ftrace
+# text of the same run (traces/perf-small) reads the text unless perf.data is named.
+TRACE_NAMES = ("trace.txt", "trace.dat", "trace", "trace.pipe", "trace_pipe", "report.txt",
+               "perf.data")
 
 
 @dataclass
@@ -33,6 +42,7 @@ class Source:
     is_tracedat: bool
     path: Path | None = None
     bundle_dir: Path | None = None
+    is_perfdata: bool = False
 
 
 def sniff_compression(head: bytes) -> str:
@@ -43,8 +53,9 @@ def sniff_compression(head: bytes) -> str:
 
 
 def trace_files(directory: Path) -> list[Path]:
-    """A bundle's trace files, best first: trace.txt, trace.dat, trace, trace_pipe... with any
-    compression suffix (trace.txt.gz, trace.dat.zst), in TRACE_NAMES order; then any trace*."""
+    """A bundle's trace files, best first: trace.txt, trace.dat, trace, trace_pipe..., perf.data
+    with any compression suffix (trace.txt.gz, trace.dat.zst, perf.data.gz), in TRACE_NAMES
+    order; then any trace*."""
     candidates = sorted(p for p in Path(directory).iterdir() if p.is_file())
 
     def rank(p: Path) -> int:
@@ -62,7 +73,7 @@ def find_trace_in_bundle(directory: Path) -> Path:
     files = trace_files(directory)
     if not files:
         raise InputError(f"{directory}: no trace file in this directory (expected "
-                         "trace.txt[.gz] or trace.dat[.gz])")
+                         "trace.txt[.gz], trace.dat[.gz] or perf.data[.gz])")
     return files[0]
 
 
@@ -144,4 +155,69 @@ def open_source(source: str | os.PathLike) -> Source:
     is_dat = inner.startswith(TRACEDAT_MAGIC)
     if path is not None and not head:
         raise InputError(f"{name}: empty file")
-    return Source(name, stream, kind, is_dat, path, bundle)
+    return Source(name, stream, kind, is_dat, path, bundle, inner.startswith(PERFDATA_MAGICS))
+
+
+def _inflate_stream(data: bytes, new_decoder, errors: tuple[type[Exception], ...], magic: bytes,
+                    name: str) -> tuple[bytes, str | None]:
+    """Decompress concatenated gzip or zstd members; keep what precedes a truncation or error."""
+    parts: list[bytes] = []
+    rest = data
+    step = 1 << 22
+    while rest:
+        decoder = new_decoder()
+        try:
+            for start in range(0, len(rest), step):
+                parts.append(decoder.decompress(rest[start : start + step]))
+                if decoder.eof:
+                    break
+        except errors as exc:
+            return b"".join(parts), f"the {name} stream is corrupt ({exc})"
+        if not decoder.eof:
+            return b"".join(parts), f"the {name} stream is truncated"
+        rest = decoder.unused_data
+        if rest[: len(magic)] != magic:
+            break
+    return b"".join(parts), None
+
+
+def _gunzip(data: bytes) -> tuple[bytes, str | None]:
+    """Decompress gzip data (isal when available)."""
+    try:
+        from isal import isal_zlib as zmod
+    except ImportError:  # pragma: no cover
+        zmod = zlib
+    return _inflate_stream(data, lambda: zmod.decompressobj(31), (zmod.error, zlib.error),
+                           _GZIP, "gzip")
+
+
+def _unzstd(data: bytes) -> tuple[bytes, str | None]:
+    """Decompress zstd data."""
+    import zstandard
+
+    dctx = zstandard.ZstdDecompressor()
+    return _inflate_stream(data, dctx.decompressobj, (zstandard.ZstdError,), _ZSTD, "zstd")
+
+
+def read_whole(source: str | Path | BinaryIO | bytes) -> tuple[bytes, str, str, str | None]:
+    """A whole file (path, stream or bytes) in memory, decompressed when gzip or zstd: its bytes,
+    display name, compression and the problem that cut decompression short, if any (what came
+    before the damage is kept). For the binary formats read whole (trace.dat, perf.data)."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        raw, name = bytes(source), "<bytes>"
+    elif isinstance(source, str | Path):
+        name = str(source)
+        try:
+            raw = Path(source).read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read {name}: {exc.strerror or exc}") from None
+    else:
+        name = str(getattr(source, "name", "<stream>"))
+        raw = source.read()
+    if raw[:2] == _GZIP:
+        data, problem = _gunzip(raw)
+        return data, name, "gzip", problem
+    if raw[:4] == _ZSTD:
+        data, problem = _unzstd(raw)
+        return data, name, "zstd", problem
+    return raw, name, "none", None

@@ -1,0 +1,144 @@
+"""The slow path's state for a simulation: what kswapd, kcompactd, compaction and reclaim keep.
+
+Beside `State` (the page allocator's lists), the model's slow path needs per node the kswapd
+and kcompactd fields of `pg_data_t`, per zone the compaction fields of `struct zone`
+(compaction.py's `zc` table, with the model's cached migrate pfns), per pageblock the skip bit,
+per page whether it is an LRU page (migratable and reclaimable) and when it was allocated, and
+the identity maps that let a page the model migrated or reclaimed be found again when the trace
+frees it. Counters are named as /proc/vmstat names them (`VM_COUNTER_NAMES`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from replay.engine.compaction import N_CC, ZC_ORDER_FAILED, new_compaction_tables
+
+# sysctls and model switches (cfg)
+(SC_COMPACTION, SC_PROACTIVENESS, SC_EXTFRAG_THRESHOLD, SC_RECLAIM, SC_LRU_HEAD, SC_LRU_TAIL,
+ SC_STAMP, SC_NFREE, SC_FREE_HEAD, SC_NMIGRATE, SC_NOW_NS, SC_IN_COMPACTION, SC_KSWAPD_ANY,
+ SC_NFAIL, SC_THP_DEFRAG_OBS, SC_THP_DEFRAG) = range(16)
+N_SC = 16
+
+# per node (pg_data_t): kswapd, kcompactd and the proactive timer
+(ND_KSWAPD_ACTIVE, ND_KSWAPD_ORDER, ND_KSWAPD_CLASSZONE, ND_KSWAPD_FAILURES,
+ ND_KSWAPD_FREED, ND_KCOMPACTD_ORDER, ND_KCOMPACTD_CLASSZONE, ND_PROACTIVE_NEXT_NS,
+ ND_PRESENT) = range(9)
+N_ND = 9
+
+# the model's own zone compaction fields, after compaction.py's ZC_* columns
+ZC_CACHED_MIGRATE_ASYNC, ZC_CACHED_MIGRATE_SYNC, ZC_INIT_MIGRATE_PFN, ZC_PRESENT = 6, 7, 8, 9
+N_ZC_MODEL = 10
+
+VM_COUNTER_NAMES: tuple[str, ...] = (
+    "compact_stall", "compact_fail", "compact_success", "compact_migrate_scanned",
+    "compact_free_scanned", "compact_isolated", "compact_daemon_wake",
+    "compact_daemon_migrate_scanned", "compact_daemon_free_scanned", "pgmigrate_success",
+    "pgmigrate_fail", "allocstall", "pgsteal_kswapd", "pgsteal_direct", "pageoutrun",
+    "kswapd_wakes", "oom_kill", "compact_captures", "compact_runs", "proactive_runs",
+    "drain_all_pages", "frees_of_reclaimed_pages", "frees_of_failed_allocations",
+    "thp_alloc", "thp_alloc_failed", "thp_second_tries_dropped", "compact_deferred",
+)
+(VM_COMPACT_STALL, VM_COMPACT_FAIL, VM_COMPACT_SUCCESS, VM_COMPACT_MIGRATE_SCANNED,
+ VM_COMPACT_FREE_SCANNED, VM_COMPACT_ISOLATED, VM_COMPACT_DAEMON_WAKE,
+ VM_COMPACT_DAEMON_MIGRATE_SCANNED, VM_COMPACT_DAEMON_FREE_SCANNED, VM_PGMIGRATE_SUCCESS,
+ VM_PGMIGRATE_FAIL, VM_ALLOCSTALL, VM_PGSTEAL_KSWAPD, VM_PGSTEAL_DIRECT, VM_PAGEOUTRUN,
+ VM_KSWAPD_WAKES, VM_OOM_KILL, VM_CAPTURES, VM_COMPACT_RUNS, VM_PROACTIVE_RUNS,
+ VM_DRAIN_ALL, VM_FREES_RECLAIMED, VM_FREES_FAILED, VM_THP_ALLOC, VM_THP_FAILED,
+ VM_THP_DROPPED, VM_COMPACT_DEFERRED) = range(27)
+
+# the counters /proc/vmstat also has (compared with the bundle's start->end deltas)
+VMSTAT_COMPARABLE: tuple[str, ...] = (
+    "compact_stall", "compact_fail", "compact_success", "compact_migrate_scanned",
+    "compact_free_scanned", "compact_isolated", "compact_daemon_wake",
+    "compact_daemon_migrate_scanned", "compact_daemon_free_scanned", "pgmigrate_success",
+    "pgmigrate_fail", "allocstall", "pgsteal_direct", "pageoutrun", "oom_kill",
+)
+
+# pfn_map values beside a model pfn: the trace's page has no model page because...
+MAP_UNKNOWN = -1  # ...the model never saw it allocated (it stands for itself)
+MAP_FAILED = -2  # ...the model failed the allocation the kernel served
+MAP_RECLAIMED = -3  # ...the model reclaimed it (the kernel frees it later)
+
+THP_DEFRAG_MODES: tuple[str, ...] = ("always", "defer", "defer+madvise", "madvise", "never")
+FAIL_LOG = 1 << 16  # failures kept with their event, order and gfp (the rest only counted)
+
+
+class SlowState(NamedTuple):
+    """Arrays only, so compiled code takes the whole slow-path state as one argument."""
+
+    cfg: np.ndarray  # int64 [N_SC]
+    vm: np.ndarray  # int64 [len(VM_COUNTER_NAMES)]
+    node: np.ndarray  # int64 [nodes, N_ND]
+    zc: np.ndarray  # int64 [Z, N_ZC_MODEL]
+    cc: np.ndarray  # int64 [1, N_CC]: the model's one compact_control at a time
+    pb_skip: np.ndarray  # uint8 [pageblocks]: the pageblock skip bit
+    pg_lru: np.ndarray  # uint8 [pfn]: an LRU page (order 0, movable): migratable, reclaimable
+    pg_age: np.ndarray  # int64 [pfn]: when the LRU page was added (its LRU stamp)
+    pfn_map: np.ndarray  # int64 [pfn]: trace pfn -> the model page standing for it (or MAP_*)
+    rev_map: np.ndarray  # int64 [pfn]: model pfn -> the trace pfn it stands for (-1: itself)
+    lru_pfn: np.ndarray  # int64 ring: LRU additions in order (oldest at SC_LRU_HEAD)
+    lru_stamp: np.ndarray  # int64 ring: the stamp each addition had
+    zone_lru: np.ndarray  # int64 [Z]: LRU pages per zone (zone_reclaimable_pages)
+    freepages: np.ndarray  # int64: cc->freepages (isolated targets, in order)
+    migratepages: np.ndarray  # int64: cc->migratepages
+    fail_log: np.ndarray  # int64 [FAIL_LOG, 3]: event index, order, gfp of each failure
+
+
+def new_slow_state(npfn: int, nzones: int, nodes: int, pageblock_order: int,
+                   zone_present: np.ndarray, zone_node: np.ndarray) -> SlowState:
+    """An empty slow-path state: kswapd and kcompactd asleep, no LRU page known yet."""
+    _, zc6 = new_compaction_tables(nzones)
+    zc = np.zeros((max(nzones, 1), N_ZC_MODEL), np.int64)
+    zc[:, : zc6.shape[1]] = zc6
+    zc[:, ZC_CACHED_MIGRATE_ASYNC:ZC_INIT_MIGRATE_PFN + 1] = -1
+    zc[:, ZC_ORDER_FAILED] = 0  # the kernel's zone starts zeroed
+    zc[: len(zone_present), ZC_PRESENT] = zone_present
+    node = np.zeros((max(nodes, 1), N_ND), np.int64)
+    node[:, ND_KSWAPD_CLASSZONE] = -1
+    node[:, ND_KCOMPACTD_CLASSZONE] = -1
+    for z, n in enumerate(zone_node):
+        node[n, ND_PRESENT] += zone_present[z]
+    cfg = np.zeros(N_SC, np.int64)
+    cfg[SC_COMPACTION] = 1
+    cfg[SC_EXTFRAG_THRESHOLD] = 500
+    cfg[SC_RECLAIM] = 1
+    cfg[SC_THP_DEFRAG_OBS] = -1
+    cfg[SC_THP_DEFRAG] = -1
+    ring = max(2 * npfn, 1024)
+    return SlowState(
+        cfg=cfg,
+        vm=np.zeros(len(VM_COUNTER_NAMES), np.int64),
+        node=node,
+        zc=zc,
+        cc=np.zeros((1, N_CC + 6), np.int64),
+        pb_skip=np.zeros((npfn >> pageblock_order) + 1, np.uint8),
+        pg_lru=np.zeros(npfn, np.uint8),
+        pg_age=np.zeros(npfn, np.int64),
+        pfn_map=np.full(npfn, MAP_UNKNOWN, np.int64),
+        rev_map=np.full(npfn, -1, np.int64),
+        lru_pfn=np.zeros(ring, np.int64),
+        lru_stamp=np.zeros(ring, np.int64),
+        zone_lru=np.zeros(max(nzones, 1), np.int64),
+        freepages=np.zeros(2048 + 64, np.int64),
+        migratepages=np.zeros((1 << 10) + 64, np.int64),  # a rescan takes a whole block
+        fail_log=np.zeros((FAIL_LOG, 3), np.int64),
+    )
+
+
+def slow_state_for(st, nodes: int | None = None, proactiveness: int = 0) -> SlowState:
+    """A slow-path state sized for an allocator state (zone sizes from its managed pages)."""
+    from replay.engine.state import CFG_PAGEBLOCK_ORDER, ZP_MANAGED
+
+    nodes = nodes or (int(st.zone_node.max()) + 1 if len(st.zone_node) else 1)
+    sp = new_slow_state(st.pg_state.shape[0], st.zone_param.shape[0], nodes,
+                        int(st.config[CFG_PAGEBLOCK_ORDER]), st.zone_param[:, ZP_MANAGED].copy(),
+                        st.zone_node)
+    sp.cfg[SC_PROACTIVENESS] = proactiveness
+    return sp
+
+
+def vm_counters(sp: SlowState) -> dict[str, int]:
+    return {name: int(sp.vm[i]) for i, name in enumerate(VM_COUNTER_NAMES)}
