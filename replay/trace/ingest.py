@@ -592,13 +592,13 @@ def _to_current_schema(events: pa.Table) -> pa.Table:
     return events.select(EVENTS_SCHEMA.names).cast(EVENTS_SCHEMA)
 
 
-def read_parquet(path: str | os.PathLike) -> TraceData:
-    """Load an ingested trace back (events plus markers/lost tables and the stats)."""
+def parquet_stats(path: Path, file: pq.ParquetFile | None = None,
+                  schema_metadata: dict | None = None) -> TraceStats:
+    """The TraceStats an ingest wrote into a Parquet file's metadata."""
     import json
 
-    path = Path(path)
-    events = pq.read_table(path)
-    kv = {**(pq.ParquetFile(path).metadata.metadata or {}), **(events.schema.metadata or {})}
+    file = file or pq.ParquetFile(path)
+    kv = {**(file.metadata.metadata or {}), **(schema_metadata or {})}
     meta = json.loads(kv.get(b"pagereplay", b"{}"))
     stats = TraceStats(source=meta.get("source", str(path)), layout=meta.get("layout", ""))
     for key in ("lines", "events", "markers", "header_lines", "lost_events", "cpus",
@@ -609,6 +609,14 @@ def read_parquet(path: str | os.PathLike) -> TraceData:
     stats.other_events = meta.get("other_events", {})
     stats.bad_lines = meta.get("bad_lines", {})
     stats.lost_by_cpu = {int(k): v for k, v in meta.get("lost_by_cpu", {}).items()}
+    return stats
+
+
+def read_parquet(path: str | os.PathLike) -> TraceData:
+    """Load an ingested trace back (events plus markers/lost tables and the stats)."""
+    path = Path(path)
+    events = pq.read_table(path)
+    stats = parquet_stats(path, schema_metadata=events.schema.metadata)
     markers = side_table_path(path, "markers")
     lost = side_table_path(path, "lost")
     return TraceData(
