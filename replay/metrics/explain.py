@@ -222,7 +222,56 @@ class ExplainState:
         lo = max(0, self.start_index - base)
         if lo >= n:
             return
-        cols = self._columns(chunk)
+        self._consume(self._columns(chunk), n, base, lo)
+
+    def update_arrays(self, cols: dict[str, np.ndarray], comm_names: list[str],
+                      chains: dict[int, list[int]] | None = None) -> None:
+        """update() for rows given as int64 columns (replay.stream.columns: ev, ts, pfn,
+        order, mt, cpu, pid, ford, fmt, chown, gfp, comm as codes into `comm_names`, -1 for
+        none, and stack where the trace has call chains, `chains` naming them)."""
+        n = len(cols["ev"])
+        base = self.next_index
+        self.next_index += n
+        lo = max(0, self.start_index - base)
+        if lo >= n:
+            return
+        self._consume(self._array_columns(cols, comm_names, chains), n, base, lo)
+
+    def _comm_ids(self, codes: np.ndarray, comm_names: list[str]) -> np.ndarray:
+        remap = getattr(self, "_remap", np.zeros(0, np.int64))
+        if len(remap) < len(comm_names):
+            extra = [self.keys.comm_id(name) for name in comm_names[len(remap):]]
+            remap = self._remap = np.concatenate([remap, np.asarray(extra, np.int64)])
+        return np.where(codes >= 0, remap[np.maximum(codes, 0)] if len(remap) else -1, -1)
+
+    def _array_columns(self, c: dict[str, np.ndarray], comm_names: list[str],
+                       chains: dict[int, list[int]] | None) -> dict[str, np.ndarray]:
+        ev = c["ev"]
+        cols = {name: c[name] for name in ("ev", "ts", "pfn", "order", "mt", "cpu", "pid",
+                                           "ford", "fmt", "chown")}
+        key = np.full(len(ev), -1, np.int64)
+        comm_col = np.full(len(ev), -1, np.int64)
+        steals = np.flatnonzero(ev == EV_EXTFRAG)
+        if len(steals):
+            comm_col[steals] = self._comm_ids(c["comm"][steals], comm_names)
+        cols["comm"] = comm_col
+        alloc = np.flatnonzero(ev == EV_ALLOC)
+        if len(alloc):
+            comm = self._comm_ids(c["comm"][alloc], comm_names)
+            pid = c["pid"][alloc]
+            self._learn_comms(comm, pid)
+            comm = self._fill_comms(comm, pid)
+            stack = c["stack"][alloc] if "stack" in c else np.full(len(alloc), -1, np.int64)
+            if chains and (stack >= 0).any():
+                for sid in np.unique(stack[stack >= 0]).tolist():
+                    if sid not in self.keys.chains and sid in chains:
+                        self.keys.chains[sid] = list(chains[sid])
+            key[alloc] = self.keys.ids(comm, c["gfp"][alloc], c["order"][alloc],
+                                       c["mt"][alloc], stack)
+        cols["key"] = key
+        return cols
+
+    def _consume(self, cols: dict[str, np.ndarray], n: int, base: int, lo: int) -> None:
         self.events_seen += n - lo
         cut = n
         if self.end_index is not None and base + lo <= self.end_index < base + n:
@@ -455,18 +504,35 @@ def explain_events(events: pa.Table, capture: StateCapture, zones: list[str],
     ts = events["ts_ns"]
     lo = int(ts[min(start_index, n - 1)].as_py()) if n else 0
     hi = int(pc.max(ts).as_py()) if n else 0
+    cpus = int(pc.max(events["cpu"]).as_py()) + 1 if n else 1
+    state = new_explain_state(capture, zones, pageblock_order, (lo, hi), cpus,
+                              start_index=start_index, end_index=end_index, window_s=window_s,
+                              mobility_grouping=mobility_grouping,
+                              no_whole_block_steal=no_whole_block_steal,
+                              comm_by_pid=comm_by_pid, symbols=symbols, buckets=buckets)
+    for off in range(0, n, chunk_rows):
+        state.update(events.slice(off, chunk_rows))
+    return state.finish(capture.end), state
+
+
+def new_explain_state(capture: StateCapture, zones: list[str], pageblock_order: int,
+                      time_range_ns: tuple[int, int], cpus: int, *, start_index: int,
+                      end_index: int | None, window_s: tuple[float, float] | None = None,
+                      mobility_grouping: bool = True, no_whole_block_steal: bool = False,
+                      comm_by_pid: dict[int, str] | None = None, symbols=None,
+                      buckets: int = DEFAULT_BUCKETS) -> ExplainState:
+    """An ExplainState for events whose time range (the start index's timestamp, the last)
+    and CPU count are known; feed it with update() or update_arrays()."""
     window = None
     if window_s is not None:
         w0 = int(round(window_s[0] * 1e9))
         w1 = int(round(window_s[1] * 1e9)) if np.isfinite(window_s[1]) else 1 << 62
         window = (w0, w1)
-    cpus = int(pc.max(events["cpu"]).as_py()) + 1 if n else 1
     state = ExplainState(capture.start_pb_mt, capture.pg_zone, zones, pageblock_order,
-                         start_index=start_index, end_index=end_index, time_range_ns=(lo, hi),
-                         window_ns=window, cpus=cpus, mobility_grouping=mobility_grouping,
+                         start_index=start_index, end_index=end_index,
+                         time_range_ns=time_range_ns, window_ns=window, cpus=cpus,
+                         mobility_grouping=mobility_grouping,
                          no_whole_block_steal=no_whole_block_steal, buckets=buckets,
                          comm_by_pid=comm_by_pid)
     state.symbols = symbols
-    for off in range(0, n, chunk_rows):
-        state.update(events.slice(off, chunk_rows))
-    return state.finish(capture.end), state
+    return state

@@ -81,6 +81,8 @@ def batch_columns(batch: pa.RecordBatch | pa.Table, comms: CommTable
     else:
         p = np.zeros(0, np.int64)
     cols["pfn"] = p
+    cols["failed"] = t["failed"].to_numpy(zero_copy_only=False).astype(np.int64) if n \
+        else np.zeros(0, np.int64)
     ev = event_codes(t)
     cols["ev"] = ev
     for name, src in _SOURCE.items():

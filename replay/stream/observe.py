@@ -69,7 +69,7 @@ class StreamFollower:
     """Follower's run() over a spool's chunks (global event indices)."""
 
     def __init__(self, st, reader: ChunkReader, sampler=None, points=None,
-                 agreement_from: int = 0) -> None:
+                 agreement_from: int = 0, on_chunk=None) -> None:
         self.st = st
         self.reader = reader
         self.sampler = sampler
@@ -84,6 +84,7 @@ class StreamFollower:
         self.agreement_from = agreement_from
         self._chunk: Chunk | None = None
         self._per_event: tuple | None = None
+        self.on_chunk = on_chunk  # sees each chunk as the follower enters it
 
     def run(self, i0: int, i1: int) -> None:
         """Follow events [i0, i1), sampling at the sample points inside (i0, i1]."""
@@ -108,6 +109,8 @@ class StreamFollower:
             self._chunk = chunk
             self._per_event = (np.full(n, -2, np.int64), np.zeros(n, np.uint8),
                                np.zeros(n, np.uint8), np.zeros(n, np.bool_))
+            if self.on_chunk is not None:
+                self.on_chunk(chunk)
         return chunk
 
     def _fold(self) -> None:
@@ -139,9 +142,11 @@ class StreamFollower:
 
 
 def reconstruct_stream(trace, machine: Machine, choice, sampler=None, points=None,
-                       chunk_rows: int = CHUNK_ROWS) -> ReconstructResult:
+                       chunk_rows: int = CHUNK_ROWS, on_chunk=None,
+                       extra: tuple[str, ...] = ()) -> ReconstructResult:
     """reconstruct() of a streamed trace (replay.stream.trace.StreamedTrace) under `choice`'s
-    model rules on `machine` (bundle_machine's, as reconstruct() picks it)."""
+    model rules on `machine` (bundle_machine's, as reconstruct() picks it). `on_chunk` sees
+    every chunk from the start on, with the `extra` spool columns."""
     from replay.stream.spool import SpoolEvents
 
     start = start_state(trace, machine, choice.model)
@@ -149,8 +154,8 @@ def reconstruct_stream(trace, machine: Machine, choice, sampler=None, points=Non
     if trace.stats.lost_events or trace.lost.num_rows:
         st.config[CFG_LOSSY] = 1
         info["lossy"] = "the trace lost events: free lists resynchronised on the kernel's choices"
-    reader = ChunkReader(trace.spool, i_start, chunk_rows)
-    f = StreamFollower(st, reader, sampler, points, i_start)
+    reader = ChunkReader(trace.spool, i_start, chunk_rows, extra)
+    f = StreamFollower(st, reader, sampler, points, i_start, on_chunk)
     if sampler is not None:
         sampler(st, i_start)
     n = trace.plan.n

@@ -48,6 +48,8 @@ class Plan:
     cpus: int = 1
     ts_first: int = 0
     ts_last: int = 0
+    ts_min: int | None = None
+    ts_max: int | None = None
     ts_start: int = 0
     reordered: int = 0
     clock_steps_back: int = 0
@@ -58,6 +60,7 @@ class Plan:
     comms: list[str] = field(default_factory=list)
     has_stack: bool = False
     n_cev: int = 0
+    chains: dict[int, list[int]] = field(default_factory=dict)  # stack_id -> call chain
 
 
 class _FromStart:
@@ -120,7 +123,8 @@ class Planner:
                  pageblock_order: int, *, free_batched_any_order: bool = False,
                  extfrag_only_takes: bool = False, use_start_marker: bool = True,
                  markers: list | None = None,
-                 observer: Callable[[dict, int, int], None] | None = None) -> None:
+                 observer: Callable[[dict, np.ndarray, int, int], None] | None = None,
+                 on_batch: Callable[[pa.RecordBatch, int], None] | None = None) -> None:
         self.spool = spool
         self.slots = PfnSlots(n_pages)
         self.pfn_zone = np.asarray(pfn_zone, np.int64)
@@ -129,7 +133,8 @@ class Planner:
         self.pair_claims = extfrag_only_takes
         self.use_start = use_start_marker
         self.markers = markers if markers is not None else []  # (seq, text), growing
-        self.observer = observer
+        self.observer = observer  # (rows in trace order, their slots, first row, start index)
+        self.on_batch = on_batch  # (a batch as read, its first row)
         self.comms = CommTable()
         self.causal = CausalStream(self.slots.size)
         self.plan = Plan()
@@ -157,6 +162,8 @@ class Planner:
         n = len(cols["ev"])
         if not n:
             return
+        if self.on_batch is not None:
+            self.on_batch(batch, self.n_rows_seen)
         cols["row"] = np.arange(self.n_rows_seen, self.n_rows_seen + n, dtype=np.int64)
         self.n_rows_seen += n
         slot = self.slots.slots(cols["pfn"])
@@ -210,6 +217,7 @@ class Planner:
         eng = {k: v[local] for k, v in buf.items()}
         slot = self._buf_slot[local]
         seq_rows = {k: v[a - self._buf_r0: b - self._buf_r0] for k, v in buf.items()}
+        seq_slot = self._buf_slot[a - self._buf_r0: b - self._buf_r0]
         cev = self._buf_cev
         cut = b - self._buf_r0
         keep_cev_from = 0
@@ -234,7 +242,8 @@ class Planner:
         self._engine_chunk(eng, slot, g)
         self.spool.append(eng, chunk_cev)
         if self.observer is not None:
-            self.observer(seq_rows, a, self._i_start if self._i_start is not None else -1)
+            self.observer(seq_rows, seq_slot, a,
+                          self._i_start if self._i_start is not None else -1)
 
     def _engine_chunk(self, c: dict[str, np.ndarray], slot: np.ndarray, g: int) -> None:
         p = self.plan
@@ -242,6 +251,9 @@ class Planner:
         if g == 0:
             p.ts_first = int(c["ts"][0])
         p.ts_last = int(c["ts"][-1])
+        lo, hi = int(c["ts"].min()), int(c["ts"].max())
+        p.ts_min = lo if p.ts_min is None else min(p.ts_min, lo)
+        p.ts_max = hi if p.ts_max is None else max(p.ts_max, hi)
         p.cpus = max(p.cpus, int(c["cpu"].max()) + 1)
         p.has_stack = p.has_stack or bool((c["stack"] >= 0).any())
         self._markers_in(c["seq"], g)

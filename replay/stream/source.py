@@ -196,11 +196,21 @@ def open_events(source: str | os.PathLike, *, strict: bool = False,
         bundle_dir = trace_file.parent
     path = str(trace_file) if trace_file is not None else src
     opened = open_source(path)
+    opened.bundle_dir = bundle_dir
+    events = _open(opened, path, bundle_dir, strict, progress)
+    if not events.stats.kernel_release and bundle_dir is not None:
+        from replay.trace.ingest import _kernel_release
+
+        events.stats.kernel_release = _kernel_release(opened)
+    return events, bundle_dir
+
+
+def _open(opened, path: str, bundle_dir: Path | None, strict: bool, progress) -> EventSource:
     if opened.is_tracedat:
         opened.stream.close()
         from replay.stream.tracedat_source import TraceDatSource
 
-        return TraceDatSource(path, strict=strict, bundle_dir=bundle_dir), bundle_dir
+        return TraceDatSource(path, strict=strict, bundle_dir=bundle_dir)
     if opened.is_perfdata:
         from replay.trace.ingest import _read_binary
 
@@ -208,9 +218,9 @@ def open_events(source: str | os.PathLike, *, strict: bool = False,
             data = _read_binary(opened, strict)
         finally:
             opened.stream.close()
-        return TableSource(data, bundle_dir), bundle_dir
+        return TableSource(data, bundle_dir)
     opened.stream.close()
-    return TextSource(path, strict=strict, progress=progress), bundle_dir
+    return TextSource(path, strict=strict, progress=progress)
 
 
 def preferred_trace_file(files: list[Path]) -> Path:

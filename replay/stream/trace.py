@@ -54,6 +54,10 @@ class StreamedTrace:
     def profiles(self) -> ProfileChoice:
         return trace_profiles(self, self.bundle, self.kernel, self.machine_desc)
 
+    def plan_chains(self) -> dict[int, list[int]] | None:
+        """stack_id -> call chain, where the trace has call chains."""
+        return self.plan.chains or None
+
     def close(self) -> None:
         self.spool.cleanup()
         self.events.close()
@@ -77,11 +81,12 @@ def plan_machine(stats_holder, bundle, machine: Machine | None, kernel: str | No
 
 def open_streamed(source: str | Path, machine_desc: str | None = None,
                   kernel: str | None = None, *, follow: str = "trace",
-                  observer: Callable[[dict, int, int], None] | None = None,
+                  observer: Callable | None = None, on_batch: Callable | None = None,
                   spool_dir: str | None = None, progress=None,
                   prefer_binary: bool = True) -> StreamedTrace:
     """Read a trace into the spool and plan it (see the module docstring). `observer(rows,
-    first_row, start_index)` sees every batch of rows in trace order, as soon as final."""
+    slots, first_row, start_index)` sees every batch of rows in trace order, as soon as final;
+    `on_batch(batch, first_row)` every batch as read."""
     from replay.trace.snapshots import open_bundle
 
     if kernel is not None and kernel not in KERNELS:
@@ -103,7 +108,7 @@ def open_streamed(source: str | Path, machine_desc: str | None = None,
                           free_batched_any_order=bool(profile.free_batched_any_order),
                           extfrag_only_takes=bool(profile.extfrag_only_takes),
                           use_start_marker=kpf is not None, markers=events.markers_log,
-                          observer=observer)
+                          observer=observer, on_batch=on_batch)
         for batch in events.batches():
             planner.push(batch)
         plan = planner.finish()
