@@ -136,6 +136,15 @@ class StreamJob:
     points: np.ndarray | None = None
     edges: list[float] = field(default_factory=list)
 
+    def symbols(self, path: str | Path | None = None):
+        """pipeline.load_symbols for this trace: `path`, else the bundle's kallsyms."""
+        from replay.pipeline import symbols_for
+
+        tr = self.trace
+        near = getattr(tr.bundle, "path", None) or (Path(tr.source).parent
+                                                    if Path(tr.source).is_file() else None)
+        return symbols_for(path, near, tr.plan.has_stack, tr.stats.kernel_reloc)
+
     def open(self) -> StreamedTrace:
         self.obs_side = ObservedSide(self.window, self.per_process)
         self.trace = open_streamed(self.source, self.machine, self.kernel, follow=self.follow,
@@ -178,6 +187,9 @@ class StreamJob:
         """pipeline.observe (and explain_observed when `explain`)."""
         tr = self.trace
         m, _, choice = plan_machine(tr, tr.bundle, tr.machine_desc, tr.kernel, self.follow)
+        if choice.what_if:
+            choice.warnings.append(f"reconstruct follows {choice.model.name}'s rules on a "
+                                   f"trace from {choice.release} ({choice.trace.name})")
         sampler = Sampler(m, SpoolEvents(tr.spool)) if samples else None
         points = self.sample_points() if samples else None
         call, all_points = sampler, points
@@ -309,16 +321,17 @@ def both(job: StreamJob, settings: Settings, samples: bool, explain: bool, symbo
 
 
 def report(job: StreamJob, settings: Settings, compare: bool, symbols=None,
-           threads: bool = True) -> dict:
+           threads: bool = True) -> tuple[dict, object]:
     """report_cmd's dict (report/build.py build) of a streamed trace: the observed side, the
-    simulated one when `compare`, the explain tables of each."""
+    simulated one when `compare`, the explain tables of each; and the kernel rules used (the
+    model's when simulated)."""
     from replay.report.build import assemble
 
     tr = job.trace
     if compare:
-        obs, simd = both(job, settings, True, True, symbols, threads=threads)
+        obs, simd = both(job, settings, True, True, threads=threads)
     else:
-        obs = job.observe(True, job.capture(), True, symbols)
+        obs = job.observe(True, job.capture(), True)
         simd = None
     explain = {"observed": obs.explain}
     if simd is not None:
@@ -331,7 +344,7 @@ def report(job: StreamJob, settings: Settings, compare: bool, symbols=None,
                  job.obs_side.side(tr.plan.comms, callers), facts(tr),
                  simd.sim if simd else None, simd.side.side() if simd else None,
                  settings.as_dict(), job.window, "compare" if compare else "report", explain)
-    return d
+    return d, (simd.sim.profile if simd is not None else obs.recon.profile)
 
 
 def _callers(tr: StreamedTrace, window):

@@ -355,11 +355,11 @@ def _read_event_columns(rec: Records, tf: TraceFile, idx: np.ndarray, type_ids: 
     return cols, short
 
 
-def _events_table(rec: Records, tf: TraceFile, idx: np.ndarray,
-                  code_by_id: dict[int, int]) -> tuple[pa.Table, dict[str, int], int]:
-    """The events table of the records at merged positions `idx`; also counts by kind and the
-    short-record count."""
-    seq = idx + 1
+def _events_table(rec: Records, tf: TraceFile, idx: np.ndarray, code_by_id: dict[int, int],
+                  seq0: int = 0) -> tuple[pa.Table, dict[str, int], int]:
+    """The events table of the records at merged positions `idx` (seq idx + 1 + seq0); also
+    counts by kind and the short-record count."""
+    seq = idx + 1 + seq0
     idx = rec.order[idx]  # stream-order record numbers from here on
     type_ids = np.array(sorted(code_by_id), dtype=np.int64)
     kind_of_id = np.zeros(int(type_ids.max(initial=0)) + 1, dtype=np.int64)
@@ -431,7 +431,8 @@ def _field_values(rec: Records, rows: np.ndarray, f: FieldFormat, big: bool) -> 
     return out
 
 
-def _compaction_rows(rec: Records, tf: TraceFile, idx: np.ndarray) -> pa.RecordBatch | None:
+def _compaction_rows(rec: Records, tf: TraceFile, idx: np.ndarray,
+                     seq0: int = 0) -> pa.RecordBatch | None:
     """Compaction records at merged positions `idx` as events-schema rows (trace order)."""
     if not idx.size:
         return None
@@ -471,8 +472,8 @@ def _compaction_rows(rec: Records, tf: TraceFile, idx: np.ndarray) -> pa.RecordB
                 continue
             r = rows_all[i]
             tgid = int(rec.tgid[r]) if rec.tgid is not None else None
-            common = (int(idx[i]) + 1, int(rec.ts[r]), int(rec.cpu[r]), int(rec.pid[r]), tgid,
-                      comms[i], int(flags[i]), int(rec.preempt[r] & 0xF),
+            common = (int(idx[i]) + 1 + seq0, int(rec.ts[r]), int(rec.cpu[r]),
+                      int(rec.pid[r]), tgid, comms[i], int(flags[i]), int(rec.preempt[r] & 0xF),
                       int(rec.preempt[r] >> 4))
             per_row.append((int(i), common, fmt.name, {c: v[k] for c, v in columns.items()}))
     assert len(COMMON_COLUMNS) == len(per_row[0][1]) if per_row else True
@@ -500,7 +501,7 @@ def _read_loc(buf: np.ndarray, pos: int, big: bool) -> int:
     return int.from_bytes(buf[pos : pos + 4].tobytes(), "big" if big else "little")
 
 
-def _markers_table(rec: Records, tf: TraceFile, idx: np.ndarray) -> pa.Table:
+def _markers_table(rec: Records, tf: TraceFile, idx: np.ndarray, seq0: int = 0) -> pa.Table:
     """trace_marker writes (ftrace `print` events at merged positions `idx`) as markers."""
     rows = rec.order[idx]
     big = tf.endian == ">"
@@ -510,7 +511,7 @@ def _markers_table(rec: Records, tf: TraceFile, idx: np.ndarray) -> pa.Table:
         texts.append(_marker_text(rec, int(r), f, big) if f is not None else "")
     pids = rec.pid[rows]
     return pa.Table.from_arrays([
-        pa.array(idx + 1, type=pa.int64()),
+        pa.array(idx + 1 + seq0, type=pa.int64()),
         pa.array(rec.ts[rows], type=pa.int64()),
         pa.array(rec.cpu[rows], type=pa.int16()),
         pa.array(pids, type=pa.int32()),
@@ -534,7 +535,8 @@ def _count_other_events(rec: Records, tf: TraceFile, handled: np.ndarray,
             stats.other_events[fmt.name] = stats.other_events.get(fmt.name, 0) + int(count)
 
 
-def record_tables(rec: Records, tf: TraceFile, stats: TraceStats) -> tuple[pa.Table, pa.Table]:
+def record_tables(rec: Records, tf: TraceFile, stats: TraceStats,
+                  seq0: int = 0) -> tuple[pa.Table, pa.Table]:
     """The events table (kmem and compaction rows, in merged order) and the markers table of
     `rec`; fills stats.events, events_by_kind, markers, other_events and short records."""
     code_by_id = _event_code_by_id(tf)
@@ -542,11 +544,11 @@ def record_tables(rec: Records, tf: TraceFile, stats: TraceStats) -> tuple[pa.Ta
     is_event = np.isin(merged_type, list(code_by_id))
     marker_ids = [i for i, f in tf.formats.items() if f.system == "ftrace" and f.name == "print"]
     is_marker = np.isin(merged_type, marker_ids)
-    events, by_kind, short = _events_table(rec, tf, np.flatnonzero(is_event), code_by_id)
+    events, by_kind, short = _events_table(rec, tf, np.flatnonzero(is_event), code_by_id, seq0)
     compaction_ids = [i for i, f in tf.formats.items()
                       if f.system == "compaction" and f.name in TRACEDAT_FIELDS]
     is_compaction = np.isin(merged_type, compaction_ids)
-    comp = _compaction_rows(rec, tf, np.flatnonzero(is_compaction))
+    comp = _compaction_rows(rec, tf, np.flatnonzero(is_compaction), seq0)
     if comp is not None:
         for name, count in zip(*np.unique(comp.column("event").to_numpy(zero_copy_only=False)
                                           .astype(str), return_counts=True), strict=True):
@@ -557,7 +559,7 @@ def record_tables(rec: Records, tf: TraceFile, stats: TraceStats) -> tuple[pa.Ta
         is_event |= is_compaction
     if short:
         stats.bad_lines["record shorter than its format"] = short
-    markers = _markers_table(rec, tf, np.flatnonzero(is_marker))
+    markers = _markers_table(rec, tf, np.flatnonzero(is_marker), seq0)
     _count_other_events(rec, tf, is_event | is_marker, stats)
     stats.events = events.num_rows
     stats.events_by_kind = {name: by_kind[name] for name in EVENT_NAMES if name in by_kind}
