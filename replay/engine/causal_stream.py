@@ -153,6 +153,7 @@ class CausalStream:
         self.cpu = np.zeros(0, np.int64)
         self.key = np.zeros(0, np.float64)
         self.moved = 0
+        self.last_identity = True  # the last rows handed out are in trace order
 
     def grow_slots(self, n_slots: int) -> None:
         old = len(self.last_kind)
@@ -279,10 +280,12 @@ class CausalStream:
         cut = max(floor - self.r0, 0)
         keys = self.key[:cut]
         rows = np.arange(self.r0, self.r0 + cut, dtype=np.int64)
+        self.last_identity = True
         if cut and np.any(keys != rows):
             order = np.argsort(keys, kind="stable")
             self.moved += int(np.count_nonzero(order != np.arange(cut)))
             rows = rows[order]
+            self.last_identity = False
         self.ev = self.ev[cut:]
         self.cpu = self.cpu[cut:]
         self.key = self.key[cut:]

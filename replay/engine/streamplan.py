@@ -251,3 +251,10 @@ def evidence_backward(ev, pfn, mt, fmt, ford, takes, j_lo, pageblock_order, out)
             pb = base + off
             if pb < npb:
                 out[pb] = typ
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def assign_in_order(dst, idx, vals):
+    """dst[idx[j]] = vals[j] for j in order (the last of repeated indices wins)."""
+    for j in range(idx.shape[0]):
+        dst[idx[j]] = vals[j]

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from replay.metrics import explain_kernel as K
+from replay.metrics.idmap import IdMap
 from replay.trace.schema import EV_ALLOC, EV_EXTFRAG
 
 DEFAULT_BUCKETS = 160
@@ -122,6 +123,7 @@ class CulpritKeys:
     comms: list[str | None] = field(default_factory=list)
     comm_index: dict[str | None, int] = field(default_factory=dict)
     chains: dict[int, list[int]] = field(default_factory=dict)  # stack_id -> call chain
+    idmap: IdMap = field(default_factory=IdMap)  # (packed key, stack id) -> row index
 
     def comm_id(self, name: str | None) -> int:
         if name not in self.comm_index:
@@ -131,23 +133,18 @@ class CulpritKeys:
 
     def ids(self, comm: np.ndarray, gfp: np.ndarray, order: np.ndarray, mt: np.ndarray,
             stack: np.ndarray) -> np.ndarray:
-        """Global key ids for rows of (comm id, gfp, order, mt, stack id), vectorised."""
+        """Global key ids for rows of (comm id, gfp, order, mt, stack id), numbered in order
+        of first appearance."""
         if not len(comm):
             return np.zeros(0, np.int64)
         packed = ((comm + 1) << 40) | ((gfp & 0xFFFFFFFF) << 8) | ((order & 0xF) << 4) \
             | (mt & 0xF)
-        cols = np.stack([packed, stack]) if (stack >= 0).any() else packed[None, :]
-        uniq, first, inverse = np.unique(cols, axis=1, return_index=True, return_inverse=True)
-        gids = np.empty(uniq.shape[1], np.int64)
-        for j in np.argsort(first):  # new keys numbered in order of appearance
-            p = int(uniq[0, j])
-            s = int(uniq[1, j]) if uniq.shape[0] > 1 else -1
+        ids, new = self.idmap.ids(packed, stack)
+        for p, s in new.tolist():
             row = ((p >> 40) - 1, (p >> 8) & 0xFFFFFFFF, (p >> 4) & 0xF, p & 0xF, s)
-            if row not in self.index:
-                self.index[row] = len(self.rows)
-                self.rows.append(row)
-            gids[j] = self.index[row]
-        return gids[inverse.ravel()]
+            self.index[row] = len(self.rows)
+            self.rows.append(row)
+        return ids
 
 
 def _np(col, fill: int = -1) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 from numba import njit
 
+from replay.metrics.idmap import IdMap
 from replay.metrics.peers import PER_PROCESS_COLUMNS
 from replay.trace.schema import (
     EV_ALLOC,
@@ -175,25 +176,19 @@ class EventMetrics:
         self.pf_pid = np.zeros(1 << 16, np.int64)
         self.pf_key = np.zeros(1 << 16, np.int64)
         self.pk_kind = np.full(1 << 16, -1, np.int64)
-        self.keys: dict[tuple[int, int], int] = {}
-        self.key_rows: list[tuple[int, int]] = []
+        self.keys = IdMap()
+        self.key_rows: list[tuple[int, int]] = []  # (comm code, pid) of each key id
         self.fallback_rows = fallback_rows
         self._fb: list[np.ndarray] = []
         self._pairs = np.zeros((16, 16), np.int64)
 
     def _key_ids(self, comm: np.ndarray, pid: np.ndarray) -> np.ndarray:
+        """(comm, pid) -> a dense key id (per_process' rows)."""
         if not self.per_process or not len(comm):
             return np.zeros(len(comm), np.int64)
-        packed = ((comm + 1) << 32) | (pid & 0xFFFFFFFF)
-        uniq, inverse = np.unique(packed, return_inverse=True)
-        ids = np.empty(len(uniq), np.int64)
-        for i, v in enumerate(uniq.tolist()):
-            kid = self.keys.get(v)
-            if kid is None:
-                kid = self.keys[v] = len(self.key_rows)
-                self.key_rows.append(((v >> 32) - 1, int(np.int32(v & 0xFFFFFFFF))))
-            ids[i] = kid
-        return ids[inverse.ravel()]
+        ids, new = self.keys.ids(comm, pid)
+        self.key_rows.extend((int(c), int(p)) for c, p in new)
+        return ids
 
     def feed(self, c: dict[str, np.ndarray], slot: np.ndarray) -> None:
         """Consecutive rows (trace order) and their pfn slots."""

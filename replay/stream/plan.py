@@ -22,6 +22,7 @@ from replay.engine.causal_stream import CausalStream
 from replay.engine.follow import D_CLAIM_FIRST, D_CLAIMED
 from replay.engine.streamplan import (
     CLAIM_LOOKBACK,
+    assign_in_order,
     claims_batch,
     first_events_batch,
     first_refills_batch,
@@ -111,6 +112,24 @@ class _FromStart:
                 for c, z in zip(cs, zs, strict=True)]
 
 
+def _concat(parts: list[tuple[dict, np.ndarray, np.ndarray]]
+            ) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Pieces as one (their compaction rows concatenated, cidx rebased)."""
+    if len(parts) == 1:
+        return parts[0]
+    cols, slots, cevs = [], [], []
+    off = 0
+    for c, sl, cev in parts:
+        c = dict(c)
+        c["cidx"] = np.where(c["cidx"] >= 0, c["cidx"] + off, -1)
+        off += len(cev)
+        cols.append(c)
+        slots.append(sl)
+        cevs.append(cev)
+    return ({k: np.concatenate([c[k] for c in cols]) for k in cols[0]}, np.concatenate(slots),
+            np.concatenate(cevs))
+
+
 def _stack(parts: list[np.ndarray], width: int) -> np.ndarray:
     parts = [p for p in parts if len(p)]
     return np.concatenate(parts) if parts else np.zeros((0, width), np.int64)
@@ -138,10 +157,8 @@ class Planner:
         self.comms = CommTable()
         self.causal = CausalStream(self.slots.size)
         self.plan = Plan()
-        self._buf: dict[str, np.ndarray] | None = None
-        self._buf_slot = np.zeros(0, np.int64)
-        self._buf_cev = np.zeros((0, 17), np.int64)
-        self._buf_r0 = 0
+        self._pieces: list[tuple[dict, np.ndarray, np.ndarray]] = []  # pushed, not emitted
+        self._buf_r0 = 0  # trace row of the first unemitted row
         self._runmax = np.iinfo(np.int64).min
         self._next_marker = 0
         self._i_start: int | None = None if use_start_marker else 0
@@ -152,7 +169,7 @@ class Planner:
         self._fb_used = np.zeros(1, np.int64)
         self._claim_tail: dict[str, np.ndarray] | None = None
         self._kworker = np.zeros(0, bool)
-        self._pid_comm: dict[int, int] = {}
+        self._pid_comm = np.full(1 << 16, -1, np.int64)  # comm code by pid
         self.n_rows_seen = 0
 
     # -- input -----------------------------------------------------------------------------
@@ -168,14 +185,7 @@ class Planner:
         self.n_rows_seen += n
         slot = self.slots.slots(cols["pfn"])
         self.causal.grow_slots(self.slots.size)
-        if self._buf is None:
-            self._buf, self._buf_slot, self._buf_cev = cols, slot, cev
-        else:
-            off = len(self._buf_cev)
-            cols["cidx"] = np.where(cols["cidx"] >= 0, cols["cidx"] + off, -1)
-            self._buf = {k: np.concatenate([self._buf[k], cols[k]]) for k in self._buf}
-            self._buf_slot = np.concatenate([self._buf_slot, slot])
-            self._buf_cev = np.concatenate([self._buf_cev, cev])
+        self._pieces.append((cols, slot, cev))
         rows = self.causal.push(cols["ev"], slot, cols["cpu"], cols["ts"])
         self._emit(rows)
 
@@ -201,48 +211,62 @@ class Planner:
         else:
             p.ts_start = p.ts_first
         p.comms = list(self.comms.names)
-        p.pid_comm = {pid: self.comms.names[c] for pid, c in self._pid_comm.items()}
+        known = np.flatnonzero(self._pid_comm >= 0)
+        p.pid_comm = {int(pid): self.comms.names[c]
+                      for pid, c in zip(known, self._pid_comm[known], strict=True)}
         return p
 
     # -- the rows now final ----------------------------------------------------------------
 
     def _emit(self, rows: np.ndarray) -> None:
+        """Rows [a, b) of the trace are final: `rows` is their causal order."""
         if not len(rows):
             return
-        buf = self._buf
-        assert buf is not None
-        a = int(rows.min())
+        a = self._buf_r0
         b = a + len(rows)
-        local = rows - self._buf_r0
-        eng = {k: v[local] for k, v in buf.items()}
-        slot = self._buf_slot[local]
-        seq_rows = {k: v[a - self._buf_r0: b - self._buf_r0] for k, v in buf.items()}
-        seq_slot = self._buf_slot[a - self._buf_r0: b - self._buf_r0]
-        cev = self._buf_cev
-        cut = b - self._buf_r0
-        keep_cev_from = 0
+        parts = self._take(b - a)  # (cols, slot, cev) slices covering [a, b), in trace order
+        if self.causal.last_identity:
+            for cols, slot, cev in parts:
+                self._engine_piece(cols, slot, cev)
+            return
+        cols, slot, cev = _concat(parts)
+        local = rows - a
+        self._engine_piece({k: v[local] for k, v in cols.items()}, slot[local], cev,
+                           seq=(cols, slot))
+
+    def _take(self, n: int) -> list[tuple[dict, np.ndarray, np.ndarray]]:
+        """The first n unemitted rows, as slices of the pieces pushed (no copies)."""
+        out = []
+        while n:
+            cols, slot, cev = self._pieces[0]
+            k = len(slot)
+            if k <= n:
+                out.append(self._pieces.pop(0))
+                n -= k
+                continue
+            out.append(({c: v[:n] for c, v in cols.items()}, slot[:n], cev))
+            self._pieces[0] = ({c: v[n:] for c, v in cols.items()}, slot[n:], cev)
+            n = 0
+        self._buf_r0 += sum(len(p[1]) for p in out)
+        return out
+
+    def _engine_piece(self, cols: dict[str, np.ndarray], slot: np.ndarray, cev: np.ndarray,
+                      seq: tuple[dict, np.ndarray] | None = None) -> None:
+        """Plan, spool and observe rows in engine order (`cols`); `seq` the same rows in trace
+        order when the two differ."""
+        g = self.spool.n
+        eng = dict(cols)
         ci = eng["cidx"]
         has = ci >= 0
         chunk_cev = np.zeros((0, 17), np.int64)
         if has.any():
             chunk_cev = cev[ci[has]]
             eng["cidx"] = np.where(has, np.cumsum(has) - 1 + self.spool.n_cev, -1)
-        rest_ci = buf["cidx"][cut:]
-        if (rest_ci >= 0).any():
-            keep_cev_from = int(rest_ci[rest_ci >= 0].min())
-            self._buf_cev = cev[keep_cev_from:]
-            rest_ci = np.where(rest_ci >= 0, rest_ci - keep_cev_from, -1)
-        else:
-            self._buf_cev = cev[:0]
-        self._buf = {k: v[cut:] for k, v in buf.items()}
-        self._buf["cidx"] = rest_ci
-        self._buf_slot = self._buf_slot[cut:]
-        self._buf_r0 = b
-        g = self.spool.n
         self._engine_chunk(eng, slot, g)
         self.spool.append(eng, chunk_cev)
         if self.observer is not None:
-            self.observer(seq_rows, seq_slot, a,
+            rows, rslot = seq if seq is not None else (cols, slot)
+            self.observer(rows, rslot, int(rows["row"][0]),
                           self._i_start if self._i_start is not None else -1)
 
     def _engine_chunk(self, c: dict[str, np.ndarray], slot: np.ndarray, g: int) -> None:
@@ -304,6 +328,7 @@ class Planner:
             self._i_start = index
 
     def _free_batched(self, c: dict[str, np.ndarray], slot: np.ndarray) -> None:
+        c["order"] = c["order"].copy()  # the trace's own orders stay as read (observer)
         j = 0
         n = len(c["ev"])
         while True:
@@ -338,10 +363,13 @@ class Planner:
 
     def _learn_comms(self, c: dict[str, np.ndarray]) -> None:
         """pid -> the comm of its last mm_page_alloc (ExplainState.pid_comm)."""
-        sel = np.flatnonzero((c["ev"] == EV_ALLOC) & (c["comm"] >= 0))
-        if not len(sel):
+        sel = (c["ev"] == EV_ALLOC) & (c["comm"] >= 0) & (c["pid"] >= 0)
+        if not sel.any():
             return
-        pid = c["pid"][sel][::-1]
-        comm = c["comm"][sel][::-1]
-        u, first = np.unique(pid, return_index=True)
-        self._pid_comm.update(zip(u.tolist(), comm[first].tolist(), strict=True))
+        pid = c["pid"][sel]
+        top = int(pid.max()) + 1
+        if top > len(self._pid_comm):
+            grown = np.full(max(top, 2 * len(self._pid_comm)), -1, np.int64)
+            grown[: len(self._pid_comm)] = self._pid_comm
+            self._pid_comm = grown
+        assign_in_order(self._pid_comm, pid, c["comm"][sel])
