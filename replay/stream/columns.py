@@ -8,6 +8,8 @@ one dictionary for the whole trace, fragmenting, and the call chain's stack id.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -104,3 +106,32 @@ def concat_columns(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     if len(parts) == 1:
         return parts[0]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+@dataclass
+class ColumnBatch:
+    """A batch read straight into columns (a trace.dat): its kmem rows as int64 columns with
+    comm as codes into `comm_names`, and its compaction rows, if any, as a record batch."""
+
+    cols: dict[str, np.ndarray]
+    comm_names: list[str]
+    compaction: pa.RecordBatch | None = None
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.cols["ev"]) + (self.compaction.num_rows if self.compaction else 0)
+
+
+def column_batch_columns(cb: ColumnBatch, comms: CommTable
+                         ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """batch_columns' result for a ColumnBatch: the comm codes made the trace's, the
+    compaction rows converted and put among the kmem rows in seq order."""
+    cols = dict(cb.cols)
+    remap = np.array([comms.code(n) for n in cb.comm_names] + [-1], np.int64)
+    cols["comm"] = remap[cols["comm"]]
+    if cb.compaction is None or not cb.compaction.num_rows:
+        return cols, np.zeros((0, N_CE), np.int64)
+    ccols, cev = batch_columns(cb.compaction, comms)
+    merged = {k: np.concatenate([cols[k], ccols[k]]) for k in cols}
+    order = np.argsort(merged["seq"], kind="stable")
+    return {k: v[order] for k, v in merged.items()}, cev

@@ -30,7 +30,12 @@ from replay.engine.streamplan import (
     rehash,
     vmstat_runs_batch,
 )
-from replay.stream.columns import CommTable, batch_columns
+from replay.stream.columns import (
+    ColumnBatch,
+    CommTable,
+    batch_columns,
+    column_batch_columns,
+)
 from replay.stream.slots import PfnSlots
 from replay.stream.spool import Spool
 from replay.trace.schema import EV_ALLOC
@@ -143,7 +148,7 @@ class Planner:
                  extfrag_only_takes: bool = False, use_start_marker: bool = True,
                  markers: list | None = None,
                  observer: Callable[[dict, np.ndarray, int, int], None] | None = None,
-                 on_batch: Callable[[pa.RecordBatch, int], None] | None = None) -> None:
+                 on_compaction: Callable[[pa.Table, np.ndarray], None] | None = None) -> None:
         self.spool = spool
         self.slots = PfnSlots(n_pages)
         self.pfn_zone = np.asarray(pfn_zone, np.int64)
@@ -153,7 +158,7 @@ class Planner:
         self.use_start = use_start_marker
         self.markers = markers if markers is not None else []  # (seq, text), growing
         self.observer = observer  # (rows in trace order, their slots, first row, start index)
-        self.on_batch = on_batch  # (a batch as read, its first row)
+        self.on_compaction = on_compaction  # (compaction rows as read, their trace rows)
         self.comms = CommTable()
         self.causal = CausalStream(self.slots.size)
         self.plan = Plan()
@@ -174,13 +179,23 @@ class Planner:
 
     # -- input -----------------------------------------------------------------------------
 
-    def push(self, batch: pa.RecordBatch | pa.Table) -> None:
-        cols, cev = batch_columns(batch, self.comms)
+    def push(self, batch: pa.RecordBatch | pa.Table | ColumnBatch) -> None:
+        if isinstance(batch, ColumnBatch):
+            cols, cev = column_batch_columns(batch, self.comms)
+            comp = batch.compaction
+        else:
+            cols, cev = batch_columns(batch, self.comms)
+            comp = None
         n = len(cols["ev"])
         if not n:
             return
-        if self.on_batch is not None:
-            self.on_batch(batch, self.n_rows_seen)
+        if self.on_compaction is not None and len(cev):
+            rows = np.flatnonzero(cols["cidx"] >= 0)
+            if comp is None:
+                t = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+                comp = t.take(pa.array(rows))
+            self.on_compaction(pa.Table.from_batches([comp]) if isinstance(
+                comp, pa.RecordBatch) else comp, rows + self.n_rows_seen)
         cols["row"] = np.arange(self.n_rows_seen, self.n_rows_seen + n, dtype=np.int64)
         self.n_rows_seen += n
         slot = self.slots.slots(cols["pfn"])

@@ -149,7 +149,8 @@ class StreamJob:
         self.obs_side = ObservedSide(self.window, self.per_process)
         self.trace = open_streamed(self.source, self.machine, self.kernel, follow=self.follow,
                                    observer=self.obs_side.observe,
-                                   on_batch=self.obs_side.on_batch, spool_dir=self.spool_dir,
+                                   on_compaction=self.obs_side.on_compaction,
+                                   spool_dir=self.spool_dir,
                                    progress=self.progress, prefer_binary=self.prefer_binary)
         self.obs_side.started(self.trace.plan.i_start)
         return self.trace

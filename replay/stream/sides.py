@@ -94,34 +94,22 @@ class ObservedSide:
 
     # -- the plan pass ---------------------------------------------------------------------
 
-    def on_batch(self, batch: pa.RecordBatch, row0: int) -> None:
-        """Raw batches: keep the compaction events (rare) for the compaction section."""
-        ev = batch.column("event")
-        if isinstance(ev, pa.DictionaryArray):
-            names = ev.dictionary.to_pylist()
-            comp = [i for i, n in enumerate(names) if n.startswith("mm_compaction_")]
-            if not comp:
-                return
-            mask = pc.is_in(ev.indices, pa.array(comp, ev.indices.type))
-        else:
-            mask = pc.starts_with(ev.cast(pa.string()), "mm_compaction_")
-        idx = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
-        if len(idx):
-            t = pa.Table.from_batches([batch]).take(pa.array(idx))
-            self._comp.append((row0, t.append_column("_row", pa.array(idx + row0))))
+    def on_compaction(self, table: pa.Table, rows: np.ndarray) -> None:
+        """The compaction events as read (rare), kept for the compaction section."""
+        self._comp.append((int(rows[0]), table.append_column("_row", pa.array(rows))))
 
     def observe(self, rows: dict[str, np.ndarray], slot: np.ndarray, row0: int,
                 start: int) -> None:
         """Rows [row0, row0 + n) in trace order; `start` the replay's start index once known
         (-1 before)."""
         keep = in_window(rows["ts"], self.w)
-        if self.from_zero is not None:
+        if start < 0:  # the start marker may still come: count from row 0 meanwhile
             self.from_zero.feed(_take(rows, keep), slot if keep is None else slot[keep])
-        if start < 0:
             return
         if self.from_start is None:
             self.start = start
             self.from_start = EventMetrics(self.per_process)
+            self.from_zero = None
         lo = max(start - row0, 0)
         if lo >= len(slot):
             return
@@ -132,7 +120,6 @@ class ObservedSide:
     def started(self, i_start: int) -> None:
         """The replay's start index, after the plan pass (0 when no start marker was found)."""
         if self.from_start is not None and self.start == i_start:
-            self.from_zero = None
             return
         self.start = i_start
         self.from_start = self.from_zero

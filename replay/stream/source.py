@@ -35,6 +35,11 @@ class EventSource:
     def batches(self) -> Iterator[pa.RecordBatch]:
         raise NotImplementedError
 
+    def column_batches(self) -> Iterator:
+        """Batches for the replay: record batches, or replay.stream.columns.ColumnBatch where
+        the source can skip Arrow."""
+        return self.batches()
+
     @property
     def markers_log(self):
         """(seq, text) of the markers read so far, in trace order (a sequence)."""

@@ -81,12 +81,12 @@ def plan_machine(stats_holder, bundle, machine: Machine | None, kernel: str | No
 
 def open_streamed(source: str | Path, machine_desc: str | None = None,
                   kernel: str | None = None, *, follow: str = "trace",
-                  observer: Callable | None = None, on_batch: Callable | None = None,
+                  observer: Callable | None = None, on_compaction: Callable | None = None,
                   spool_dir: str | None = None, progress=None,
                   prefer_binary: bool = True) -> StreamedTrace:
     """Read a trace into the spool and plan it (see the module docstring). `observer(rows,
     slots, first_row, start_index)` sees every batch of rows in trace order, as soon as final;
-    `on_batch(batch, first_row)` every batch as read."""
+    `on_compaction(table, rows)` the compaction events as read."""
     from replay.trace.snapshots import open_bundle
 
     if kernel is not None and kernel not in KERNELS:
@@ -108,8 +108,8 @@ def open_streamed(source: str | Path, machine_desc: str | None = None,
                           free_batched_any_order=bool(profile.free_batched_any_order),
                           extfrag_only_takes=bool(profile.extfrag_only_takes),
                           use_start_marker=kpf is not None, markers=events.markers_log,
-                          observer=observer, on_batch=on_batch)
-        for batch in events.batches():
+                          observer=observer, on_compaction=on_compaction)
+        for batch in events.column_batches():
             planner.push(batch)
         plan = planner.finish()
         from_start = plan.i_start if (kpf is not None and START_MARK in plan.marks) else None

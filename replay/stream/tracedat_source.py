@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from replay.errors import InputError
+from replay.stream.columns import ColumnBatch
 from replay.stream.source import EventSource, _MarkerRows
 from replay.trace.schema import MARKERS_SCHEMA
 
@@ -30,6 +31,14 @@ class TraceDatSource(EventSource):
     def batches(self) -> Iterator[pa.RecordBatch]:
         for table in self.reader.batches():
             yield from table.to_batches()
+        self._finish()
+
+    def column_batches(self) -> Iterator[ColumnBatch]:
+        for cols, names, comp in self.reader.batches(columns=True):
+            yield ColumnBatch(cols, names, comp)
+        self._finish()
+
+    def _finish(self) -> None:
         self._lost = self.reader.lost_table()
         st = self.stats
         if self.strict and (st.error or st.bad_lines):

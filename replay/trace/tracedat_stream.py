@@ -40,7 +40,7 @@ from replay.trace.tracedat import (
     looks_like_tracedat,
 )
 from replay.trace.tracefmt import CpuData, TraceFile
-from replay.trace.tracerecords import Records, record_tables
+from replay.trace.tracerecords import Records, record_columns, record_tables
 
 PAGES_PER_READ = 256
 BATCH_RECORDS = 1 << 18
@@ -151,11 +151,10 @@ class _CpuPages:
             data = self._read(n, self.pos)
             self.pos += n
             return data
-        out = self.carry
+        parts = [self.carry]
+        size = len(self.carry)
         self.carry = b""
-        i = 0
-        while self.chunks and len(out) < PAGES_PER_READ * self.page:
-            i += 1
+        while self.chunks and size < PAGES_PER_READ * self.page:
             h = self._read(8, self.pos)
             where = f"chunk of CPU {self.cpu.cpu} at offset {self.pos}"
             if len(h) < 8:
@@ -171,13 +170,15 @@ class _CpuPages:
                 self.chunks = 0
                 break
             try:
-                out += self.codec.decompress(body, usize, where)
+                parts.append(self.codec.decompress(body, usize, where))
+                size += usize
             except _FormatError as exc:
                 self.error = self.error or str(exc)
                 self.chunks = 0
                 break
             self.pos += 8 + zsize
             self.chunks -= 1
+        out = b"".join(parts)
         if self.chunks:
             cut = len(out) // self.page * self.page
             out, self.carry = out[:cut], out[cut:]
@@ -223,6 +224,7 @@ class TraceDatReader:
         self.tf: TraceFile | None = None
         self.codec = None
         self._lost: list[tuple[int, int, int, int]] = []  # (seq or 0, page, cpu, count)
+        self.columns = False
         self._open_metadata()
 
     def _plain(self, path: Path, tmp_dir: str | None) -> tuple[str, str, str | None]:
@@ -287,8 +289,10 @@ class TraceDatReader:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def batches(self) -> Iterator[pa.Table]:
-        """Events tables, in merged (trace) order."""
+    def batches(self, columns: bool = False) -> Iterator:
+        """Events tables, in merged (trace) order; with `columns`, record_columns' tuples
+        (int64 columns, comm names, compaction rows) instead."""
+        self.columns = columns
         tf = self.tf
         try:
             if tf is not None:
@@ -445,15 +449,21 @@ class TraceDatReader:
         rec = Records(buf, cat[0][at], cat[1][at], cat[2][at], cpu_of[rows[0]], cat[3][at],
                       cat[4][at], cat[5][at], cat[6][at], np.arange(len(at), dtype=np.int64))
         st = TraceStats()
-        events, markers = record_tables(rec, tf, st, seq0)
+        if self.columns:
+            cols, names, comp, markers = record_columns(rec, tf, st, seq0)
+            n = len(cols["ev"]) + (comp.num_rows if comp is not None else 0)
+            out = (cols, names, comp)
+        else:
+            out, markers = record_tables(rec, tf, st, seq0)
+            n = out.num_rows
         self._merge_stats(st)
         self._resolve_lost(streams, rows, seq0)
         if markers.num_rows:
             self.markers.append(markers)
             self.marker_rows.extend(zip(markers["seq"].to_pylist(),
                                         markers["text"].to_pylist(), strict=True))
-        if events.num_rows:
-            yield events
+        if n:
+            yield out
 
     def _merge_stats(self, part: TraceStats) -> None:
         st = self.stats

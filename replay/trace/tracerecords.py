@@ -565,3 +565,87 @@ def record_tables(rec: Records, tf: TraceFile, stats: TraceStats,
     stats.events_by_kind = {name: by_kind[name] for name in EVENT_NAMES if name in by_kind}
     stats.markers = markers.num_rows
     return events, markers
+
+
+def record_columns(rec: Records, tf: TraceFile, stats: TraceStats, seq0: int = 0
+                   ) -> tuple[dict[str, np.ndarray], list[str], pa.RecordBatch | None, pa.Table]:
+    """record_tables' kmem rows as int64 columns instead of a table (the streamed replay's
+    columns: nulls -1, a failed allocation's pfn -1, comm as codes into the returned names),
+    with its compaction rows as a record batch and its markers table; fills the same stats.
+    Skipping Arrow for the kmem rows is what makes a trace.dat cheap to replay."""
+    code_by_id = _event_code_by_id(tf)
+    merged_type = rec.type_id[rec.order]
+    is_event = np.isin(merged_type, list(code_by_id))
+    marker_ids = [i for i, f in tf.formats.items() if f.system == "ftrace" and f.name == "print"]
+    is_marker = np.isin(merged_type, marker_ids)
+    pos = np.flatnonzero(is_event)
+    idx = rec.order[pos]
+    type_ids = np.array(sorted(code_by_id), dtype=np.int64)
+    kind_of_id = np.zeros(int(type_ids.max(initial=0)) + 1, dtype=np.int64)
+    kind_of_id[type_ids] = np.arange(type_ids.size)
+    kind = kind_of_id[rec.type_id[idx]]
+    codes = np.array([code_by_id[int(t)] for t in type_ids], dtype=np.int64)
+    names = [EVENT_NAMES[c] for c in codes]
+    cols, short = _read_event_columns(rec, tf, idx, type_ids, kind, names)
+    ev = codes[kind] if idx.size else np.zeros(0, dtype=np.int64)
+    failed = (ev == EVENT_CODE["mm_page_alloc"]) & ~cols.valid[0]
+    failed &= cols.wide[0] != 0
+    by_kind: dict[str, int] = {}
+    for k, count in enumerate(np.bincount(kind, minlength=len(names))):
+        if count:
+            by_kind[names[k]] = by_kind.get(names[k], 0) + int(count)
+    pfn = np.where(cols.valid[0] & ~failed, cols.wide[0].astype(np.int64), -1)
+    pid = rec.pid[idx].astype(np.int64)
+    comm_names, comm = _comm_codes(rec, idx, pid, tf.cmdlines)
+
+    def narrow(name: str) -> np.ndarray:
+        c = _COLUMN_INDEX[name]
+        return np.where(cols.valid[c], cols.values(name).astype(np.int64), -1)
+
+    out = {
+        "seq": pos + 1 + seq0, "ts": rec.ts[idx].astype(np.int64), "ev": ev, "pfn": pfn,
+        "order": narrow("order"), "mt": narrow("migratetype"),
+        "cpu": rec.cpu[idx].astype(np.int64), "refill": narrow("percpu_refill"),
+        "ford": narrow("fallback_order"), "fmt": narrow("fallback_migratetype"),
+        "chown": narrow("change_ownership"),
+        "irq": irq_flags_from_trace_flags(rec.flags[idx]).astype(np.int64),
+        "preempt": (rec.preempt[idx] & 0xF).astype(np.int64),
+        "gfp": np.where(cols.valid[1], cols.wide[1].astype(np.uint32).astype(np.int64), -1),
+        "pid": pid, "frag": narrow("fragmenting"), "stack": np.full(idx.size, -1, np.int64),
+        "failed": failed.astype(np.int64), "comm": comm,
+        "cidx": np.full(idx.size, -1, np.int64),
+    }
+    compaction_ids = [i for i, f in tf.formats.items()
+                      if f.system == "compaction" and f.name in TRACEDAT_FIELDS]
+    is_compaction = np.isin(merged_type, compaction_ids)
+    comp = _compaction_rows(rec, tf, np.flatnonzero(is_compaction), seq0)
+    if comp is not None:
+        for name, count in zip(*np.unique(comp.column("event").to_numpy(zero_copy_only=False)
+                                          .astype(str), return_counts=True), strict=True):
+            by_kind[name] = by_kind.get(name, 0) + int(count)
+        short += int(np.count_nonzero(is_compaction)) - comp.num_rows
+        is_event |= is_compaction
+    if short:
+        stats.bad_lines["record shorter than its format"] = short
+    markers = _markers_table(rec, tf, np.flatnonzero(is_marker), seq0)
+    _count_other_events(rec, tf, is_event | is_marker, stats)
+    stats.events = idx.size + (comp.num_rows if comp is not None else 0)
+    stats.events_by_kind = {name: by_kind[name] for name in EVENT_NAMES if name in by_kind}
+    stats.markers = markers.num_rows
+    return out, comm_names, comp, markers
+
+
+def _comm_codes(rec: Records, idx: np.ndarray, pid: np.ndarray,
+                cmdlines: dict[int, str]) -> tuple[list[str], np.ndarray]:
+    """comm of records `idx` as codes into a names list (-1 unknown), as comm_array names
+    them."""
+    if rec.comm is not None:
+        return list(rec.comm_values), rec.comm[idx].astype(np.int64)
+    if not pid.size:
+        return [], np.zeros(0, np.int64)
+    uniq, inverse = np.unique(pid, return_inverse=True)
+    names = _comm_names(uniq, cmdlines)
+    values = sorted({n for n in names if n is not None})
+    code = {n: i for i, n in enumerate(values)}
+    per_uniq = np.array([code[n] if n is not None else -1 for n in names], dtype=np.int64)
+    return values, per_uniq[inverse.ravel()]
