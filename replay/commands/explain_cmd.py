@@ -17,12 +17,13 @@ from replay.stream.runs import StreamJob, both
 
 def run_explain(source: str, time_window: str | None, outdir: Path | None, as_json: bool,
                 symbols_file: Path | None, machine: str | None, sets: list[str] | None,
-                top: int, out: Console, err: Console) -> int:
+                top: int, out: Console, err: Console, progress=None) -> int:
     """Replay, explain, print the blame table (or JSON), write explain.json with -o."""
     window = parse_time(time_window)
     settings = Settings.parse(sets) if sets else None
     t0 = time.perf_counter()
-    with StreamJob(source, machine, window=window, per_process=False) as job:
+    with StreamJob(source, machine, window=window, per_process=False,
+                   progress=progress) as job:
         warn_damaged(job.trace.stats, err)
         symbols = job.symbols(symbols_file)  # relocated to the recording kernel (KASLR)
         if settings is not None:

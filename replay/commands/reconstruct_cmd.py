@@ -76,9 +76,10 @@ def print_result(r: ReconstructResult, source: str, seconds: float, out: Console
 
 
 def run_reconstruct(source: str, json_out: Path | None, machine: str | None, out: Console,
-                    err: Console, kernel: str | None = None) -> int:
+                    err: Console, kernel: str | None = None, progress=None) -> int:
     t0 = time.perf_counter()
-    with StreamJob(source, machine, kernel, follow="requested", per_process=False) as job:
+    with StreamJob(source, machine, kernel, follow="requested", per_process=False,
+                   progress=progress) as job:
         warn_damaged(job.trace.stats, err)
         r = job.observe(samples=False).recon
         warn_profile(r.profile, err)

@@ -74,14 +74,15 @@ class ParquetSink:
 
 def run_simulate(source: str, sets: list[str] | None, outdir: Path | None, agreement: bool,
                  machine: str | None, out: Console, err: Console,
-                 kernel: str | None = None) -> int:
+                 kernel: str | None = None, progress=None) -> int:
     settings = Settings.parse(sets)
     if kernel is not None and settings.get("kernel") not in (None, kernel):
         raise SettingsError(f"--kernel {kernel} and --set kernel={settings.get('kernel')}: "
                             "give one")
     t0 = time.perf_counter()
     writer = None
-    with StreamJob(source, machine, kernel or settings.get("kernel"), per_process=False) as job:
+    with StreamJob(source, machine, kernel or settings.get("kernel"), per_process=False,
+                   progress=progress) as job:
         warn_damaged(job.trace.stats, err)
         t1 = time.perf_counter()
         if outdir is not None:

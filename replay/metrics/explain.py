@@ -317,18 +317,20 @@ class ExplainState:
     def _learn_comms(self, comm: np.ndarray, pid: np.ndarray) -> None:
         ok = comm >= 0
         if ok.any():
-            last = {int(p): int(c) for p, c in zip(pid[ok], comm[ok], strict=True)}
-            for p, c in last.items():
-                self.pid_comm[p] = self.keys.comms[c]
+            u, last = np.unique(pid[ok][::-1], return_index=True)  # each pid's last comm
+            names = self.keys.comms
+            for p, c in zip(u.tolist(), comm[ok][::-1][last].tolist(), strict=True):
+                self.pid_comm[p] = names[c]
 
     def _fill_comms(self, comm: np.ndarray, pid: np.ndarray) -> np.ndarray:
         """Rows without a comm (simulated events, `<...>`) take their pid's, where known."""
-        miss = comm < 0
-        if miss.any() and self.comm_by_pid:
-            for p in np.unique(pid[miss]):
-                name = self.comm_by_pid.get(int(p))
-                if name is not None:
-                    comm[miss & (pid == p)] = self.keys.comm_id(name)
+        miss = np.flatnonzero(comm < 0)
+        if len(miss) and self.comm_by_pid:
+            u, inverse = np.unique(pid[miss], return_inverse=True)
+            names = [self.comm_by_pid.get(int(p)) for p in u.tolist()]
+            ids = np.array([self.keys.comm_id(n) if n is not None else -1 for n in names],
+                           np.int64)
+            comm[miss] = ids[inverse.ravel()]
         return comm
 
     def _learn_chains(self, sub, stack: np.ndarray) -> None:

@@ -145,6 +145,9 @@ class StreamJob:
                                                     if Path(tr.source).is_file() else None)
         return symbols_for(path, near, tr.plan.has_stack, tr.stats.kernel_reloc)
 
+    def _bar(self, name: str, total: int):
+        return self.progress.replay(name, total) if self.progress is not None else None
+
     def open(self) -> StreamedTrace:
         self.obs_side = ObservedSide(self.window, self.per_process)
         self.trace = open_streamed(self.source, self.machine, self.kernel, follow=self.follow,
@@ -202,9 +205,14 @@ class StreamJob:
         if samples and self.obs_side is not None:
             self.obs_side.start_rates(self.edges)
         state_box: list = []
-        extra_cols = ("row", "comm") + (("stack",) if tr.plan.has_stack else ())
+        extra_cols = ("row", "comm") + (("stack",) if tr.plan.has_stack else ()) \
+            if (samples or explain) else ()
+
+        advance = self._bar("observed", tr.plan.n - tr.plan.i_start)
 
         def on_chunk(c) -> None:
+            if advance is not None:
+                advance(c.c1 - max(c.c0, tr.plan.i_start))
             if self.obs_side is not None and samples:
                 self.obs_side.on_chunk(c)
             if explain and capture is not None:
@@ -218,7 +226,7 @@ class StreamJob:
                 state_box[0].update_arrays(cols, tr.plan.comms, tr.plan_chains())
 
         recon = reconstruct_stream(tr, m, choice, call, all_points, self.chunk_rows,
-                                   on_chunk if (samples or explain) else None, extra_cols)
+                                   on_chunk, extra_cols)
         out = Observed(recon, sampler.samples if sampler else None)
         if explain and capture is not None:
             if not state_box:  # nothing after the start
@@ -267,7 +275,8 @@ class StreamJob:
         side = SimulatedSide(sim_machine.total_pfns, sim_machine.pageblock_order, self.window,
                              self.edges if samples else [], self.spool_dir, explain,
                              capture.at if capture is not None else None, writer)
-        sim = simulate_stream(tr, settings, points, factory, (side,), self.chunk_rows)
+        sim = simulate_stream(tr, settings, points, factory, (side,), self.chunk_rows,
+                              self._bar("simulated", n - tr.plan.i_start))
         side.finish()
         out = Simulated(sim, side)
         if explain and capture is not None:

@@ -44,7 +44,7 @@ def vmstat_evidence(trace, i_start: int, decay: bool) -> VmstatEvidence:
 
 def simulate_stream(trace, settings: Settings | None = None, points=None,
                     sampler_factory=None, sinks: tuple[Sink, ...] = (),
-                    chunk_rows: int = CHUNK_ROWS) -> SimulateResult:
+                    chunk_rows: int = CHUNK_ROWS, progress=None) -> SimulateResult:
     """simulate() of a streamed trace (replay.stream.trace.StreamedTrace); the result's
     `events` and `emitted` are None (the sinks saw them)."""
     settings = settings or Settings()
@@ -88,6 +88,8 @@ def simulate_stream(trace, settings: Settings | None = None, points=None,
             for sink in sinks:
                 sink(out, c, emitted)
             emitted += int(out.n[0])
+            if progress is not None:
+                progress(j1 - i)
             i = j1
     finally:
         reader.close()

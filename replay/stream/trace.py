@@ -91,7 +91,7 @@ def open_streamed(source: str | Path, machine_desc: str | None = None,
 
     if kernel is not None and kernel not in KERNELS:
         raise SettingsError(f"--kernel {kernel}: choose one of {', '.join(KERNELS)}")
-    events, bundle_dir = open_events(source, progress=progress, prefer_binary=prefer_binary)
+    events, bundle_dir = open_events(source, prefer_binary=prefer_binary)
     try:
         bundle = open_bundle(bundle_dir) if bundle_dir is not None else None
         mdesc = machine_from_description(machine_desc) if machine_desc else None
@@ -111,6 +111,10 @@ def open_streamed(source: str | Path, machine_desc: str | None = None,
                           observer=observer, on_compaction=on_compaction)
         for batch in events.column_batches():
             planner.push(batch)
+            if progress is not None:
+                progress.rows_read(batch.num_rows)
+        if progress is not None:
+            progress.done_reading()
         plan = planner.finish()
         from_start = plan.i_start if (kpf is not None and START_MARK in plan.marks) else None
         npb = (machine.total_pfns >> machine.pageblock_order) + 1
