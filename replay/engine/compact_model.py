@@ -35,6 +35,7 @@ from replay.engine.compaction import (
     CC_ZONE,
     COMPACT_CLUSTER_MAX,
     MODE_ASYNC,
+    MODE_SYNC,
     MODE_SYNC_LIGHT,
     PAGE_ALLOC_COSTLY_ORDER,
     TARGET_INFERRED,
@@ -837,7 +838,8 @@ def compact_zone(st, sp, cc, capture, cpu, out, req, counters):  # noqa: PLR0912
         row[RUN_ZONE] = z
         row[RUN_ORDER] = order
         row[RUN_MODE] = cc[0, CC_MODE]
-        row[RUN_KIND] = 2 if cc[0, CCM_PROACTIVE] == 1 else cc[0, CC_DIRECT]
+        row[RUN_KIND] = 2 if cc[0, CCM_PROACTIVE] == 1 else (
+            3 if cc[0, CC_MODE] == MODE_SYNC else cc[0, CC_DIRECT])
         row[RUN_MIGRATE_START] = migrate_start
         row[RUN_FREE_START] = free_start
         row[RUN_MIGRATE_END] = cc[0, CC_MIGRATE_PFN]
@@ -987,6 +989,19 @@ def proactive_compact_node(st, sp, node, cpu, out, req, counters):
             continue
         setup_cc(sp.cc, z, -1, MODE_SYNC_LIGHT, 0, 0, 0, st.zone_type[z], 1)
         sp.cc[0, CCM_PROACTIVE] = 1
+        compact_zone(st, sp, sp.cc, False, cpu, out, req, counters)
+
+
+@njit(cache=True, _nrt=False)
+def compact_nodes(st, sp, cpu, out, req, counters):
+    """compact_nodes() (a write to /proc/sys/vm/compact_memory): every populated zone of every
+    node, whole, synchronously, ignoring the skip hints, for no particular order."""
+    if sp.cfg[SC_COMPACTION] == 0:
+        return
+    for z in range(st.zone_node.shape[0]):
+        if st.zone_param[z, ZP_MANAGED] <= 0:
+            continue
+        setup_cc(sp.cc, z, -1, MODE_SYNC, 0, 0, 0, st.zone_type[z], 1)
         compact_zone(st, sp, sp.cc, False, cpu, out, req, counters)
 
 

@@ -66,8 +66,8 @@ COMPACT_RESULT_NAMES: tuple[str, ...] = (  # enum compact_result, in its order
     "not_suitable_zone", "skipped", "deferred", "no_suitable_page", "continue", "complete",
     "partial_skipped", "contended", "success")
 # one row per compact_zone() run: the request (event index) that caused it, zone, order, mode,
-# direct (1) / kcompactd (0) / proactive (2), where the scanners started and ended, pages
-# migrated, the outcome (enum compact_result)
+# kcompactd (0) / direct (1) / proactive (2) / compact_memory (3), where the scanners started
+# and ended, pages migrated, the outcome (enum compact_result)
 (RUN_REQ, RUN_ZONE, RUN_ORDER, RUN_MODE, RUN_KIND, RUN_MIGRATE_START, RUN_FREE_START,
  RUN_MIGRATE_END, RUN_FREE_END, RUN_MIGRATED, RUN_RESULT) = range(11)
 N_RUN = 11
