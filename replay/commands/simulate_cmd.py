@@ -13,6 +13,7 @@ from rich.table import Table
 from replay.commands.ingest_cmd import warn_damaged, warn_profile
 from replay.engine.simulate import Settings
 from replay.errors import SettingsError
+from replay.metrics.slowpath import slow_path_section
 from replay.stream.runs import StreamJob, both
 
 
@@ -72,6 +73,28 @@ class ParquetSink:
         self.writer.close()
 
 
+def print_slow_path(slow: dict, out: Console) -> None:
+    """The model's slow path against the kernel's vmstat deltas, and its failures."""
+    rows = [r for r in slow.get("vmstat", []) if r["kernel"] or r["model"]]
+    if rows:
+        t = Table(title="slow path: kernel (vmstat start->end) vs model", header_style="bold")
+        for col in ("counter", "kernel", "model", "gap"):
+            t.add_column(col, justify="right" if col != "counter" else "left")
+        for r in rows:
+            gap = f"{r['gap_pct']:+.1f}%" if r["gap_pct"] is not None else "-"
+            t.add_row(r["counter"], f"{r['kernel']:,}", f"{r['model']:,}", gap)
+        out.print(t)
+    fails = slow.get("failures") or []
+    if fails:
+        t = Table(title="the model's failed allocations", header_style="bold")
+        for col in ("order", "gfp", "failures", "first s", "last s"):
+            t.add_column(col, justify="left" if col == "gfp" else "right")
+        for r in fails[:10]:
+            t.add_row(str(r["order"]), r["gfp"], f"{r['failures']:,}", f"{r['first_s']:.3f}",
+                      f"{r['last_s']:.3f}")
+        out.print(t)
+
+
 def run_simulate(source: str, sets: list[str] | None, outdir: Path | None, agreement: bool,
                  machine: str | None, out: Console, err: Console,
                  kernel: str | None = None, progress=None) -> int:
@@ -105,6 +128,9 @@ def run_simulate(source: str, sets: list[str] | None, outdir: Path | None, agree
         n = job.trace.plan.n - sim.i_start
         # observed counts only over the replayed part of the trace (after the start snapshot)
         obs = job.obs_side.metrics.traced_counts()
+        bundle = job.trace.bundle
+        slow = slow_path_section(sim, bundle.start.vmstat if bundle else None,
+                                 bundle.end.vmstat if bundle else None)
     warn_profile(sim.profile, err)
     mod = model_counts(sim.counters, simd.side.traced_counts())
     t = Table(title=f"{source}: simulated vs traced", header_style="bold")
@@ -120,8 +146,9 @@ def run_simulate(source: str, sets: list[str] | None, outdir: Path | None, agree
               f"planning {t1 - t0:.2f}s)", highlight=False)
     out.print(f"kernel rules: trace {sim.profile.trace.name}, model {sim.profile.model.name}"
               + (" (what-if)" if sim.profile.what_if else ""), highlight=False)
+    print_slow_path(slow, out)
     result = {"source": source, "settings": settings.as_dict(), "trace": obs, "model": mod,
-              "model_counters": sim.counters, "seconds": round(t2 - t1, 3),
+              "model_counters": sim.counters, "slow_path": slow, "seconds": round(t2 - t1, 3),
               "kernel_profile": sim.profile.as_dict()}
     if r is not None:
         a = r.recon.agreement

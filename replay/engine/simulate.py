@@ -16,7 +16,7 @@ import pyarrow as pa
 from numba import njit
 
 from replay.engine.buddy import find_free_block
-from replay.engine.compact_model import kcompactd_timer
+from replay.engine.compact_model import compact_nodes, kcompactd_timer
 from replay.engine.events import EventArrays
 from replay.engine.follow import (
     D_DEFER,
@@ -91,13 +91,15 @@ from replay.trace.schema import EV_ALLOC, EV_FREE, EV_FREE_BATCHED, EVENT_NAMES
 @njit(nogil=True, cache=True, _nrt=False)
 def simulate_requests(st, sp, ev, pfn, order, mt, cpu, gfp, disp, ts, i0, i1, cpu_map,  # noqa: PLR0912
                       cpu_node, mobility, out, counters, zonelists, zl_len, vm_t, vm_cpu,
-                      vm_pos):
+                      vm_pos, cm_idx, cm_pos):
     """Feed requests [i0, i1) through the policy. sp.pfn_map: traced pfn -> model pfn (or a
     MAP_* reason there is none). gfp < 0 marks a request the what-if drops (a THP fault's
     second try its defrag mode would not make). vm_t/vm_cpu: the instants (trace clock) and
     CPUs of vmstat_update runs, in time order; vm_pos[0] the next one (6.12's decay_pcp_high;
-    empty under 6.1's rules)."""
+    empty under 6.1's rules). cm_idx: the events where the trace shows a write to
+    compact_memory (the model compacts every zone there); cm_pos[0] the next one."""
     nvm = vm_t.shape[0]
+    ncm = cm_idx.shape[0]
     npfn = sp.pfn_map.shape[0]
     proactive = sp.cfg[SC_PROACTIVENESS] > 0
     for i in range(i0, i1):
@@ -107,6 +109,9 @@ def simulate_requests(st, sp, ev, pfn, order, mt, cpu, gfp, disp, ts, i0, i1, cp
             vm_pos[0] += 1
         if proactive:
             kcompactd_timer(st, sp, ts[i], cpu_map[cpu[i]], out, i, counters)
+        while cm_pos[0] < ncm and cm_idx[cm_pos[0]] <= i:
+            compact_nodes(st, sp, cpu_map[cpu[i]], out, i, counters)
+            cm_pos[0] += 1
         if e == EV_ALLOC:
             p = pfn[i]
             o = order[i]
@@ -352,6 +357,7 @@ class SimulateResult:
     profile: object = None  # profile.ProfileChoice: the rules each side follows
     slow: SlowState | None = None  # the slow path's state at the end (failures, kswapd...)
     recorded_vm: dict = field(default_factory=dict)  # the traced machine's slow-path sysctls
+    event_ts: np.ndarray | None = None  # the requests' trace times (slow.fail_log indexes them)
 
 
 def cpu_mapping(machine: Machine, trace_cpus: int) -> tuple[np.ndarray, np.ndarray]:
@@ -388,7 +394,8 @@ class SimulationRun:
     emitted events (`req`) and the failure log are trace indices."""
 
     def __init__(self, st: State, machine: Machine, settings: Settings, i_start: int,  # noqa: PLR0913
-                 trace_cpus: int, vm: VmstatEvidence, sp: SlowState | None = None) -> None:
+                 trace_cpus: int, vm: VmstatEvidence, sp: SlowState | None = None,
+                 compact_memory: np.ndarray | None = None) -> None:
         self.st = st
         self.machine = machine
         st.config[CFG_MOBILITY] = int(machine.mobility_grouping)
@@ -405,6 +412,9 @@ class SimulationRun:
                                                       self.cpu_map,
                                                       int(settings.get("vmstat_phase_ms", 0)))
         self.vm_pos = np.zeros(1, np.int64)
+        # trace indices of compact_memory writes (compact_memory_writes)
+        self.cm_idx = compact_memory if compact_memory is not None else np.zeros(0, np.int64)
+        self.cm_pos = np.zeros(1, np.int64)
         self.counters = np.zeros(len(SIM_COUNTER_NAMES), np.int64)
         self.zonelists, self.zl_len = build_zonelists(st.zone_node, st.zone_type, machine.nodes)
         max_high = int(max(st.pcp_high.max(), st.pcp_high_max.max())) if st.pcp_high.size else 0
@@ -420,6 +430,7 @@ class SimulationRun:
         st, sp = self.st, self.sp
         out = new_emitter(max(capacity, 1 << 16))
         nfail = int(sp.cfg[SC_NFAIL])
+        cm_local = self.cm_idx - base  # the kernel compares them with chunk rows
         stops = [int(p) for p in points if self.pos < p < i1] + [i1]
         for nxt in stops:
             if nxt <= self.pos:
@@ -430,7 +441,8 @@ class SimulationRun:
             simulate_requests(st, sp, e.ev, e.pfn, e.order, e.mt, e.cpu, gfp, disp, e.ts,
                               self.pos - base, nxt - base, self.cpu_map, self.cpu_node,
                               bool(self.machine.mobility_grouping), out, self.counters,
-                              self.zonelists, self.zl_len, self.vm_t, self.vm_cpu, self.vm_pos)
+                              self.zonelists, self.zl_len, self.vm_t, self.vm_cpu, self.vm_pos,
+                              cm_local, self.cm_pos)
             if out.n[1]:
                 raise RuntimeError("simulated event buffer overflowed")
             self.pos = nxt
@@ -463,7 +475,8 @@ def run_simulation(st: State, machine: Machine, settings: Settings, e: EventArra
     gfp = e.gfp if gfp is None else gfp
     trace_cpus = int(e.cpu.max()) + 1 if len(e) else 1
     run = SimulationRun(st, machine, settings, i_start, trace_cpus,
-                        vmstat_evidence_of(e, i_start, vmstat_evidence), sp)
+                        vmstat_evidence_of(e, i_start, vmstat_evidence), sp,
+                        compact_memory_writes(e, i_start))
     n_req = int(np.count_nonzero(np.isin(e.ev[i_start:], (EV_ALLOC, EV_FREE, EV_FREE_BATCHED))))
     points = list(sample_points) if sample_points is not None else [len(e)]
     if sampler is not None:
@@ -471,6 +484,38 @@ def run_simulation(st: State, machine: Machine, settings: Settings, e: EventArra
     last = max([int(p) for p in points] + [i_start])
     out = run.feed(e, 0, disp, gfp, last, points, sampler, max(1 << 16, n_req * 3))
     return run.result(), out
+
+
+def compact_memory_writes(e: EventArrays, i_start: int) -> np.ndarray:
+    """The events at which the trace shows a compact_memory write: the first
+    mm_compaction_begin of a run of them by a task that is neither kcompactd nor kswapd nor
+    compacting for its own allocation (no mm_compaction_try_to_compact_pages since its last
+    mm_page_alloc)."""
+    from replay.engine.events import CE_TASK, TASK_OTHER
+    from replay.trace.schema import EV_COMPACT_BEGIN, EV_TRY_TO_COMPACT
+
+    begins = np.flatnonzero(e.ev[i_start:] == EV_COMPACT_BEGIN) + i_start
+    if not len(begins):
+        return np.zeros(0, np.int64)
+    marks = np.flatnonzero(np.isin(e.ev[i_start:], (EV_ALLOC, EV_TRY_TO_COMPACT))) + i_start
+    last: dict[int, int] = {}  # pid -> the event code of its last alloc / try_to_compact
+    out = []
+    j = 0
+    open_run: dict[int, bool] = {}
+    for i in begins:
+        while j < len(marks) and marks[j] < i:
+            k = marks[j]
+            last[int(e.pid[k])] = int(e.ev[k])
+            if e.ev[k] == EV_ALLOC:  # the task did something else: a later begin is new
+                open_run.pop(int(e.pid[k]), None)
+            j += 1
+        pid = int(e.pid[i])
+        if e.cev[e.cidx[i], CE_TASK] != TASK_OTHER or last.get(pid) == EV_TRY_TO_COMPACT:
+            continue
+        if not open_run.get(pid):
+            out.append(int(i))
+            open_run[pid] = True
+    return np.asarray(out, np.int64)
 
 
 def apply_slow_settings(sp: SlowState, settings: Settings) -> None:
@@ -733,7 +778,7 @@ def simulate(data, bundle=None, settings: Settings | None = None,
     table = emitted_table(out, e, sim_machine.pageblock_order)
     return SimulateResult(sim_machine, settings, st, counters, table, out, int(out.n[0]),
                           sampler.samples if sampler else None, start.i_start, choice, sp,
-                          recorded)
+                          recorded, e.ts)
 
 
 KERNEL_VM_DEFAULTS = {"compaction_proactiveness": 20, "extfrag_threshold": 500,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from numba import njit
 
+from replay.engine.events import TASK_OTHER
 from replay.engine.follow import (
     D_DEFER,
     D_DIRECT_IRQ,
@@ -22,10 +23,12 @@ from replay.engine.follow import (
 )
 from replay.trace.schema import (
     EV_ALLOC,
+    EV_COMPACT_BEGIN,
     EV_EXTFRAG,
     EV_FREE,
     EV_FREE_BATCHED,
     EV_PCPU_DRAIN,
+    EV_TRY_TO_COMPACT,
     EV_ZONE_LOCKED,
 )
 
@@ -258,3 +261,29 @@ def assign_in_order(dst, idx, vals):
     """dst[idx[j]] = vals[j] for j in order (the last of repeated indices wins)."""
     for j in range(idx.shape[0]):
         dst[idx[j]] = vals[j]
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def compact_memory_batch(ev, pid, task, j0, last, open_run, out):
+    """simulate.compact_memory_writes over rows [j0, n): the first mm_compaction_begin of a run
+    of them by a task that is neither kcompactd nor kswapd nor compacting for its own
+    allocation, into `out`; returns the count. last[pid]: the code of the pid's last alloc or
+    try_to_compact_pages; open_run[pid]: a run of begins is open."""
+    k = 0
+    for j in range(j0, ev.shape[0]):
+        e = ev[j]
+        p = pid[j]
+        if p < 0 or p >= last.shape[0]:
+            continue
+        if e == EV_ALLOC or e == EV_TRY_TO_COMPACT:
+            last[p] = e
+            if e == EV_ALLOC:
+                open_run[p] = 0
+        elif e == EV_COMPACT_BEGIN:
+            if task[j] != TASK_OTHER or last[p] == EV_TRY_TO_COMPACT:
+                continue
+            if open_run[p] == 0:
+                out[k] = j
+                k += 1
+                open_run[p] = 1
+    return k

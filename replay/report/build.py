@@ -22,6 +22,7 @@ from replay.metrics.fragmentation import (
     unusable_index_all,
 )
 from replay.metrics.peers import caller_table, live_pages, page_summary, per_process
+from replay.metrics.slowpath import slow_path_section
 from replay.trace.schema import MIGRATETYPE_NAMES
 
 SCHEMA_VERSION = 1
@@ -238,6 +239,12 @@ def verdict(d: dict) -> str:
         parts.append(f"observed {rate:.2f} fallbacks per 1,000 allocations")
     if sim:
         parts.append(f"simulated {sim['fallback_rate_per_1000']:.2f}")
+    slow = d.get("slow_path") or {}
+    vm = {r["counter"]: r for r in slow.get("vmstat", [])}
+    if vm.get("compact_stall", {}).get("kernel") or vm.get("compact_stall", {}).get("model"):
+        st, sc = vm["compact_stall"], vm.get("compact_success", {"kernel": 0, "model": 0})
+        parts.append(f"compaction stalls kernel {st['kernel']:,} (success {sc['kernel']:,}), "
+                     f"model {st['model']:,} (success {sc['model']:,})")
     return "; ".join(parts)
 
 
@@ -368,6 +375,7 @@ def assemble(run, recon, obs_samples: Samples | None, obs: SideEvents, facts: Tr
         d["simulated"]["machine"] = {"pageblock_order": sim_pbo, "cpus": sim.machine.cpus,
                                      "max_order": sim.machine.max_order}
         d["gaps"] = gaps(d["observed"], d["simulated"])
+        d["slow_path"] = slow_path_section(sim, snap_start, snap_end)
     d["kernel_profile"] = kernel_profile_section(recon, sim)
     if explain:
         d["explain"] = explain

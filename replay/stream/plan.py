@@ -19,11 +19,13 @@ import numpy as np
 import pyarrow as pa
 
 from replay.engine.causal_stream import CausalStream
+from replay.engine.events import CE_TASK
 from replay.engine.follow import D_CLAIM_FIRST, D_CLAIMED
 from replay.engine.streamplan import (
     CLAIM_LOOKBACK,
     assign_in_order,
     claims_batch,
+    compact_memory_batch,
     first_events_batch,
     first_refills_batch,
     free_batched_orders_batch,
@@ -61,6 +63,7 @@ class Plan:
     clock_steps_back: int = 0
     seeds: np.ndarray = field(default_factory=lambda: np.zeros((0, 5), np.int64))
     vmstat_runs: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))
+    compact_memory: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     first_refills: list[tuple[int, int, int, int]] = field(default_factory=list)
     pid_comm: dict[int, str] = field(default_factory=dict)
     comms: list[str] = field(default_factory=list)
@@ -83,6 +86,17 @@ class _FromStart:
         self.nrun = np.zeros((64, max(n_zones, 1)), np.int64)
         self.frees_at = np.zeros((64, max(n_zones, 1)), np.int64)
         self.active = np.zeros(64, np.int64)
+        self.cm_last = np.full(1 << 15, -1, np.int64)
+        self.cm_open = np.zeros(1 << 15, np.uint8)
+        self.cm: list[np.ndarray] = []
+
+    def grow_pids(self, top: int) -> None:
+        if top > len(self.cm_last):
+            size = max(top, 2 * len(self.cm_last))
+            self.cm_last = np.concatenate([self.cm_last,
+                                           np.full(size - len(self.cm_last), -1, np.int64)])
+            self.cm_open = np.concatenate([self.cm_open,
+                                           np.zeros(size - len(self.cm_open), np.uint8)])
 
     def grow(self, n_slots: int, n_cpus: int) -> None:
         if n_slots > len(self.seen):
@@ -110,6 +124,10 @@ class _FromStart:
         k = vmstat_runs_batch(c["ev"], c["cpu"], kworker, j0, self.vm_seen, self.vm_broken, out)
         rows = out[:k]
         self.vm.append(np.stack([rows + g, c["ts"][rows], c["cpu"][rows]], axis=1))
+        self.grow_pids(int(c["pid"].max()) + 1)
+        k = compact_memory_batch(c["ev"], c["pid"], c["task"], j0, self.cm_last, self.cm_open,
+                                 out)
+        self.cm.append(out[:k] + g)
 
     def refills(self) -> list[tuple[int, int, int, int]]:
         cs, zs = np.nonzero(self.state != 0)
@@ -218,6 +236,8 @@ class Planner:
         src = self._start if found else self._from0
         p.i_start = self._i_start if found else 0
         p.vmstat_runs = _stack(src.vm if src is not None else [], 3)
+        cm = [a for a in (src.cm if src is not None else []) if len(a)]
+        p.compact_memory = np.concatenate(cm) if cm else np.zeros(0, np.int64)
         if found and p.i_start > 0:
             p.seeds = _stack(self._start.seeds, 5)
             p.first_refills = self._start.refills()
@@ -274,9 +294,12 @@ class Planner:
         ci = eng["cidx"]
         has = ci >= 0
         chunk_cev = np.zeros((0, 17), np.int64)
+        task = np.full(len(slot), -1, np.int64)
         if has.any():
             chunk_cev = cev[ci[has]]
             eng["cidx"] = np.where(has, np.cumsum(has) - 1 + self.spool.n_cev, -1)
+            task[has] = chunk_cev[:, CE_TASK]
+        eng["task"] = task
         self._engine_chunk(eng, slot, g)
         self.spool.append(eng, chunk_cev)
         if self.observer is not None:

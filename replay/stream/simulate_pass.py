@@ -68,7 +68,8 @@ def simulate_stream(trace, settings: Settings | None = None, points=None,
     sp = slow_state(st, sim_machine, recorded, bundle)
     defrag = settings.get("thp_defrag")
     rewrite = defrag is not None and defrag != recorded["thp_defrag"]
-    run = SimulationRun(st, sim_machine, settings, i_start, plan.cpus, vm, sp)
+    cm = plan.compact_memory if plan.i_start == i_start else np.zeros(0, np.int64)
+    run = SimulationRun(st, sim_machine, settings, i_start, plan.cpus, vm, sp, cm)
     pts = [int(p) for p in points] if points is not None else [plan.n]
     if sampler is not None:
         sampler(st, i_start)
@@ -94,4 +95,5 @@ def simulate_stream(trace, settings: Settings | None = None, points=None,
     finally:
         reader.close()
     return SimulateResult(sim_machine, settings, st, run.result(), None, None, emitted,
-                          sampler.samples if sampler else None, i_start, choice, sp, recorded)
+                          sampler.samples if sampler else None, i_start, choice, sp, recorded,
+                          SpoolEvents(trace.spool).ts)
