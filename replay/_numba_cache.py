@@ -51,8 +51,46 @@ def configure() -> Path | None:
             os.environ["PAGEREPLAY_NUMBA_BASE"] = base  # child processes (dask workers) agree
             os.environ["NUMBA_CACHE_DIR"] = str(folder)
             _prune(Path(base), folder)
+            _locate_by_package()
             return folder
     return None  # nothing writable: numba compiles in memory each run
+
+
+def _locate_by_package() -> None:
+    """Name each module's cache subfolder by its place in the package, not by the absolute
+    path of the sources: the folder is already per source version, so an install in
+    site-packages, an editable checkout and a second checkout of the same sources share one
+    compiled cache (numba's own locator hashes the absolute path). numba's source stamp is a
+    hash of the file's contents, so a fresh `pip install` (new mtimes) keeps the cache valid."""
+    try:
+        from numba.core import caching
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return
+    base = getattr(caching, "UserProvidedCacheLocator", None)
+    impl = getattr(caching, "CacheImpl", None)
+    if base is None or impl is None or not hasattr(impl, "_locator_classes"):
+        return  # another numba: its own locator (per absolute path) still works
+    if any(getattr(c, "_pagereplay", False) for c in impl._locator_classes):
+        return
+    root = Path(__file__).resolve().parent
+
+    class PackageCacheLocator(base):  # type: ignore[misc, valid-type]
+        _pagereplay = True
+
+        @classmethod
+        def get_suitable_cache_subpath(cls, py_file: str) -> str:
+            rel = Path(py_file).resolve().parent.relative_to(root)
+            return "_".join(("replay", *rel.parts))
+
+        @classmethod
+        def from_function(cls, py_func, py_file):  # noqa: ANN001, ANN206 - numba's signature
+            try:
+                Path(py_file).resolve().relative_to(root)
+            except (ValueError, OSError):
+                return None  # not ours: numba's other locators decide
+            return super().from_function(py_func, py_file)
+
+    impl._locator_classes.insert(0, PackageCacheLocator)
 
 
 def _writable(folder: Path) -> bool:
