@@ -258,3 +258,26 @@ def test_a_lab_capture_never_enters_the_slow_path(traces):
     # the kcapture harness's guests: THP defrag never, no proactive compaction
     assert sim.recorded_vm["thp_defrag"] == "never"
     assert sim.recorded_vm["compaction_proactiveness"] == 0
+
+
+def test_compare_sets_the_models_slow_path_beside_the_kernels_vmstat(traces):
+    """compare on compact-frag: comparison.json's slow_path block holds the kernel's vmstat
+    deltas (grep-able in start/end.vmstat) beside the model's counts, the Markdown has its
+    section and the dashboard its panel."""
+    from replay.pipeline import load, observe, simulate_run
+    from replay.report.build import build
+    from replay.report.dashboard import panels
+    from replay.report.markdown import render_markdown
+
+    run = load(traces / "compact-frag")
+    recon, obs = observe(run)
+    sim = simulate_run(run)
+    d = build(run, recon, obs, sim, kind="compare")
+    rows = {r["counter"]: r for r in d["slow_path"]["vmstat"]}
+    assert rows["pgmigrate_success"]["kernel"] == 6023
+    assert rows["compact_isolated"]["kernel"] == 12073
+    assert rows["compact_free_scanned"]["kernel"] == 69659
+    assert rows["pgmigrate_success"]["model"] == d["simulated"]["counters"]["pgmigrate_success"]
+    assert d["slow_path"]["compaction"]["outcomes"] == {"complete": 2}
+    assert "### Slow path" in render_markdown(d)
+    assert "slowpath" in [p.key for p in panels(d)]

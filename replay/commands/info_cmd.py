@@ -11,35 +11,45 @@ from rich.console import Console
 from rich.table import Table
 
 from replay.commands.ingest_cmd import print_bad, stats_dict
-from replay.trace.ingest import read_trace
 from replay.trace.sources import resolve
 
 
 def trace_summary(source: str, strict: bool = False,
                   symbols: Path | None = None) -> tuple[dict, object]:
-    if source.endswith(".parquet") and Path(source).is_file():
-        from replay.trace.ingest import read_parquet
+    """The summary of a trace, read batch by batch (memory bounded whatever its length); the
+    second value is the source it was read from."""
+    from replay.stream.source import TableSource, open_events
 
-        data = read_parquet(source)
-    else:
-        data = read_trace(source, strict=strict)
-    d = stats_dict(data.stats)
-    ev = data.events
-    if ev.num_rows:
-        t0, t1 = pc.min(ev["ts_ns"]).as_py(), pc.max(ev["ts_ns"]).as_py()
+    events, _ = open_events(source, strict=strict, prefer_binary=False)
+    t0 = t1 = None
+    cpus: set[int] = set()
+    pids: set[int] = set()
+    failed = 0
+    for batch in events.batches():
+        if not batch.num_rows:
+            continue
+        lo, hi = pc.min(batch["ts_ns"]).as_py(), pc.max(batch["ts_ns"]).as_py()
+        t0 = lo if t0 is None else min(t0, lo)
+        t1 = hi if t1 is None else max(t1, hi)
+        cpus.update(pc.unique(batch["cpu"]).to_pylist())
+        pids.update(pc.unique(batch["pid"]).to_pylist())
+        failed += pc.sum(batch["failed"]).as_py() or 0
+    d = stats_dict(events.stats)
+    if t0 is not None:
         d["first_ts_s"] = t0 / 1e9
         d["last_ts_s"] = t1 / 1e9
         d["duration_s"] = (t1 - t0) / 1e9
-        d["cpus_seen"] = sorted(pc.unique(ev["cpu"]).to_pylist())
-        d["pids"] = len(pc.unique(ev["pid"]))
-        d["failed_allocs"] = pc.sum(ev["failed"]).as_py() or 0
+        d["cpus_seen"] = sorted(cpus)
+        d["pids"] = len(pids)
+        d["failed_allocs"] = failed
     d["markers_list"] = [
         {"ts_s": m["ts_ns"] / 1e9, "cpu": m["cpu"], "text": m["text"]}
-        for m in data.markers.to_pylist()
+        for m in events.markers().to_pylist()
     ]
     d["zones"] = _zones(source)
-    d["callchains"] = _callchains(source, data, symbols)
-    return d, data
+    d["callchains"] = _callchains(source, events.data, symbols) \
+        if isinstance(events, TableSource) else None
+    return d, events
 
 
 TOP_CALLSITES = 10
