@@ -500,10 +500,12 @@ def fig_pbmap(d: Mapping) -> Panel:
         scale += [[i / n, TYPE_COLOURS[name]], [(i + 1) / n, TYPE_COLOURS[name]]]
     for col, (side, ex) in enumerate(sides, start=1):
         m = ex["map"]
-        z = [[int(c) for c in row] for row in m["type_rows"]]
-        y = m["pfn"]
+        # one digit per bucket; a numpy array goes to plotly.js as packed binary (no lists)
+        z = (np.frombuffer("".join(m["type_rows"]).encode(), np.uint8).astype(np.int8)
+             - ord("0")).reshape(len(m["type_rows"]), -1)
+        y = np.asarray(m["pfn"], np.int64)
         fig.add_trace(go.Heatmap(
-            x=m["t_s"], y=y, z=z, zmin=-0.5, zmax=n - 0.5, colorscale=scale, meta=side,
+            x=np.asarray(m["t_s"]), y=y, z=z, zmin=-0.5, zmax=n - 0.5, colorscale=scale, meta=side,
             showscale=col == 1,
             colorbar=dict(tickvals=list(range(n)), ticktext=list(MIGRATETYPES), len=0.8,
                           title="pageblock type"),
