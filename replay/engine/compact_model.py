@@ -15,7 +15,6 @@ dirty or writeback pages in the model), compound pages are never migrated.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from replay.engine.buddy import MIGRATE_MOVABLE
@@ -51,6 +50,7 @@ from replay.engine.compaction import (
     freelist_scan_limit,
     isolate_watermark_ok,
     move_freelist_tail,
+    reset_isolation_free_pfn,
 )
 from replay.engine.lru import lru_add
 from replay.engine.policy import (
@@ -67,9 +67,9 @@ from replay.engine.profile import CFG_COMPACTION
 from replay.engine.slow_state import (
     ND_KCOMPACTD_CLASSZONE,
     ND_KCOMPACTD_ORDER,
-    ND_KCOMPACTD_TIMEOUT_NS,
     ND_KSWAPD_ACTIVE,
     ND_PRESENT,
+    ND_PROACTIVE_NEXT_NS,
     RUN_FREE_END,
     RUN_FREE_START,
     RUN_KIND,
@@ -86,7 +86,6 @@ from replay.engine.slow_state import (
     SC_FREE_HEAD,
     SC_NFREE,
     SC_NMIGRATE,
-    SC_NOW_NS,
     SC_NRUNS,
     SC_PROACTIVENESS,
     VM_CAPTURES,
@@ -115,7 +114,6 @@ from replay.engine.state import (
     NIL,
     PG_ALLOC,
     PG_BUDDY,
-    ZP_BOOST,
     ZP_END,
     ZP_LOW,
     ZP_MANAGED,
@@ -131,10 +129,6 @@ COMPACT_PRIO_SYNC_FULL, COMPACT_PRIO_SYNC_LIGHT, COMPACT_PRIO_ASYNC = 0, 1, 2
 COMPACT_MAX_DEFER_SHIFT = 6
 COMPACTION_HPAGE_ORDER = 9
 HPAGE_FRAG_CHECK_INTERVAL_NS = 500_000_000
-# kcompactd's wait: msecs_to_jiffies(HPAGE_FRAG_CHECK_INTERVAL_MSEC) = 125 jiffies at HZ=250,
-# which the timer wheel rounds up to its 8-jiffy granularity (the traces' kcompactd_sleep
-# events come every 512-520 ms)
-KCOMPACTD_TIMEOUT_NS = 512_000_000
 ISOLATE_NONE, ISOLATE_SUCCESS = 1, 2
 
 # the model's compact_control columns beyond compaction.py's CC_*
@@ -249,31 +243,19 @@ def compaction_restarting(sp, z, order):
 # ---- suitability (compaction.c:2169-2255) ----------------------------------------------------
 
 @njit(cache=True, _nrt=False)
-def __compaction_suitable(st, z, order, alloc_flags, highest, wmark_target):
-    """__compaction_suitable(): SUCCESS when the allocation would already succeed, SKIPPED when
-    `wmark_target` free pages fall short of the order-0 pages compaction needs (the low mark,
-    boost included, for costly orders, else min; plus compact_gap)."""
+def compaction_suitable(st, sp, z, order, alloc_flags, highest):
+    """compaction_suitable(): SUCCESS when the allocation would already succeed, SKIPPED when
+    the zone lacks the order-0 pages compaction needs (compact_gap), or a costly order whose
+    failure is not due to fragmentation (index at or below extfrag_threshold)."""
     if order == -1:
         return COMPACT_CONTINUE
     if zone_watermark_ok(st, z, order, wmark_of(st, z, alloc_flags), highest, alloc_flags):
         return COMPACT_SUCCESS
     mark = st.zone_param[z, ZP_LOW] if order > PAGE_ALLOC_COSTLY_ORDER else st.zone_param[z,
                                                                                          ZP_MIN]
-    mark += st.zone_param[z, ZP_BOOST]  # low_wmark_pages() / min_wmark_pages()
     mark += 2 << order  # compact_gap()
-    if not __zone_watermark_ok(st, z, 0, mark, highest, 0, wmark_target):
+    if not __zone_watermark_ok(st, z, 0, mark, highest, 0, st.nr_free_pages[z]):
         return COMPACT_SKIPPED
-    return COMPACT_CONTINUE
-
-
-@njit(cache=True, _nrt=False)
-def compaction_suitable(st, sp, z, order, alloc_flags, highest):
-    """compaction_suitable(): __compaction_suitable() on NR_FREE_PAGES, and for a costly order
-    SKIPPED when its failure is not due to fragmentation (index at or below
-    extfrag_threshold)."""
-    ret = __compaction_suitable(st, z, order, alloc_flags, highest, st.nr_free_pages[z])
-    if ret != COMPACT_CONTINUE or order == -1:
-        return ret
     if order > PAGE_ALLOC_COSTLY_ORDER:
         fragindex = fragmentation_index(st, z, order)
         if 0 <= fragindex <= sp.cfg[SC_EXTFRAG_THRESHOLD]:
@@ -284,73 +266,21 @@ def compaction_suitable(st, sp, z, order, alloc_flags, highest):
 # ---- skip bits and cached pfns ---------------------------------------------------------------
 
 @njit(cache=True, _nrt=False)
-def pageblock_skip_persistent(st, pfn):
-    """pageblock_skip_persistent(): the pageblock is held by a compound page of at least
-    pageblock_order (its head is the pageblock's first page)."""
-    pbo = st.config[CFG_PAGEBLOCK_ORDER]
-    head = (pfn >> pbo) << pbo
-    return st.pg_state[head] == PG_ALLOC and st.pg_comp[head] - 1 >= pbo
-
-
-@njit(cache=True, _nrt=False)
-def __reset_isolation_pfn(st, sp, z, pfn, check_source, check_target):
-    """__reset_isolation_pfn(): clear the pageblock's skip bit when a sample of its pages
-    (every 8th) holds an LRU page (a migration source) or a free block head (a target); a
-    target must be in a MOVABLE pageblock until a source was found."""
-    pbo = st.config[CFG_PAGEBLOCK_ORDER]
-    if st.pg_zone[pfn] != z or pageblock_skip_persistent(st, pfn):
-        return False
-    pb = pfn >> pbo
-    if check_source and check_target and sp.pb_skip[pb] == 0:
-        return True
-    if not check_source and check_target and st.pb_mt[pb] != MIGRATE_MOVABLE:
-        return False
-    p = max(pb << pbo, st.zone_param[z, ZP_START])
-    end = min(((pb + 1) << pbo) - 1, st.zone_param[z, ZP_END] - 1)
-    while p <= end:
-        if (check_source and sp.pg_lru[p] == 1) or (check_target and st.pg_state[p] == PG_BUDDY):
-            sp.pb_skip[pb] = 0
-            return True
-        p += 1 << PAGE_ALLOC_COSTLY_ORDER
-    return False
-
-
-@njit(cache=True, _nrt=False)
 def __reset_isolation_suitable(st, sp, z):
-    """__reset_isolation_suitable() (compaction.c:325): only after a direct compaction whose
-    scanners met (compact_blockskip_flush). Walking pageblocks from both zone ends towards the
-    middle, clear the skip bit of those that look like a source (from the start) or a target
-    (from the end); the scanners restart, and compact_init_*_pfn move, to the first of each."""
-    if sp.zc[z, ZC_BLOCKSKIP_FLUSH] == 0:
-        return
-    sp.zc[z, ZC_BLOCKSKIP_FLUSH] = 0
+    """__reset_isolation_suitable(): clear the zone's skip bits, restart both scanners at the
+    zone ends (compact_init_free_pfn as compaction.py's reset finds it)."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
-    migrate_pfn = st.zone_param[z, ZP_START]
-    free_pfn = st.zone_param[z, ZP_END] - 1
-    reset_migrate = free_pfn
-    reset_free = migrate_pfn
-    source_set = False
-    free_set = False
-    while migrate_pfn < free_pfn:
-        if (__reset_isolation_pfn(st, sp, z, migrate_pfn, True, source_set)
-                and migrate_pfn < reset_migrate):
-            source_set = True
-            reset_migrate = migrate_pfn
-            sp.zc[z, ZC_INIT_MIGRATE_PFN] = reset_migrate
-            sp.zc[z, ZC_CACHED_MIGRATE_ASYNC] = reset_migrate
-            sp.zc[z, ZC_CACHED_MIGRATE_SYNC] = reset_migrate
-        if (__reset_isolation_pfn(st, sp, z, free_pfn, free_set, True)
-                and free_pfn > reset_free):
-            free_set = True
-            reset_free = free_pfn
-            sp.zc[z, ZC_INIT_FREE_PFN] = reset_free
-            sp.zc[z, ZC_CACHED_FREE_PFN] = reset_free
-        migrate_pfn += 1 << pbo
-        free_pfn -= 1 << pbo
-    if reset_migrate >= reset_free:  # leave no distance if no suitable block was reset
-        sp.zc[z, ZC_CACHED_MIGRATE_ASYNC] = migrate_pfn
-        sp.zc[z, ZC_CACHED_MIGRATE_SYNC] = migrate_pfn
-        sp.zc[z, ZC_CACHED_FREE_PFN] = free_pfn
+    start = st.zone_param[z, ZP_START]
+    end = st.zone_param[z, ZP_END]
+    for pb in range(start >> pbo, ((end - 1) >> pbo) + 1):
+        sp.pb_skip[pb] = 0
+    sp.zc[z, ZC_BLOCKSKIP_FLUSH] = 0
+    sp.zc[z, ZC_CACHED_MIGRATE_ASYNC] = start
+    sp.zc[z, ZC_CACHED_MIGRATE_SYNC] = start
+    sp.zc[z, ZC_INIT_MIGRATE_PFN] = start
+    sp.zc[z, ZC_CACHED_FREE_PFN] = ((end - 1) >> pbo) << pbo
+    init_free = reset_isolation_free_pfn(st, z)
+    sp.zc[z, ZC_INIT_FREE_PFN] = init_free if init_free >= 0 else sp.zc[z, ZC_CACHED_FREE_PFN]
 
 
 @njit(cache=True, _nrt=False)
@@ -423,7 +353,6 @@ def isolate_freepages_block(st, sp, cc, start, end, stride):
             __isolate_free_page(st, z, p, False)
             add_freepages(st, sp, cc, p, o)
             cc[0, CC_NR_FREEPAGES] += 1 << o
-            sp.vm[VM_COMPACT_ISOLATED] += 1 << o
             scanned += (1 << o) - 1
             if cc[0, CC_NR_MIGRATEPAGES] <= cc[0, CC_NR_FREEPAGES]:
                 p += 1 << o
@@ -457,8 +386,7 @@ def fast_isolate_around(st, sp, cc, pfn):
     z = cc[0, CC_ZONE]
     start = max((pfn >> pbo) << pbo, st.zone_param[z, ZP_START])
     end = min(((pfn >> pbo) + 1) << pbo, st.zone_param[z, ZP_END])
-    isolate_freepages_block(st, sp, cc, start, end, 1)
-    if cc[0, CC_NR_FREEPAGES] < cc[0, CC_NR_MIGRATEPAGES]:  # full or nearly full: skip it
+    if isolate_freepages_block(st, sp, cc, start, end, 1) == end:
         sp.pb_skip[start >> pbo] = 1
 
 
@@ -470,9 +398,7 @@ def isolate_freepages(st, sp, cc):
     sp.cfg[SC_FREE_HEAD] = 0
     page, around = fast_isolate_freepages(st, cc, sp.zc, 0)
     if page >= 0:
-        order = st.pg_target[page] - TARGET_INFERRED
-        add_freepages(st, sp, cc, page, order)
-        sp.vm[VM_COMPACT_ISOLATED] += 1 << order
+        add_freepages(st, sp, cc, page, st.pg_target[page] - TARGET_INFERRED)
     if around >= 0:
         fast_isolate_around(st, sp, cc, around)
     if cc[0, CC_NR_FREEPAGES] > 0:
@@ -1021,8 +947,8 @@ def kcompactd_do_work(st, sp, node, cpu, out, req, counters):
             continue
         if compaction_deferred(sp, z, order):
             continue
-        if compaction_suitable(st, sp, z, order, 0, st.zone_type[z]) != COMPACT_CONTINUE:
-            continue  # kcompactd_do_work() asks with the zone's own index
+        if compaction_suitable(st, sp, z, order, 0, classzone) != COMPACT_CONTINUE:
+            continue
         setup_cc(sp.cc, z, order, MODE_SYNC_LIGHT, 0, 0, 0, classzone, 0)
         status = compact_zone(st, sp, sp.cc, False, cpu, out, req, counters)
         if status == COMPACT_SUCCESS:
@@ -1036,15 +962,12 @@ def kcompactd_do_work(st, sp, node, cpu, out, req, counters):
         sp.node[node, ND_KCOMPACTD_ORDER] = 0
     if sp.node[node, ND_KCOMPACTD_CLASSZONE] >= classzone:
         sp.node[node, ND_KCOMPACTD_CLASSZONE] = -1
-    # kcompactd(): back to its wait with the default timeout
-    sp.node[node, ND_KCOMPACTD_TIMEOUT_NS] = sp.cfg[SC_NOW_NS] + KCOMPACTD_TIMEOUT_NS
 
 
 @njit(cache=True, _nrt=False)
 def wakeup_kcompactd(st, sp, node, order, classzone, cpu, out, req, counters):
     """wakeup_kcompactd(): raise the node's order and lower its classzone; kcompactd runs at
-    once (the model has no scheduler) when some zone is suitable. Otherwise the raised order
-    waits for kcompactd's next timeout (kcompactd_work_requested())."""
+    once (the model has no scheduler) when some zone is suitable."""
     if order == 0 or sp.cfg[SC_COMPACTION] == 0:
         return
     if sp.node[node, ND_KCOMPACTD_ORDER] < order:
@@ -1084,33 +1007,20 @@ def compact_nodes(st, sp, cpu, out, req, counters):
 
 @njit(cache=True, _nrt=False)
 def kcompactd_timer(st, sp, now_ns, cpu, out, req, counters):
-    """kcompactd()'s timed wait (HPAGE_FRAG_CHECK_INTERVAL_MSEC; none when proactiveness is 0):
-    at its timeout, work a wake-up left (a raised kcompactd_max_order) is done; else proactive
-    compaction when the node's fragmentation score is above the high mark and kswapd sleeps,
-    the next wait 32 times longer after a run that did not lower the score."""
+    """kcompactd's timeout (HPAGE_FRAG_CHECK_INTERVAL_MSEC, 32 times longer after a run that
+    did not lower the score): proactive compaction when the node's fragmentation score is
+    above the high mark and kswapd sleeps."""
     if sp.cfg[SC_PROACTIVENESS] <= 0 or sp.cfg[SC_COMPACTION] == 0:
         return
     for node in range(sp.node.shape[0]):
-        if now_ns < sp.node[node, ND_KCOMPACTD_TIMEOUT_NS]:
+        if now_ns < sp.node[node, ND_PROACTIVE_NEXT_NS]:
             continue
-        if sp.node[node, ND_KCOMPACTD_ORDER] > 0:  # kcompactd_work_requested()
-            kcompactd_do_work(st, sp, node, cpu, out, req, counters)
-            continue
-        nxt = KCOMPACTD_TIMEOUT_NS
+        nxt = HPAGE_FRAG_CHECK_INTERVAL_NS
         if (sp.node[node, ND_KSWAPD_ACTIVE] == 0
                 and fragmentation_score_node(st, sp, node) > fragmentation_score_wmark(sp,
                                                                                        False)):
             prev = fragmentation_score_node(st, sp, node)
             proactive_compact_node(st, sp, node, cpu, out, req, counters)
             if fragmentation_score_node(st, sp, node) >= prev:
-                nxt = KCOMPACTD_TIMEOUT_NS << COMPACT_MAX_DEFER_SHIFT
-        sp.node[node, ND_KCOMPACTD_TIMEOUT_NS] = now_ns + nxt
-
-
-def kcompactd_first_timeout(ev: np.ndarray, ts: np.ndarray, i_start: int) -> int:
-    """When kcompactd's first timed wait in the replayed part ends: its first
-    mm_compaction_kcompactd_sleep in the trace plus the timeout (0, at once, without one)."""
-    from replay.trace.schema import EV_KCOMPACTD_SLEEP
-
-    idx = np.flatnonzero(ev[i_start:] == EV_KCOMPACTD_SLEEP)
-    return int(ts[i_start + idx[0]]) + KCOMPACTD_TIMEOUT_NS if len(idx) else 0
+                nxt = HPAGE_FRAG_CHECK_INTERVAL_NS << COMPACT_MAX_DEFER_SHIFT
+        sp.node[node, ND_PROACTIVE_NEXT_NS] = now_ns + nxt

@@ -16,7 +16,7 @@ import pyarrow as pa
 from numba import njit
 
 from replay.engine.buddy import find_free_block
-from replay.engine.compact_model import compact_nodes, kcompactd_first_timeout, kcompactd_timer
+from replay.engine.compact_model import compact_nodes, kcompactd_timer
 from replay.engine.events import EventArrays
 from replay.engine.follow import (
     D_DEFER,
@@ -55,13 +55,10 @@ from replay.engine.slow_state import (
     MAP_FAILED,
     MAP_RECLAIMED,
     MAP_UNKNOWN,
-    ND_KCOMPACTD_TIMEOUT_NS,
-    ND_KSWAPD_RUN,
     SC_COMPACTION,
     SC_EXTFRAG_THRESHOLD,
     SC_KSWAPD_ANY,
     SC_NFAIL,
-    SC_NOW_NS,
     SC_PROACTIVENESS,
     SC_RECLAIM,
     THP_DEFRAG_MODES,
@@ -86,7 +83,7 @@ from replay.engine.state import (
     copy_state,
 )
 from replay.engine.thp import __GFP_COMP, __GFP_MOVABLE, GFP_TRANSHUGE_LIGHT, HPAGE_PMD_ORDER
-from replay.engine.vmscan import kswapd_balance_check, kswapd_freed, kswapd_reclaim_runs
+from replay.engine.vmscan import kswapd_balance_check, kswapd_freed
 from replay.errors import SettingsError
 from replay.trace.schema import EV_ALLOC, EV_FREE, EV_FREE_BATCHED, EVENT_NAMES
 
@@ -107,7 +104,6 @@ def simulate_requests(st, sp, ev, pfn, order, mt, cpu, gfp, disp, ts, i0, i1, cp
     proactive = sp.cfg[SC_PROACTIVENESS] > 0
     for i in range(i0, i1):
         e = ev[i]
-        sp.cfg[SC_NOW_NS] = ts[i]
         while vm_pos[0] < nvm and vm_t[vm_pos[0]] <= ts[i]:
             vmstat_update(st, vm_cpu[vm_pos[0]], out, i, counters)
             vm_pos[0] += 1
@@ -770,7 +766,7 @@ def simulate(data, bundle=None, settings: Settings | None = None,
     sampler = sampler_factory(sim_machine, e) if sampler_factory else None
     evidence = vmstat_runs(data, e, start.i_start) if choice.trace.vmstat_decay else None
     recorded = recorded_vm_settings(bundle)
-    sp = slow_timing(slow_state(st, sim_machine, recorded, bundle), data, e, start.i_start)
+    sp = slow_state(st, sim_machine, recorded, bundle)
     gfp = e.gfp
     defrag = settings.get("thp_defrag")
     if defrag is not None and defrag != recorded["thp_defrag"]:
@@ -839,17 +835,6 @@ def slow_state(st: State, machine: Machine, recorded: dict, bundle) -> SlowState
         lru = bit(KPF_LRU) & ~bit(KPF_COMPOUND_HEAD) & ~bit(KPF_COMPOUND_TAIL) & ~bit(KPF_BUDDY)
         lru &= (st.pg_state[:m] == 0) & (st.pg_zone[:m] >= 0)
         lru_add_many(st, sp, np.flatnonzero(lru).astype(np.int64))
-    return sp
-
-
-def slow_timing(sp: SlowState, data, e: EventArrays, i_start: int) -> SlowState:
-    """What the trace shows of kswapd's and kcompactd's timing: the traced kswapd's reclaim
-    runs (its passes, vmscan.kswapd_reclaim_runs) and the phase of kcompactd's timed wait (its
-    first traced kcompactd_sleep)."""
-    runs, first = kswapd_reclaim_runs(data, e, i_start, sp.node.shape[0])
-    sp = sp._replace(ks_runs=runs)
-    sp.node[:, ND_KSWAPD_RUN] = first[: sp.node.shape[0]]
-    sp.node[:, ND_KCOMPACTD_TIMEOUT_NS] = kcompactd_first_timeout(e.ev, e.ts, i_start)
     return sp
 
 

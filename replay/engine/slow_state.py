@@ -19,14 +19,14 @@ from replay.engine.compaction import N_CC, ZC_ORDER_FAILED, new_compaction_table
 # sysctls and model switches (cfg)
 (SC_COMPACTION, SC_PROACTIVENESS, SC_EXTFRAG_THRESHOLD, SC_RECLAIM, SC_LRU_HEAD, SC_LRU_TAIL,
  SC_STAMP, SC_NFREE, SC_FREE_HEAD, SC_NMIGRATE, SC_NOW_NS, SC_IN_COMPACTION, SC_KSWAPD_ANY,
- SC_NFAIL, SC_THP_DEFRAG_OBS, SC_THP_DEFRAG, SC_NRUNS, SC_KS_NLOG) = range(18)
-N_SC = 18
+ SC_NFAIL, SC_THP_DEFRAG_OBS, SC_THP_DEFRAG, SC_NRUNS) = range(17)
+N_SC = 17
 
 # per node (pg_data_t): kswapd, kcompactd and the proactive timer
 (ND_KSWAPD_ACTIVE, ND_KSWAPD_ORDER, ND_KSWAPD_CLASSZONE, ND_KSWAPD_FAILURES,
- ND_KSWAPD_FREED, ND_KCOMPACTD_ORDER, ND_KCOMPACTD_CLASSZONE, ND_KCOMPACTD_TIMEOUT_NS,
- ND_PRESENT, ND_KSWAPD_LOG, ND_KSWAPD_RUN) = range(11)
-N_ND = 11
+ ND_KSWAPD_FREED, ND_KCOMPACTD_ORDER, ND_KCOMPACTD_CLASSZONE, ND_PROACTIVE_NEXT_NS,
+ ND_PRESENT) = range(9)
+N_ND = 9
 
 # the model's own zone compaction fields, after compaction.py's ZC_* columns
 ZC_CACHED_MIGRATE_ASYNC, ZC_CACHED_MIGRATE_SYNC, ZC_INIT_MIGRATE_PFN, ZC_PRESENT = 6, 7, 8, 9
@@ -74,13 +74,6 @@ N_RUN = 11
 RUN_LOG = 1 << 14
 RUN_COLUMNS = ("req", "zone", "order", "mode", "kind", "migrate_start", "free_start",
                "migrate_end", "free_end", "migrated", "result")
-# one row per kswapd run (wake to sleep): the request that woke it and the one at which it
-# went back to sleep (-1: still awake at the end), the order and classzone it balanced for,
-# and the pages freed while it was awake
-(KS_WAKE, KS_SLEEP, KS_ORDER, KS_CLASSZONE, KS_FREED) = range(5)
-N_KS = 5
-KS_LOG = 1 << 12
-KS_COLUMNS = ("wake", "sleep", "order", "classzone", "freed")
 THP_DEFRAG_MODES: tuple[str, ...] = ("always", "defer", "defer+madvise", "madvise", "never")
 FAIL_LOG = 1 << 16  # failures kept with their event, order and gfp (the rest only counted)
 
@@ -106,9 +99,6 @@ class SlowState(NamedTuple):
     fail_log: np.ndarray  # int64 [FAIL_LOG, 3]: event index, order, gfp of each failure
     results: np.ndarray  # int64 [9]: compact_zone() outcomes by enum compact_result
     run_log: np.ndarray  # int64 [RUN_LOG, N_RUN]: the first compact_zone() runs (RUN_* columns)
-    ks_runs: np.ndarray  # int64 [n, 3]: the traced kswapds' reclaim runs (first, last free
-    # in ns, node), by node then time (vmscan.kswapd_reclaim_runs)
-    ks_log: np.ndarray  # int64 [KS_LOG, N_KS]: the model's kswapd runs (KS_* columns)
 
 
 def new_slow_state(npfn: int, nzones: int, nodes: int, pageblock_order: int,
@@ -123,7 +113,6 @@ def new_slow_state(npfn: int, nzones: int, nodes: int, pageblock_order: int,
     node = np.zeros((max(nodes, 1), N_ND), np.int64)
     node[:, ND_KSWAPD_CLASSZONE] = -1
     node[:, ND_KCOMPACTD_CLASSZONE] = -1
-    node[:, ND_KSWAPD_LOG] = -1
     for z, n in enumerate(zone_node):
         node[n, ND_PRESENT] += zone_present[z]
     cfg = np.zeros(N_SC, np.int64)
@@ -152,8 +141,6 @@ def new_slow_state(npfn: int, nzones: int, nodes: int, pageblock_order: int,
         fail_log=np.zeros((FAIL_LOG, 3), np.int64),
         results=np.zeros(len(COMPACT_RESULT_NAMES), np.int64),
         run_log=np.zeros((RUN_LOG, N_RUN), np.int64),
-        ks_runs=np.zeros((0, 3), np.int64),
-        ks_log=np.zeros((KS_LOG, N_KS), np.int64),
     )
 
 

@@ -24,8 +24,8 @@ from replay.engine.compact_model import (
     COMPACT_PRIO_SYNC_LIGHT,
     COMPACT_SKIPPED,
     COMPACT_SUCCESS,
-    __compaction_suitable,
     compaction_defer_reset,
+    compaction_suitable,
     try_to_compact_pages,
 )
 from replay.engine.compaction import ZC_BLOCKSKIP_FLUSH
@@ -172,13 +172,9 @@ def should_reclaim_retry(st, sp, order, zonelist, nz, highest, alloc_flags, prog
 
 @njit(cache=True, _nrt=False)
 def compaction_zonelist_suitable(st, sp, order, alloc_flags, zonelist, nz, highest):
-    """compaction_zonelist_suitable(): some zone would pass __compaction_suitable() with a
-    share of its reclaimable pages (LRU pages / order) freed; no fragmentation index."""
     for k in range(nz):
-        z = zonelist[k]
-        available = sp.zone_lru[z] // order + st.nr_free_pages[z]
-        if __compaction_suitable(st, z, order, alloc_flags, highest,
-                                 available) == COMPACT_CONTINUE:
+        if compaction_suitable(st, sp, zonelist[k], order, alloc_flags,
+                               highest) == COMPACT_CONTINUE:
             return True
     return False
 

@@ -6,10 +6,6 @@ reclaim's frees are traced, and the model applies them like any other. What the 
   node until some zone is above its high watermark (`pgdat_balanced`); while it runs, its zones
   are `ZONE_RECLAIM_ACTIVE` (the pcp lists drain at 4 batches, nr_pcp_high). Going back to
   sleep it resets the skip bits a direct compaction asked to flush and wakes kcompactd.
-  balance_pgdat() checks the balance between reclaim passes (kswapd_shrink_node() reclaims up to
-  the zones' high marks at a time), and the passes here are the traced kswapd's: while the trace
-  shows kswapd reclaiming (its frees less than KSWAPD_PAUSE_NS apart) the model's kswapd stays
-  awake, and it checks the balance where that reclaim pauses (`kswapd_reclaim_runs`).
 - reclaim of its own where the model runs shorter than the kernel did (`try_to_free_pages`,
   in the slow path's direct reclaim): the oldest LRU pages are freed, and the trace's later
   free of such a page is recognised (`pfn_map` = MAP_RECLAIMED), counted and skipped.
@@ -17,7 +13,6 @@ reclaim's frees are traced, and the model applies them like any other. What the 
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from replay.engine.compact_model import (
@@ -30,22 +25,13 @@ from replay.engine.compact_model import (
 from replay.engine.lru import lru_del, lru_oldest
 from replay.engine.policy import free_the_page, zone_watermark_ok
 from replay.engine.slow_state import (
-    KS_CLASSZONE,
-    KS_FREED,
-    KS_ORDER,
-    KS_SLEEP,
-    KS_WAKE,
     MAP_RECLAIMED,
     ND_KSWAPD_ACTIVE,
     ND_KSWAPD_CLASSZONE,
     ND_KSWAPD_FAILURES,
     ND_KSWAPD_FREED,
-    ND_KSWAPD_LOG,
     ND_KSWAPD_ORDER,
-    ND_KSWAPD_RUN,
-    SC_KS_NLOG,
     SC_KSWAPD_ANY,
-    SC_NOW_NS,
     SC_RECLAIM,
     VM_KSWAPD_WAKES,
     VM_PAGEOUTRUN,
@@ -60,10 +46,6 @@ from replay.engine.state import (
 )
 
 SWAP_CLUSTER_MAX = 32
-# the traced kswapd frees its reclaim in batches 1-3 ms apart; a pause this long is the end of
-# a balance_pgdat() pass (its IO throttling and the HZ/10 nap of kswapd_try_to_sleep() are
-# longer)
-KSWAPD_PAUSE_NS = 20_000_000
 MAX_RECLAIM_RETRIES = 16
 __GFP_DIRECT_RECLAIM = 0x400
 
@@ -112,10 +94,6 @@ def wakeup_kswapd(st, sp, z, gfp, order, classzone, cpu, out, req, counters):
     if sp.node[node, ND_KSWAPD_ACTIVE]:
         sp.node[node, ND_KSWAPD_ORDER] = max(sp.node[node, ND_KSWAPD_ORDER], order)
         sp.node[node, ND_KSWAPD_CLASSZONE] = max(sp.node[node, ND_KSWAPD_CLASSZONE], classzone)
-        row = sp.node[node, ND_KSWAPD_LOG]
-        if row >= 0:
-            sp.ks_log[row, KS_ORDER] = sp.node[node, ND_KSWAPD_ORDER]
-            sp.ks_log[row, KS_CLASSZONE] = sp.node[node, ND_KSWAPD_CLASSZONE]
         return
     if sp.node[node, ND_KSWAPD_FAILURES] >= MAX_RECLAIM_RETRIES or (
             pgdat_balanced(st, node, order, classzone)
@@ -131,16 +109,6 @@ def wakeup_kswapd(st, sp, z, gfp, order, classzone, cpu, out, req, counters):
     sp.vm[VM_KSWAPD_WAKES] += 1
     sp.vm[VM_PAGEOUTRUN] += 1
     set_reclaim_active(st, node, classzone, True)
-    n = sp.cfg[SC_KS_NLOG]
-    sp.node[node, ND_KSWAPD_LOG] = -1
-    if n < sp.ks_log.shape[0]:
-        sp.ks_log[n, KS_WAKE] = req
-        sp.ks_log[n, KS_SLEEP] = -1
-        sp.ks_log[n, KS_ORDER] = order
-        sp.ks_log[n, KS_CLASSZONE] = classzone
-        sp.ks_log[n, KS_FREED] = 0
-        sp.node[node, ND_KSWAPD_LOG] = n
-    sp.cfg[SC_KS_NLOG] = n + 1
 
 
 @njit(cache=True, _nrt=False)
@@ -152,27 +120,12 @@ def kswapd_freed(st, sp, z, pages):
 
 
 @njit(cache=True, _nrt=False)
-def kswapd_reclaiming(sp, node, now):
-    """The traced kswapd of the node is in the middle of a reclaim run at `now` (its next free
-    comes within KSWAPD_PAUSE_NS): balance_pgdat() is inside a reclaim pass."""
-    runs = sp.ks_runs
-    k = sp.node[node, ND_KSWAPD_RUN]
-    while k < runs.shape[0] and runs[k, 2] == node and runs[k, 1] <= now:
-        k += 1
-    sp.node[node, ND_KSWAPD_RUN] = k
-    return k < runs.shape[0] and runs[k, 2] == node and runs[k, 0] - KSWAPD_PAUSE_NS <= now
-
-
-@njit(cache=True, _nrt=False)
 def kswapd_balance_check(st, sp, cpu, out, req, counters):
     """The end of balance_pgdat(): once a node is balanced (at order 0 when kswapd has
-    reclaimed compact_gap(order) pages, kswapd_shrink_node) between two reclaim passes, clear
-    ZONE_RECLAIM_ACTIVE and go to sleep (kswapd_try_to_sleep: reset_isolation_suitable,
-    wakeup_kcompactd)."""
+    reclaimed compact_gap(order) pages, kswapd_shrink_node), clear ZONE_RECLAIM_ACTIVE and go to
+    sleep (kswapd_try_to_sleep: reset_isolation_suitable, wakeup_kcompactd)."""
     for node in range(sp.node.shape[0]):
         if not sp.node[node, ND_KSWAPD_ACTIVE]:
-            continue
-        if kswapd_reclaiming(sp, node, sp.cfg[SC_NOW_NS]):
             continue
         order = sp.node[node, ND_KSWAPD_ORDER]
         classzone = sp.node[node, ND_KSWAPD_CLASSZONE]
@@ -186,11 +139,6 @@ def kswapd_balance_check(st, sp, cpu, out, req, counters):
         sp.node[node, ND_KSWAPD_ORDER] = 0
         sp.node[node, ND_KSWAPD_CLASSZONE] = -1
         sp.cfg[SC_KSWAPD_ANY] -= 1
-        row = sp.node[node, ND_KSWAPD_LOG]
-        if row >= 0:
-            sp.ks_log[row, KS_SLEEP] = req
-            sp.ks_log[row, KS_FREED] = sp.node[node, ND_KSWAPD_FREED]
-            sp.node[node, ND_KSWAPD_LOG] = -1
         reset_isolation_suitable(st, sp, node)
         wakeup_kcompactd(st, sp, node, order, classzone, cpu, out, req, counters)
 
@@ -245,37 +193,3 @@ def try_to_free_pages(st, sp, zonelist, nz, order, classzone, cpu, out, req, cou
         reclaimed += 1
     sp.vm[VM_PGSTEAL_DIRECT] += reclaimed
     return reclaimed
-
-
-def kswapd_reclaim_runs(data, e, i_start: int, nodes: int) -> tuple[np.ndarray, np.ndarray]:
-    """The traced kswapds' reclaim runs: per node (kswapdN), the first and last of its frees
-    that follow each other within KSWAPD_PAUSE_NS, as rows (first ns, last ns, node) sorted by
-    node then time; and each node's first row (the cursor kswapd_reclaiming() starts from)."""
-    from replay.trace.schema import EV_FREE, EV_FREE_BATCHED
-
-    idx = np.flatnonzero(np.isin(e.ev[i_start:], (EV_FREE, EV_FREE_BATCHED))) + i_start
-    empty = np.zeros((0, 3), np.int64), np.zeros(max(nodes, 1), np.int64)
-    if not len(idx) or "comm" not in data.events.column_names:
-        return empty
-    comm = data.events.column("comm").take(idx).to_pylist()
-    node_of = np.full(len(idx), -1, np.int64)
-    for k, c in enumerate(comm):
-        if c is not None and c.startswith("kswapd"):
-            tail = c[6:].split(":")[0]
-            node_of[k] = int(tail) if tail.isdigit() else 0
-    rows = []
-    for node in range(max(nodes, 1)):
-        t = np.sort(e.ts[idx[node_of == node]].astype(np.int64))
-        if not len(t):
-            continue
-        cut = np.flatnonzero(np.diff(t) >= KSWAPD_PAUSE_NS)
-        first = np.concatenate([t[:1], t[cut + 1]])
-        last = np.concatenate([t[cut], t[-1:]])
-        rows.append(np.stack([first, last, np.full(len(first), node)], axis=1))
-    if not rows:
-        return empty
-    runs = np.concatenate(rows).astype(np.int64)
-    start = np.zeros(max(nodes, 1), np.int64)
-    for node in range(max(nodes, 1)):
-        start[node] = np.searchsorted(runs[:, 2], node)
-    return runs, start
