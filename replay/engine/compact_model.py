@@ -323,7 +323,9 @@ def update_pageblock_skip(st, sp, cc, pfn):
 
 @njit(cache=True, _nrt=False)
 def add_freepages(st, sp, cc, head, order):
-    """The pages of a taken block onto cc->freepages, ascending (split_map_pages)."""
+    """The pages of a taken block onto cc->freepages, ascending (split_map_pages). Counted in
+    compact_isolated, as isolate_freepages_block() and fast_isolate_freepages() count them."""
+    sp.vm[VM_COMPACT_ISOLATED] += 1 << order
     n = sp.cfg[SC_NFREE]
     for p in range(head, head + (1 << order)):
         if n < sp.freepages.shape[0]:
