@@ -46,11 +46,13 @@ TOP_CALLSITES = 10
 
 
 def _callchains(source: str, data, symbols: Path | None) -> dict | None:
-    """perf.data -g: events with a kernel call chain, distinct chains, and (with symbols) the
-    top call sites by allocated KiB."""
+    """perf.data -g, ftrace's stacktrace, trace-cmd -T: events with a kernel call chain,
+    distinct chains, and the top call sites by allocated KiB (named by the tracer, or by
+    the symbols; raw addresses without either)."""
     ids = data.events["stack_id"]
     if ids.null_count == len(ids):
         return None
+    from replay.metrics.callsites import named_by_trace
     from replay.metrics.peers import caller_table
     from replay.pipeline import load_symbols
 
@@ -61,7 +63,8 @@ def _callchains(source: str, data, symbols: Path | None) -> dict | None:
     top = (table.group_by("callsite").agg(pl.col("total_alloc_kb").sum(), pl.col("hits").sum())
            .sort(["total_alloc_kb", "callsite"], descending=[True, False]).head(TOP_CALLSITES))
     return {"events": len(ids) - ids.null_count, "stacks": len(pc.unique(ids.drop_null())),
-            "symbols": syms.source if syms else None, "top_callsites": top.to_dicts()}
+            "symbols": syms.source if syms else None, "named_by_trace": named_by_trace(frame),
+            "top_callsites": top.to_dicts()}
 
 
 def _zones(source: str) -> list[dict]:
@@ -112,8 +115,11 @@ def run_info(source: str, as_json: bool, strict: bool, out: Console, err: Consol
         t.add_row("kernel", d["kernel_release"])
     if d["callchains"]:
         c = d["callchains"]
-        t.add_row("call chains", f"{c['events']:,} events, {c['stacks']:,} distinct stacks" + (
-            f" (symbols: {c['symbols']})" if c["symbols"] else " (no --symbols: raw addresses)"))
+        named = (" (frames named by the tracer)" if c.get("named_by_trace") else
+                 f" (symbols: {c['symbols']})" if c["symbols"] else
+                 " (no --symbols: raw addresses)")
+        t.add_row("call chains", f"{c['events']:,} events, {c['stacks']:,} distinct stacks"
+                  + named)
         for row in c["top_callsites"]:
             t.add_row(f"  {row['callsite']}", f"{row['total_alloc_kb']:,} KiB in "
                                               f"{row['hits']:,} allocations")

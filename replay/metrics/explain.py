@@ -121,7 +121,8 @@ class CulpritKeys:
     rows: list[tuple] = field(default_factory=list)  # (comm, gfp, order, mt, stack_id)
     comms: list[str | None] = field(default_factory=list)
     comm_index: dict[str | None, int] = field(default_factory=dict)
-    chains: dict[int, list[int]] = field(default_factory=dict)  # stack_id -> call chain
+    # stack_id -> (return addresses or None, frame names or None), as callsites.site takes them
+    chains: dict[int, tuple[list[int] | None, list[str] | None]] = field(default_factory=dict)
 
     def comm_id(self, name: str | None) -> int:
         if name not in self.comm_index:
@@ -210,7 +211,7 @@ class ExplainState:
         self.top_intervals = np.zeros((0, K.N_INTERVAL_FIELDS), np.int64)
         self.end_snapshot: dict | None = None
         self.events_seen = 0
-        self.symbols = None  # callsites.Symbols, to name call chains
+        self.symbols = None  # replay.trace.symbols.Symbols, to name call chains
 
     # -- input -------------------------------------------------------------------------------
 
@@ -286,12 +287,13 @@ class ExplainState:
         return comm
 
     def _learn_chains(self, sub, stack: np.ndarray) -> None:
-        if "callchain" not in sub.column_names:
-            return
+        def column(name: str, row: int) -> list | None:
+            return sub[name][row].as_py() if name in sub.column_names else None
+
         new = [s for s in np.unique(stack[stack >= 0]) if int(s) not in self.keys.chains]
         for s in new:
             row = int(np.flatnonzero(stack == s)[0])
-            self.keys.chains[int(s)] = [int(a) for a in (sub["callchain"][row].as_py() or [])]
+            self.keys.chains[int(s)] = (column("callchain", row), column("callchain_syms", row))
 
     # -- the loop ----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from replay.engine.sampling import Samples
+from replay.metrics.callsites import named_by_trace
 from replay.metrics.compaction import compaction_section
 from replay.metrics.fallbacks import fallback_summary, pcp_summary
 from replay.metrics.fragmentation import (
@@ -322,11 +323,13 @@ MAX_CALLER_ROWS = 50
 
 def callers_section(df: pl.DataFrame, symbols=None) -> dict | None:
     """perf kmem --page --caller's table (`caller_table`) when the events have call chains
-    (perf.data recorded with -g): its first MAX_CALLER_ROWS rows, and the symbol file used."""
+    (perf.data recorded with -g, ftrace's stacktrace, trace-cmd -T): its first MAX_CALLER_ROWS
+    rows, the symbol file used, and whether the tracer named the frames itself."""
     if "stack_id" not in df.columns or df["stack_id"].null_count() == df.height:
         return None
     table = caller_table(df, symbols)
     return {"symbols": symbols.source if symbols is not None else None,
+            "named_by_trace": named_by_trace(df),
             "stacks": int(df["stack_id"].n_unique() - (1 if df["stack_id"].null_count() else 0)),
             "total_rows": table.height, "rows": table.head(MAX_CALLER_ROWS).to_dicts()}
 
