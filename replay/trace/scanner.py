@@ -65,12 +65,14 @@ _NAMES = (
     "print",
     *COMPACTION_EVENT_NAMES,
     "kernel_stack",
+    "user_stack",
 )
-EV_STACK = -100  # trace-cmd's kernel_stack event: a stack trace's first line
+EV_STACK = -100  # trace-cmd's kernel_stack event: a kernel stack trace's first line
+EV_USER_STACK = -101  # trace-cmd's user_stack event: a user stack, skipped
 # -2: marker; -3 - k: the k-th compaction event
 NAME_EVENT = np.array([0, 1, 2, 3, 4, 5, 1, 2, -2, -2]
-                      + [-3 - k for k in range(len(COMPACTION_EVENT_NAMES))] + [EV_STACK],
-                      dtype=np.int8)
+                      + [-3 - k for k in range(len(COMPACTION_EVENT_NAMES))]
+                      + [EV_STACK, EV_USER_STACK], dtype=np.int8)
 NAME_BYTES = np.zeros((len(_NAMES), 48), dtype=np.uint8)
 NAME_LENS = np.zeros(len(_NAMES), dtype=np.int64)
 for _i, _n in enumerate(_NAMES):
@@ -608,6 +610,10 @@ def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba
                     if cur == -3:
                         return nrow, nent, nspec, 4
                     counts[C_STACK if cur >= 0 else C_STACK_OTHER] += 1
+                    continue
+                if ev == EV_USER_STACK:  # its frames follow; the kernel stack may come next
+                    cur = -2
+                    counts[C_STACK_OTHER] += 1
                     continue
                 if ev < 0:  # not a row: a stack that follows is this event's, and frames
                     if cpu_v < last.shape[0]:  # right after it too (trace-cmd's user_stack)
