@@ -71,7 +71,7 @@ class _Scanned:
     spec_texts: list[str]  # the text of each special line
     stacks: np.ndarray  # (row or -1, first frame, frames, cpu) per stack trace (scanner.Stacks)
     frames: np.ndarray  # local string codes of the stacks' frames
-    last: np.ndarray  # per CPU: its last row in the block, or a scanner.LAST_* state
+    fence: np.ndarray  # per CPU: a stack may only go to a row after this line (Stacks.fence)
 
 
 def _scan(block: _Block) -> _Scanned:
@@ -86,13 +86,13 @@ def _scan(block: _Block) -> _Scanned:
         table.ent[-3:, 2] = -1
         spec = sc.Specials(speccap).rec
         counts = np.zeros(sc.N_COUNTS, np.int64)
-        stacks.last[:] = sc.LAST_NONE
+        stacks.fence[:] = 0
         stacks.n[:] = 0
         rows, nent, nspec, status = sc.scan_block(
             block.buf, block.buf.view(np.uint64), block.nbytes, sc.NAME_BYTES, sc.NAME_LENS,
             sc.NAME_EVENT, sc.REQUIRED,
             *cols.arrays(), table.keys, table.vals, table.ent, table.counts, spec, counts,
-            stacks.stk, stacks.frames, stacks.last, stacks.n,
+            stacks.stk, stacks.frames, stacks.fence, stacks.n,
         )
         if status == 0:
             break
@@ -114,7 +114,7 @@ def _scan(block: _Block) -> _Scanned:
     nstk, nfr = int(stacks.n[0]), int(stacks.n[1])
     return _Scanned(block, cols, rows, strings, table.counts[:nent].copy(), spec_rows, counts,
                     int(counts[sc.C_LINES]), texts, stacks.stk[:nstk].copy(),
-                    stacks.frames[:nfr].copy(), stacks.last.copy())
+                    stacks.frames[:nfr].copy(), stacks.fence.copy())
 
 
 class BufferPool:
@@ -287,18 +287,25 @@ class _Assembler:
         stack_of_row = np.full(s.rows, -1, np.int64)
         here = (rows >= 0) & (ids >= 0)
         stack_of_row[rows[here]] = ids[here]
-        prev = self.pending
         for k in np.flatnonzero((rows < 0) & (ids >= 0)):  # rare: at a block's start
-            cpu = int(s.stacks[k, 3])
-            row = int(prev.s.last[cpu]) if prev is not None else sc.LAST_NONE
-            if row < 0:
+            if not self._to_previous(int(s.stacks[k, 3]), int(ids[k])):
                 st.stack_lines_other += 1 + int(s.stacks[k, 2])  # its event was not read
-                continue
-            if prev.stack_of_row is None:
-                prev.stack_of_row = np.full(prev.s.rows, -1, np.int64)
-            prev.stack_of_row[row] = ids[k]
-            prev.s.last[cpu] = sc.LAST_OTHER
         return stack_of_row
+
+    def _to_previous(self, cpu: int, stack: int) -> bool:
+        """Give a stack to the last row of `cpu` in the pending block, if that is the CPU's
+        last event there and it has no stack yet."""
+        prev = self.pending
+        if prev is None or cpu >= len(prev.s.fence):
+            return False
+        rows = np.flatnonzero(prev.s.cols.cpu[: prev.s.rows] == cpu)
+        if not rows.size or prev.s.cols.seq[rows[-1]] <= prev.s.fence[cpu]:
+            return False
+        if prev.stack_of_row is None:
+            prev.stack_of_row = np.full(prev.s.rows, -1, np.int64)
+        prev.stack_of_row[rows[-1]] = stack
+        prev.s.fence[cpu] = prev.s.cols.seq[rows[-1]]  # one stack per event
+        return True
 
     def _merge_compaction(self, batch: pa.RecordBatch, rows: CompactionRows) -> pa.RecordBatch:
         """Put a block's compaction rows among its kmem rows, in line order."""

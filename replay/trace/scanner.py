@@ -148,11 +148,10 @@ class Stacks:
         frames = len(grow.frames) if grow is not None else nbytes // 16 + 256
         self.stk = np.empty((stacks * scale, 4), np.int64)
         self.frames = np.empty(frames * scale, np.int32)
-        self.last = np.full(cpus, -1, np.int64)  # per CPU: its last row, or LAST_*
+        # per CPU: the line after which a stack may only go to a newer row (that of the CPU's
+        # last event that is not a row, or of its last stack trace); 0: none in this block
+        self.fence = np.zeros(cpus, np.int64)
         self.n = np.zeros(2, np.int64)  # stacks, frames
-
-
-LAST_NONE, LAST_OTHER = -1, -2  # per-CPU state: no event yet; an event that is not a row
 
 
 class Specials:
@@ -257,21 +256,32 @@ def _match_name(buf, n0, nlen, names, name_lens, name_event):
 
 
 @njit(inline="always")
-def _open_stack(cpu_v, last, stk, n):
-    """A stack trace begins on `cpu_v`: returns its index (the open stack), or -2 when the
-    stack is not kept (its event is not a row), or -3 when the stack table is full."""
-    target = last[cpu_v] if cpu_v < last.shape[0] else LAST_OTHER
-    if target < LAST_NONE:
+def _open_stack(cpu_v, line, nrow, cpu, seq, fence, stk, n):
+    """A stack trace begins on `cpu_v` at `line`: returns its index (the open stack), -2 when
+    the stack is not kept (the CPU's last event is not a row, or has its stack already), or
+    -3 when the stack table is full. The CPU's last row is found by looking back from the
+    newest row, no further than the fence (so rows cost nothing on traces without stacks)."""
+    if cpu_v >= fence.shape[0]:
+        return -2
+    lim = fence[cpu_v]
+    fence[cpu_v] = line  # one stack per event
+    r = nrow - 1
+    while r >= 0 and seq[r] > lim and cpu[r] != cpu_v:
+        r -= 1
+    if r >= 0 and seq[r] > lim:
+        target = r
+    elif r < 0 and lim == 0:
+        target = -1  # no event of this CPU in the block yet: it is in an earlier block
+    else:
         return -2
     if n[0] >= stk.shape[0]:
         return -3
     i = n[0]
-    stk[i, 0] = target  # -1: the event is in an earlier block
+    stk[i, 0] = target
     stk[i, 1] = n[1]
     stk[i, 2] = 0
     stk[i, 3] = cpu_v
     n[0] += 1
-    last[cpu_v] = LAST_OTHER  # one stack per event
     return i
 
 
@@ -280,13 +290,13 @@ def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba
     buf, words, nbytes, names, name_lens, name_event, required,
     seq, ts, cpu, pid, tgid, comm, irq, preempt, migdis, event, pfn, order, mt, gfp, refill,
     ford, pbord, fmt, frag, chown,
-    keys, vals, ent, ent_counts, spec, counts, stk, frames, last, nstk,
+    keys, vals, ent, ent_counts, spec, counts, stk, frames, fence, nstk,
 ):
     """Scan buf[:nbytes] (whole lines). Returns (rows, n_strings, n_specials, status).
 
     status 0: ok; 1: string table full; 2: special table full; 3: row capacity too small;
     4: stack tables full. `seq` holds the 1-based line number inside the block. Stacks go to
-    stk/frames (Stacks), their counts to nstk; `last` ends as each CPU's last row.
+    stk/frames (Stacks), their counts to nstk; `fence` ends as Stacks.fence describes.
     """
     nrow = 0
     nent = 0
@@ -296,7 +306,8 @@ def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba
     pos = 0
     cap = seq.shape[0]
     speccap = spec.shape[0]
-    cur = -1  # the stack whose frames follow: >= 0 kept, -2 skipped, -1 none
+    cur = -2  # the stack whose frames follow: >= 0 kept, -2 skipped
+    cur_line = -1  # the line of its header or last frame: frames must follow it directly
     while pos < nbytes:
         ls = pos
         le = pos
@@ -426,7 +437,7 @@ def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba
                 nspec += 1
                 continue
             if e - s >= 2 and buf[s] == 61 and buf[s + 1] == 62:  # '=>': a stack frame
-                if cur >= 0:
+                if cur_line == line - 1 and cur >= 0:
                     f0 = s + 2
                     while f0 < e and buf[f0] == 32:
                         f0 += 1
@@ -443,9 +454,11 @@ def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba
                     nstk[1] += 1
                     stk[cur, 2] += 1
                     counts[C_STACK] += 1
+                    cur_line = line
                     continue
-                if cur == -2:
+                if cur_line == line - 1:
                     counts[C_STACK_OTHER] += 1
+                    cur_line = line
                     continue
                 bad = BAD_FRAME
             else:
@@ -584,13 +597,15 @@ def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba
                 bad = 3
                 # ftrace's '<stack trace>' (no event name: it is the ring buffer's own entry)
                 if n0 < e and buf[n0] == 60 and _starts(buf, n0, e, _STACK_HDR):
-                    cur = _open_stack(cpu_v, last, stk, nstk)
+                    cur = _open_stack(cpu_v, line, nrow, cpu, seq, fence, stk, nstk)
                     if cur == -3:
                         return nrow, nent, nspec, 4
+                    cur_line = line
                     counts[C_STACK if cur >= 0 else C_STACK_OTHER] += 1
                     continue
                 if n0 < e and buf[n0] == 60 and _starts(buf, n0, e, _USER_HDR):
                     cur = -2
+                    cur_line = line
                     counts[C_STACK_OTHER] += 1
                     continue
             else:
@@ -605,27 +620,28 @@ def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba
                 pstart = q + 1
                 while pstart < e and buf[pstart] == 32:
                     pstart += 1
-                if ev == EV_STACK:  # trace-cmd's kernel_stack: '<stack trace >'
-                    cur = _open_stack(cpu_v, last, stk, nstk)
-                    if cur == -3:
-                        return nrow, nent, nspec, 4
-                    counts[C_STACK if cur >= 0 else C_STACK_OTHER] += 1
-                    continue
-                if ev == EV_USER_STACK:  # its frames follow; the kernel stack may come next
-                    cur = -2
-                    counts[C_STACK_OTHER] += 1
-                    continue
-                if ev < 0:  # not a row: a stack that follows is this event's, and frames
-                    if cpu_v < last.shape[0]:  # right after it too (trace-cmd's user_stack)
-                        last[cpu_v] = LAST_OTHER
-                    cur = -2
-                if ev == -1:  # another tracepoint: count it by name
-                    code, nent = _intern(buf, n0, nlen, STR_OTHER, keys, vals, ent, nent)
-                    if code < 0:
-                        return nrow, nent, nspec, 1
-                    ent_counts[code] += 1
-                    counts[C_OTHER] += 1
-                    continue
+                if ev < 0:  # not a kmem row
+                    if ev == EV_STACK:  # trace-cmd's kernel_stack: '<stack trace >'
+                        cur = _open_stack(cpu_v, line, nrow, cpu, seq, fence, stk, nstk)
+                        if cur == -3:
+                            return nrow, nent, nspec, 4
+                        cur_line = line
+                        counts[C_STACK if cur >= 0 else C_STACK_OTHER] += 1
+                        continue
+                    cur = -2  # frames right after the line are its own (trace-cmd's user_stack)
+                    cur_line = line
+                    if ev == EV_USER_STACK:  # the kernel stack may come next
+                        counts[C_STACK_OTHER] += 1
+                        continue
+                    if cpu_v < fence.shape[0]:
+                        fence[cpu_v] = line  # a stack that follows is this event's
+                    if ev == -1:  # another tracepoint: count it by name
+                        code, nent = _intern(buf, n0, nlen, STR_OTHER, keys, vals, ent, nent)
+                        if code < 0:
+                            return nrow, nent, nspec, 1
+                        ent_counts[code] += 1
+                        counts[C_OTHER] += 1
+                        continue
         if bad < 0:
             ccode = -1
             cs = s
@@ -790,9 +806,8 @@ def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba
             if bad < 0 and (ord_v > 127 or ord_v < -1 or mt_v > 127 or mt_v < -1):
                 bad = 4
         if bad >= 0:
-            if found and cpu_v < last.shape[0]:
-                last[cpu_v] = LAST_OTHER  # a stack that follows is the bad line's
-            cur = -1
+            if found and cpu_v < fence.shape[0]:
+                fence[cpu_v] = line  # a stack that follows is the bad line's
             counts[C_BAD0 + bad] += 1
             if nsamples < MAX_SAMPLES_PER_BLOCK:
                 if nspec >= speccap:
@@ -836,9 +851,6 @@ def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba
             chown[nrow] = -1
         gfp[nrow] = gfp_v
         refill[nrow] = ref_v
-        if cpu_v < last.shape[0]:
-            last[cpu_v] = nrow
-        cur = -1
         counts[C_EVENTS] += 1
         nrow += 1
     return nrow, nent, nspec, 0
