@@ -22,7 +22,7 @@ AWK = r"""function hex(s,  i,n,d) {n=0; s=tolower(s); sub(/^0x/,"",s);
 for(i=1;i<=length(s);i++){d=index("0123456789abcdef",substr(s,i,1))-1; n=n*16+d} return n}
 {for(i=1;i<=NF;i++) if ($i ~ /^mm_page[a-z_]*:$/) {ev=substr($i,1,length($i)-1);
 for(j=i+1;j<=NF;j++) if ($j ~ /^pfn=/) s[ev]+=hex(substr($j,5)); c[ev]++; break}}
-END {for (e in c) printf "%s %d %d\n", e, c[e], s[e]}"""
+END {for (e in c) printf "%s %d %.0f\n", e, c[e], s[e]}"""
 
 
 def grep_counts(bundle: Path) -> dict[str, tuple[int, int]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 _KEEP = 4  # older source versions' caches kept (several installs may share the folder)
@@ -32,20 +33,38 @@ def source_hash() -> str:
 
 
 def configure() -> Path | None:
-    """Point numba's cache at the per-source folder (before numba is imported)."""
-    base = os.environ.get("PAGEREPLAY_NUMBA_BASE") or os.environ.get("NUMBA_CACHE_DIR")
-    if not base:
-        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        base = str(Path(xdg) / "pagereplay" / "numba")
+    """Point numba's cache at the per-source folder (before numba is imported): under
+    $PAGEREPLAY_NUMBA_BASE or $NUMBA_CACHE_DIR, else the user's cache folder, else a temporary
+    folder when that is not writable (a read-only home). Never beside the sources: numba's own
+    fallback there breaks read-only installs and can shadow an editable one."""
+    given = os.environ.get("PAGEREPLAY_NUMBA_BASE") or os.environ.get("NUMBA_CACHE_DIR")
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    candidates = [given] if given else []
+    candidates += [str(Path(xdg) / "pagereplay" / "numba"),
+                   str(Path(tempfile.gettempdir()) / f"pagereplay-numba-{uid}"),
+                   f"/dev/shm/pagereplay-numba-{uid}"]
+    tag = source_hash()
+    for base in candidates:
+        folder = Path(base) / tag
+        if _writable(folder):
+            os.environ["PAGEREPLAY_NUMBA_BASE"] = base  # child processes (dask workers) agree
+            os.environ["NUMBA_CACHE_DIR"] = str(folder)
+            _prune(Path(base), folder)
+            return folder
+    return None  # nothing writable: numba compiles in memory each run
+
+
+def _writable(folder: Path) -> bool:
+    """The folder exists (made if need be) and a file can be written in it (os.access says
+    yes to root on a read-only mount)."""
     try:
-        folder = Path(base) / source_hash()
         folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+        return True
     except OSError:
-        return None  # no writable cache: numba compiles in memory each run
-    os.environ["PAGEREPLAY_NUMBA_BASE"] = base  # child processes (dask workers) agree
-    os.environ["NUMBA_CACHE_DIR"] = str(folder)
-    _prune(Path(base), folder)
-    return folder
+        return False
 
 
 def _prune(base: Path, keep: Path) -> None:

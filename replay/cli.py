@@ -71,6 +71,10 @@ KernelOpt = Annotated[str | None, typer.Option(
     "the bundle's uname or the trace header; nearest profile with a warning).")]
 
 
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar (it shows only on "
+                                        "a terminal, for long traces).")]
+
+
 @app.command()
 def reconstruct(
     source: SourceArg,
@@ -78,14 +82,18 @@ def reconstruct(
                                                   "('-' for stdout).")] = None,
     machine: MachineOpt = None,
     kernel: KernelOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Follow the kernel's real buddy state through the trace; check it against /proc.
 
     Exit status 0 when exact with no inconsistent event, 1 when not, 2 for unusable input.
     """
+    from replay.commands.progress import replay_progress
     from replay.commands.reconstruct_cmd import run_reconstruct
 
-    raise typer.Exit(run_reconstruct(source, json_out, machine, out, err, kernel))
+    with replay_progress(err, quiet) as progress:
+        code = run_reconstruct(source, json_out, machine, out, err, kernel, progress)
+    raise typer.Exit(code)
 
 
 SetOpt = Annotated[list[str] | None, typer.Option(
@@ -105,14 +113,19 @@ def simulate(
                                             "model picks the kernel's block.")] = False,
     machine: MachineOpt = None,
     kernel: KernelOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Feed the trace's requests through the model; it makes every decision itself.
 
     With --kernel other than the trace's, the same requests run under that kernel's policy
     (the upgrade what-if)."""
+    from replay.commands.progress import replay_progress
     from replay.commands.simulate_cmd import run_simulate
 
-    raise typer.Exit(run_simulate(source, sets, outdir, agreement, machine, out, err, kernel))
+    with replay_progress(err, quiet) as progress:
+        code = run_simulate(source, sets, outdir, agreement, machine, out, err, kernel,
+                            progress)
+    raise typer.Exit(code)
 
 
 OutDirOpt = Annotated[Path | None, typer.Option("-o", "--output", help="Output directory.")]
@@ -136,12 +149,16 @@ def report(
     machine: MachineOpt = None,
     kernel: KernelOpt = None,
     symbols: SymbolsOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """The observed trace alone: summary.json, report.md and dashboard.html."""
+    from replay.commands.progress import replay_progress
     from replay.commands.report_cmd import run_report
 
-    raise typer.Exit(run_report(source, outdir, time_window, window_ms, window_events,
-                                plotlyjs, machine, None, False, out, err, kernel, symbols))
+    with replay_progress(err, quiet) as progress:
+        code = run_report(source, outdir, time_window, window_ms, window_events, plotlyjs,
+                          machine, None, False, out, err, kernel, symbols, progress)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -156,15 +173,19 @@ def compare(
     machine: MachineOpt = None,
     kernel: KernelOpt = None,
     symbols: SymbolsOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Reconstruct, simulate and agreement; observed vs simulated for every metric.
 
     The observed side follows the trace's kernel; the simulated side --kernel's (the upgrade
     what-if when they differ)."""
+    from replay.commands.progress import replay_progress
     from replay.commands.report_cmd import run_report
 
-    raise typer.Exit(run_report(source, outdir, time_window, window_ms, window_events,
-                                plotlyjs, machine, sets, True, out, err, kernel, symbols))
+    with replay_progress(err, quiet) as progress:
+        code = run_report(source, outdir, time_window, window_ms, window_events, plotlyjs,
+                          machine, sets, True, out, err, kernel, symbols, progress)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -179,14 +200,18 @@ def explain(
     sets: SetOpt = None,
     top: Annotated[int, typer.Option("--top", help="Rows per table in the console.")] = 15,
     machine: MachineOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Who stole pageblocks from another migratetype, which live blocks left them mixed (and
     for how long), and which blocks keep pageblocks from merging. With --set, the simulated run
     under those settings is explained too."""
     from replay.commands.explain_cmd import run_explain
+    from replay.commands.progress import replay_progress
 
-    raise typer.Exit(run_explain(source, time_window, outdir, as_json, symbols, machine, sets,
-                                 top, out, err))
+    with replay_progress(err, quiet or as_json) as progress:
+        code = run_explain(source, time_window, outdir, as_json, symbols, machine, sets, top,
+                           out, err, progress)
+    raise typer.Exit(code)
 
 
 ThresholdsOpt = Annotated[Path | None, typer.Option(

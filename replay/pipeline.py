@@ -65,15 +65,21 @@ def load_symbols(path: str | Path | None, near: Path | None,
     """The symbols to name call chains with: `path`, else a kallsyms or System.map in `near`
     (the bundle, or the trace file's folder) when the trace has call chains; relocated to
     where the recording kernel was (KASLR)."""
+    has_stack = data.events.column("stack_id").null_count < len(data.events)
+    return symbols_for(path, near, has_stack, data.stats.kernel_reloc)
+
+
+def symbols_for(path: str | Path | None, near: Path | None, has_stack: bool,
+                kernel_reloc) -> Symbols | None:
+    """load_symbols given whether the trace has call chains and its kernel relocation."""
     from replay.trace.symbols import Symbols
 
-    if path is None and near is not None and data.events.column("stack_id").null_count < len(
-            data.events):
+    if path is None and near is not None and has_stack:
         found = [Path(near) / n for n in SYMBOL_FILES if (Path(near) / n).exists()]
         path = found[0] if found else None
     if path is None:
         return None
-    return Symbols.load(path).relocate(data.stats.kernel_reloc)
+    return Symbols.load(path).relocate(kernel_reloc)
 
 
 def reconstruct_source(source: str | Path, machine_desc: str | None = None) -> ReconstructResult:

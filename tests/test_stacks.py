@@ -21,8 +21,10 @@ from conftest import DATA, TRACES, run_cli
 
 from replay.commands.record_cmd import record_args
 from replay.errors import StrictError
+from replay.metrics.caller_counts import CallerCounts, ChainBook, caller_table_from
 from replay.metrics.callsites import callsite, callsites, frame_parts, site
 from replay.metrics.peers import caller_table
+from replay.stream.columns import CommTable, batch_columns
 from replay.trace import ingest
 from replay.trace.ingest import read_parquet, read_trace, stack_safe_end
 from replay.trace.symbols import Symbols
@@ -149,6 +151,24 @@ def test_callsites_without_a_system_map(bundle):
     # a System.map of another kernel changes nothing: the trace's own names win
     other = Symbols.load(KALLSYMS)
     assert caller_table(frame, other).equals(table)
+
+
+@pytest.mark.parametrize("rows", [500, 1 << 18])
+def test_caller_table_counted_batch_by_batch(bundle, rows):
+    """The streamed commands' caller table (chains and allocations gathered batch by batch,
+    partial counts merged) equals the one over the whole events table."""
+    book, counts, comms = ChainBook(), CallerCounts(), CommTable()
+    for batch in bundle.events.to_batches(max_chunksize=rows):
+        cols, _ = batch_columns(batch, comms)
+        book.learn(batch, cols["stack"], cols["gfp"])
+        counts.feed(cols)
+    frame = pl.from_arrow(bundle.events).with_columns(pl.col("event").cast(pl.Utf8))
+    want = caller_table(frame)
+    assert want.height > len(AWK_CALLSITES)
+    assert caller_table_from(counts, book).equals(want)
+    assert (counts.events, counts.stacks, book.named_by_trace) == (STACK_HEADERS, 60, True)
+    assert len(book.gfp_texts) == frame.filter(pl.col("stack_id").is_not_null())[
+        "gfp_flags"].n_unique()
 
 
 @pytest.mark.parametrize("block", [2048, 7776, 65536])

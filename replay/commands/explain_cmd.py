@@ -12,36 +12,28 @@ from rich.table import Table
 from replay.commands.ingest_cmd import warn_damaged
 from replay.commands.report_cmd import _json_default, parse_time
 from replay.engine.simulate import Settings
-from replay.pipeline import (
-    explain_capture,
-    explain_observed,
-    explain_simulated,
-    load,
-    observe,
-    simulate_run,
-)
+from replay.stream.runs import StreamJob, both
 
 
 def run_explain(source: str, time_window: str | None, outdir: Path | None, as_json: bool,
                 symbols_file: Path | None, machine: str | None, sets: list[str] | None,
-                top: int, out: Console, err: Console) -> int:
+                top: int, out: Console, err: Console, progress=None) -> int:
     """Replay, explain, print the blame table (or JSON), write explain.json with -o."""
     window = parse_time(time_window)
     settings = Settings.parse(sets) if sets else None
     t0 = time.perf_counter()
-    run = load(source, machine, symbols=symbols_file)
-    symbols = run.symbols  # replay.trace.symbols: relocated to the recording kernel (KASLR)
-    warn_damaged(run.data.stats, err)
-    capture = explain_capture(run, window)
-    recon, _ = observe(run, samples=False, capture=capture)
-    observed, state = explain_observed(run, recon, capture, window, symbols)
-    d = {"source": run.source, "kind": "explain", "observed": observed}
-    if settings is not None:
-        sim_capture = explain_capture(run, window)
-        sim = simulate_run(run, settings, samples=False, capture=sim_capture)
-        d["settings"] = settings.as_dict()
-        d["simulated"] = explain_simulated(run, sim, sim_capture, window, state.pid_comm,
-                                           symbols)
+    with StreamJob(source, machine, window=window, per_process=False,
+                   progress=progress) as job:
+        warn_damaged(job.trace.stats, err)
+        symbols = job.symbols(symbols_file)  # relocated to the recording kernel (KASLR)
+        if settings is not None:
+            obs, sim = both(job, settings, False, True, symbols)
+        else:
+            obs, sim = job.observe(False, job.capture(), True, symbols), None
+        d = {"source": source, "kind": "explain", "observed": obs.explain}
+        if sim is not None:
+            d["settings"] = settings.as_dict()
+            d["simulated"] = sim.explain
     d["seconds"] = round(time.perf_counter() - t0, 3)
     text = json.dumps(d, indent=1, default=_json_default)
     if outdir is not None:

@@ -6,65 +6,96 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.compute as pc
 from rich.console import Console
 from rich.table import Table
 
 from replay.commands.ingest_cmd import print_bad, stats_dict
-from replay.trace.ingest import read_trace
 from replay.trace.sources import resolve
 
 
 def trace_summary(source: str, strict: bool = False,
                   symbols: Path | None = None) -> tuple[dict, object]:
-    if source.endswith(".parquet") and Path(source).is_file():
-        from replay.trace.ingest import read_parquet
+    """The summary of a trace, read batch by batch (memory bounded whatever its length); the
+    second value is the source it was read from."""
+    from replay.stream.source import open_events
 
-        data = read_parquet(source)
-    else:
-        data = read_trace(source, strict=strict)
-    d = stats_dict(data.stats)
-    ev = data.events
-    if ev.num_rows:
-        t0, t1 = pc.min(ev["ts_ns"]).as_py(), pc.max(ev["ts_ns"]).as_py()
+    events, _ = open_events(source, strict=strict, prefer_binary=False)
+    t0 = t1 = None
+    cpus: set[int] = set()
+    pids: set[int] = set()
+    failed = 0
+    chains = _Chains()
+    for batch in events.batches():
+        if not batch.num_rows:
+            continue
+        chains.feed(batch)
+        lo, hi = pc.min(batch["ts_ns"]).as_py(), pc.max(batch["ts_ns"]).as_py()
+        t0 = lo if t0 is None else min(t0, lo)
+        t1 = hi if t1 is None else max(t1, hi)
+        cpus.update(pc.unique(batch["cpu"]).to_pylist())
+        pids.update(pc.unique(batch["pid"]).to_pylist())
+        failed += pc.sum(batch["failed"]).as_py() or 0
+    d = stats_dict(events.stats)
+    if t0 is not None:
         d["first_ts_s"] = t0 / 1e9
         d["last_ts_s"] = t1 / 1e9
         d["duration_s"] = (t1 - t0) / 1e9
-        d["cpus_seen"] = sorted(pc.unique(ev["cpu"]).to_pylist())
-        d["pids"] = len(pc.unique(ev["pid"]))
-        d["failed_allocs"] = pc.sum(ev["failed"]).as_py() or 0
+        d["cpus_seen"] = sorted(cpus)
+        d["pids"] = len(pids)
+        d["failed_allocs"] = failed
     d["markers_list"] = [
         {"ts_s": m["ts_ns"] / 1e9, "cpu": m["cpu"], "text": m["text"]}
-        for m in data.markers.to_pylist()
+        for m in events.markers().to_pylist()
     ]
     d["zones"] = _zones(source)
-    d["callchains"] = _callchains(source, data, symbols)
-    return d, data
+    d["callchains"] = chains.summary(source, symbols, events.stats.kernel_reloc) \
+        if chains.counts.events else None
+    return d, events
 
 
 TOP_CALLSITES = 10
 
 
-def _callchains(source: str, data, symbols: Path | None) -> dict | None:
-    """perf.data -g, ftrace's stacktrace, trace-cmd -T: events with a kernel call chain,
-    distinct chains, and the top call sites by allocated KiB (named by the tracer, or by
-    the symbols; raw addresses without either)."""
-    ids = data.events["stack_id"]
-    if ids.null_count == len(ids):
-        return None
-    from replay.metrics.callsites import named_by_trace
-    from replay.metrics.peers import caller_table
-    from replay.pipeline import load_symbols
+class _Chains:
+    """perf.data -g, ftrace's stacktrace, trace-cmd -T: the call chains and the allocations
+    with one, gathered batch by batch (caller_counts.py)."""
 
-    path, bundle = resolve(source)
-    syms = load_symbols(symbols, bundle or (path.parent if path else None), data)
-    frame = pl.from_arrow(data.events).with_columns(pl.col("event").cast(pl.Utf8))
-    table = caller_table(frame, syms)
-    top = (table.group_by("callsite").agg(pl.col("total_alloc_kb").sum(), pl.col("hits").sum())
-           .sort(["total_alloc_kb", "callsite"], descending=[True, False]).head(TOP_CALLSITES))
-    return {"events": len(ids) - ids.null_count, "stacks": len(pc.unique(ids.drop_null())),
-            "symbols": syms.source if syms else None, "named_by_trace": named_by_trace(frame),
-            "top_callsites": top.to_dicts()}
+    def __init__(self) -> None:
+        from replay.metrics.caller_counts import CallerCounts, ChainBook
+        from replay.stream.columns import CommTable
+
+        self.book, self.counts, self.comms = ChainBook(), CallerCounts(), CommTable()
+
+    def feed(self, batch: pa.RecordBatch) -> None:
+        if "stack_id" not in batch.schema.names or \
+                batch["stack_id"].null_count == batch.num_rows:
+            return
+        from replay.stream.columns import batch_columns
+
+        cols, _ = batch_columns(batch, self.comms)
+        self.book.learn(batch, cols["stack"], cols["gfp"])
+        self.counts.feed(cols)
+
+    def summary(self, source: str, symbols: Path | None, kernel_reloc) -> dict:
+        """Events with a kernel call chain, distinct chains, and the top call sites by
+        allocated KiB (named by the tracer, or by the symbols; raw addresses without
+        either)."""
+        from replay.metrics.caller_counts import caller_table_from
+        from replay.pipeline import symbols_for
+
+        path, bundle = resolve(source)
+        syms = symbols_for(symbols, bundle or (path.parent if path else None), True,
+                           kernel_reloc)
+        table = caller_table_from(self.counts, self.book, syms)
+        top = (table.group_by("callsite")
+               .agg(pl.col("total_alloc_kb").sum(), pl.col("hits").sum())
+               .sort(["total_alloc_kb", "callsite"], descending=[True, False])
+               .head(TOP_CALLSITES))
+        return {"events": self.counts.events, "stacks": self.counts.stacks,
+                "symbols": syms.source if syms else None,
+                "named_by_trace": self.book.named_by_trace, "top_callsites": top.to_dicts()}
 
 
 def _zones(source: str) -> list[dict]:

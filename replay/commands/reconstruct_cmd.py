@@ -11,9 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from replay.commands.ingest_cmd import warn_damaged, warn_profile
-from replay.engine.reconstruct import ReconstructResult, reconstruct
+from replay.engine.reconstruct import ReconstructResult
 from replay.metrics.compaction import compaction_section
-from replay.pipeline import load
+from replay.stream.runs import StreamJob
 
 
 def print_compaction(comp: dict, out: Console) -> None:
@@ -76,19 +76,21 @@ def print_result(r: ReconstructResult, source: str, seconds: float, out: Console
 
 
 def run_reconstruct(source: str, json_out: Path | None, machine: str | None, out: Console,
-                    err: Console, kernel: str | None = None) -> int:
+                    err: Console, kernel: str | None = None, progress=None) -> int:
     t0 = time.perf_counter()
-    run = load(source, machine, kernel)
-    warn_damaged(run.data.stats, err)
-    r = reconstruct(run.data, run.bundle, run.machine, kernel=kernel)
-    warn_profile(r.profile, err)
-    dt = time.perf_counter() - t0
-    d = r.as_dict()
-    d["source"] = source
-    d["seconds"] = round(dt, 3)
-    b = run.bundle
-    comp = compaction_section(run.data.events.slice(r.i_start), b.start.vmstat if b else None,
-                              b.end.vmstat if b else None, r.compaction, r.counters)
+    with StreamJob(source, machine, kernel, follow="requested", per_process=False,
+                   progress=progress) as job:
+        warn_damaged(job.trace.stats, err)
+        r = job.observe(samples=False).recon
+        warn_profile(r.profile, err)
+        dt = time.perf_counter() - t0
+        d = r.as_dict()
+        d["source"] = source
+        d["seconds"] = round(dt, 3)
+        b = job.trace.bundle
+        comp = compaction_section(job.obs_side.compaction_frame(),
+                                  b.start.vmstat if b else None, b.end.vmstat if b else None,
+                                  r.compaction, r.counters)
     d["compaction"] = comp
     d["verdict"] = ("exact" if r.exact else "not exact") + (f": {comp['verdict']}"
                                                             if comp.get("verdict") else "")

@@ -11,14 +11,6 @@ from rich.console import Console
 from replay.commands.ingest_cmd import warn_damaged, warn_profile
 from replay.engine.simulate import Settings
 from replay.errors import SettingsError
-from replay.pipeline import (
-    explain_capture,
-    explain_observed,
-    explain_simulated,
-    load,
-    observe,
-    simulate_run,
-)
 
 
 def parse_time(text: str | None) -> tuple[float, float] | None:
@@ -64,8 +56,8 @@ def run_report(source: str, outdir: Path | None, time_window: str | None,
                window_ms: float | None, window_events: int | None, plotlyjs: str,
                machine: str | None, sets: list[str] | None, compare: bool,
                out: Console, err: Console, kernel: str | None = None,
-               symbols: Path | None = None) -> int:
-    from replay.report.build import build
+               symbols: Path | None = None, progress=None) -> int:
+    from replay.stream.runs import StreamJob, report
 
     if window_ms is not None and window_ms <= 0:
         raise SettingsError(f"--window-ms {window_ms}: must be positive")
@@ -77,21 +69,12 @@ def run_report(source: str, outdir: Path | None, time_window: str | None,
         raise SettingsError(f"--kernel {kernel} and --set kernel={settings.get('kernel')}: "
                             "give one")
     t0 = time.perf_counter()
-    run = load(source, machine, kernel or settings.get("kernel"), symbols)
-    warn_damaged(run.data.stats, err)
-    capture = explain_capture(run, window)
-    recon, samples = observe(run, window_events, window_ms,
-                             follow="trace" if compare else "requested", capture=capture)
-    explained, state = explain_observed(run, recon, capture, window)
-    explain = {"observed": explained}
-    sim = None
-    if compare:
-        sim_capture = explain_capture(run, window)
-        sim = simulate_run(run, settings, window_events, window_ms, capture=sim_capture)
-        explain["simulated"] = explain_simulated(run, sim, sim_capture, window, state.pid_comm)
-    warn_profile(sim.profile if sim is not None else recon.profile, err)
-    d = build(run, recon, samples, sim, settings.as_dict(), window,
-              "compare" if compare else "report", explain)
+    with StreamJob(source, machine, kernel or settings.get("kernel"),
+                   follow="trace" if compare else "requested", window=window,
+                   every_events=window_events, every_ms=window_ms, progress=progress) as job:
+        warn_damaged(job.trace.stats, err)
+        d, profile = report(job, settings, compare, job.symbols(symbols))
+    warn_profile(profile, err)
     d["seconds"] = round(time.perf_counter() - t0, 3)
     outdir = outdir or Path("report-" + Path(source.rstrip("/")).name.split(".")[0])
     paths = write_outputs(d, outdir, "comparison.json" if compare else "summary.json", plotlyjs)

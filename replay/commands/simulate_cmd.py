@@ -13,7 +13,8 @@ from rich.table import Table
 from replay.commands.ingest_cmd import warn_damaged, warn_profile
 from replay.engine.simulate import Settings
 from replay.errors import SettingsError
-from replay.pipeline import load, observe, simulate_run
+from replay.metrics.slowpath import slow_path_section
+from replay.stream.runs import StreamJob, both
 
 
 def traced_counts(events) -> dict[str, int]:
@@ -40,7 +41,9 @@ def traced_counts(events) -> dict[str, int]:
 
 
 def model_counts(c: dict[str, int], events) -> dict[str, int]:
-    t = traced_counts(events)
+    """The model's side of the table: its counters, with the traced_counts of its events (a
+    table, or a dict of them already counted)."""
+    t = events if isinstance(events, dict) else traced_counts(events)
     return {
         "allocs": c["allocs"], "alloc_failures": c["alloc_failures"],
         "pcp_refill_blocks": t["pcp_refill_blocks"], "buddy_allocs": t["buddy_allocs"],
@@ -50,24 +53,86 @@ def model_counts(c: dict[str, int], events) -> dict[str, int]:
     }
 
 
+class ParquetSink:
+    """The simulated events written to Parquet as they are made (simulate -o)."""
+
+    def __init__(self, path: Path, pageblock_order: int) -> None:
+        import pyarrow.parquet as pq
+
+        from replay.trace.schema import EVENTS_SCHEMA
+
+        self.pbo = pageblock_order
+        self.writer = pq.ParquetWriter(path, EVENTS_SCHEMA, compression="zstd")
+
+    def __call__(self, out, e, seq0: int) -> None:
+        from replay.engine.simulate import emitted_table
+
+        self.writer.write_table(emitted_table(out, e, self.pbo, seq0))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def print_slow_path(slow: dict, out: Console) -> None:
+    """The model's slow path against the kernel's vmstat deltas, and its failures."""
+    rows = [r for r in slow.get("vmstat", []) if r["kernel"] or r["model"]]
+    if rows:
+        t = Table(title="slow path: kernel (vmstat start->end) vs model", header_style="bold")
+        for col in ("counter", "kernel", "model", "gap"):
+            t.add_column(col, justify="right" if col != "counter" else "left")
+        for r in rows:
+            gap = f"{r['gap_pct']:+.1f}%" if r["gap_pct"] is not None else "-"
+            t.add_row(r["counter"], f"{r['kernel']:,}", f"{r['model']:,}", gap)
+        out.print(t)
+    fails = slow.get("failures") or []
+    if fails:
+        t = Table(title="the model's failed allocations", header_style="bold")
+        for col in ("order", "gfp", "failures", "first s", "last s"):
+            t.add_column(col, justify="left" if col == "gfp" else "right")
+        for r in fails[:10]:
+            t.add_row(str(r["order"]), r["gfp"], f"{r['failures']:,}", f"{r['first_s']:.3f}",
+                      f"{r['last_s']:.3f}")
+        out.print(t)
+
+
 def run_simulate(source: str, sets: list[str] | None, outdir: Path | None, agreement: bool,
                  machine: str | None, out: Console, err: Console,
-                 kernel: str | None = None) -> int:
+                 kernel: str | None = None, progress=None) -> int:
     settings = Settings.parse(sets)
     if kernel is not None and settings.get("kernel") not in (None, kernel):
         raise SettingsError(f"--kernel {kernel} and --set kernel={settings.get('kernel')}: "
                             "give one")
     t0 = time.perf_counter()
-    run = load(source, machine, kernel or settings.get("kernel"))
-    warn_damaged(run.data.stats, err)
-    t1 = time.perf_counter()
-    sim = simulate_run(run, settings, samples=False)
+    writer = None
+    with StreamJob(source, machine, kernel or settings.get("kernel"), per_process=False,
+                   progress=progress) as job:
+        warn_damaged(job.trace.stats, err)
+        t1 = time.perf_counter()
+        if outdir is not None:
+            from replay.engine.simulate import simulation_machines
+
+            outdir.mkdir(parents=True, exist_ok=True)
+            sim_machine = simulation_machines(job.trace, job.trace.bundle, settings,
+                                              job.trace.machine_desc)[2]
+            writer = ParquetSink(outdir / "simulated.parquet", sim_machine.pageblock_order)
+        try:
+            if agreement:
+                r, simd = both(job, settings, False, False, writer=writer)
+            else:
+                r, simd = None, job.simulate(settings, False, writer=writer)
+        finally:
+            if writer is not None:
+                writer.close()
+        sim = simd.sim
+        t2 = time.perf_counter()
+        n = job.trace.plan.n - sim.i_start
+        # observed counts only over the replayed part of the trace (after the start snapshot)
+        obs = job.obs_side.metrics.traced_counts()
+        bundle = job.trace.bundle
+        slow = slow_path_section(sim, bundle.start.vmstat if bundle else None,
+                                 bundle.end.vmstat if bundle else None)
     warn_profile(sim.profile, err)
-    t2 = time.perf_counter()
-    # observed counts only over the replayed part of the trace (after the start snapshot)
-    i_start = sim.i_start
-    obs = traced_counts(run.data.events.slice(i_start))
-    mod = model_counts(sim.counters, sim.events)
+    mod = model_counts(sim.counters, simd.side.traced_counts())
     t = Table(title=f"{source}: simulated vs traced", header_style="bold")
     for col in ("metric", "trace", "model", "gap"):
         t.add_column(col, justify="right" if col != "metric" else "left")
@@ -75,18 +140,18 @@ def run_simulate(source: str, sets: list[str] | None, outdir: Path | None, agree
         gap = (mod[k] - obs[k]) / obs[k] * 100 if obs[k] else 0.0
         t.add_row(k, f"{obs[k]:,}", f"{mod[k]:,}", f"{gap:+.1f}%" if obs[k] else "-")
     out.print(t)
-    n = run.data.events.num_rows - i_start
-    out.print(f"settings: {settings.as_dict() or 'the kernel’s'}; {n:,} trace events simulated in "
-              f"{t2 - t1:.2f}s ({n / max(t2 - t1, 1e-9) / 1e6:.2f} M events/s; load "
-              f"{t1 - t0:.2f}s)", highlight=False)
+    what = "simulated (and followed)" if agreement else "simulated"
+    out.print(f"settings: {settings.as_dict() or 'the kernel’s'}; {n:,} trace events {what} in "
+              f"{t2 - t1:.2f}s ({n / max(t2 - t1, 1e-9) / 1e6:.2f} M events/s; reading and "
+              f"planning {t1 - t0:.2f}s)", highlight=False)
     out.print(f"kernel rules: trace {sim.profile.trace.name}, model {sim.profile.model.name}"
               + (" (what-if)" if sim.profile.what_if else ""), highlight=False)
+    print_slow_path(slow, out)
     result = {"source": source, "settings": settings.as_dict(), "trace": obs, "model": mod,
-              "model_counters": sim.counters, "seconds": round(t2 - t1, 3),
+              "model_counters": sim.counters, "slow_path": slow, "seconds": round(t2 - t1, 3),
               "kernel_profile": sim.profile.as_dict()}
-    if agreement:
-        r, _ = observe(run, samples=False)
-        a = r.agreement
+    if r is not None:
+        a = r.recon.agreement
         result["agreement"] = a.as_dict()
         out.print(f"agreement: {a.exact:,}/{a.decisions:,} = {100 * a.rate:.3f}% "
                   f"(determined by the trace: {100 * a.determined_rate:.3f}% of "
@@ -101,10 +166,6 @@ def run_simulate(source: str, sets: list[str] | None, outdir: Path | None, agree
                 at.add_row(f"{group} {k}".strip(), f"{d:,}", f"{100 * x / d:.3f}%" if d else "-")
         out.print(at)
     if outdir is not None:
-        outdir.mkdir(parents=True, exist_ok=True)
-        import pyarrow.parquet as pq
-
-        pq.write_table(sim.events, outdir / "simulated.parquet", compression="zstd")
         (outdir / "simulate.json").write_text(json.dumps(result, indent=2))
         out.print(f"wrote {outdir / 'simulated.parquet'} and {outdir / 'simulate.json'}")
     return 0

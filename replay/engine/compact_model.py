@@ -35,6 +35,7 @@ from replay.engine.compaction import (
     CC_ZONE,
     COMPACT_CLUSTER_MAX,
     MODE_ASYNC,
+    MODE_SYNC,
     MODE_SYNC_LIGHT,
     PAGE_ALLOC_COSTLY_ORDER,
     TARGET_INFERRED,
@@ -46,7 +47,9 @@ from replay.engine.compaction import (
     ZC_ORDER_FAILED,
     __isolate_free_page,
     fast_isolate_freepages,
+    freelist_scan_limit,
     isolate_watermark_ok,
+    move_freelist_tail,
     reset_isolation_free_pfn,
 )
 from replay.engine.lru import lru_add
@@ -67,11 +70,23 @@ from replay.engine.slow_state import (
     ND_KSWAPD_ACTIVE,
     ND_PRESENT,
     ND_PROACTIVE_NEXT_NS,
+    RUN_FREE_END,
+    RUN_FREE_START,
+    RUN_KIND,
+    RUN_MIGRATE_END,
+    RUN_MIGRATE_START,
+    RUN_MIGRATED,
+    RUN_MODE,
+    RUN_ORDER,
+    RUN_REQ,
+    RUN_RESULT,
+    RUN_ZONE,
     SC_COMPACTION,
     SC_EXTFRAG_THRESHOLD,
     SC_FREE_HEAD,
     SC_NFREE,
     SC_NMIGRATE,
+    SC_NRUNS,
     SC_PROACTIVENESS,
     VM_CAPTURES,
     VM_COMPACT_DAEMON_FREE_SCANNED,
@@ -96,6 +111,7 @@ from replay.engine.state import (
     CFG_CAPC_ZONE,
     CFG_MAX_ORDER,
     CFG_PAGEBLOCK_ORDER,
+    NIL,
     PG_ALLOC,
     PG_BUDDY,
     ZP_END,
@@ -117,8 +133,9 @@ ISOLATE_NONE, ISOLATE_SUCCESS = 1, 2
 
 # the model's compact_control columns beyond compaction.py's CC_*
 CCM_PROACTIVE, CCM_RESCAN, CCM_HIGHEST, CCM_ALLOC_FLAGS, CCM_MIGRATE_SCANNED, \
-    CCM_FREE_SCANNED = 29, 30, 31, 32, 33, 34
-N_CCM = 35
+    CCM_FREE_SCANNED, CCM_FAST_START = 29, 30, 31, 32, 33, 34, 35
+N_CCM = 36
+FAST_START_DONE = -2  # cc->fast_start_pfn == ULONG_MAX
 
 
 # ---- fragmentation (mm/vmstat.c) -------------------------------------------------------------
@@ -470,22 +487,33 @@ def putback_movable_pages(sp):
 @njit(cache=True, _nrt=False)
 def isolate_migratepages_block(st, sp, cc, low_pfn, end_pfn):
     """isolate_migratepages_block(): LRU pages onto cc->migratepages (up to
-    COMPACT_CLUSTER_MAX); async direct compaction gives up an order-aligned block at its first
-    page it cannot isolate (skip_on_failure)."""
+    COMPACT_CLUSTER_MAX unless rescanning); a block found skip-marked at its first pfn is
+    abandoned (6.1: also the one fast_find_migrateblock just marked); async direct compaction
+    gives up an order-aligned block at its first page it cannot isolate (skip_on_failure)."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
     order = cc[0, CC_ORDER]
     skip_on_failure = cc[0, CC_DIRECT] == 1 and cc[0, CC_MODE] == MODE_ASYNC and order > 0
     next_skip = (((low_pfn >> order) + 1) << order) if skip_on_failure else 0
     nr_scanned = 0
     nr_isolated = 0
+    valid = False
+    skip_updated = False
+    aborted = False
     p = low_pfn
-    start = low_pfn
+    cc[0, CC_MIGRATE_PFN] = low_pfn
     while p < end_pfn:
         if skip_on_failure and p >= next_skip:
             if nr_isolated:
                 break
             next_skip = ((p >> order) + 1) << order
         nr_scanned += 1
+        aligned = (p & ((1 << pbo) - 1)) == 0
+        if not valid and aligned:
+            if not isolation_suitable(st, sp, cc, p):
+                p = end_pfn
+                aborted = True
+                break
+            valid = True
         s = st.pg_state[p]
         if s == PG_BUDDY:
             p += 1 << st.pg_order[p]
@@ -497,6 +525,13 @@ def isolate_migratepages_block(st, sp, cc, low_pfn, end_pfn):
         elif s == PG_ALLOC and st.pg_order[p] > 0:
             last = p + (1 << st.pg_order[p]) - 1
         elif sp.pg_lru[p] == 1 and st.pg_target[p] == 0:
+            if not skip_updated and cc[0, CC_IGNORE_SKIP] != 1:
+                skip_updated = True
+                if aligned:  # test_and_set_skip()
+                    if sp.pb_skip[p >> pbo]:
+                        aborted = True
+                        break
+                    sp.pb_skip[p >> pbo] = 1
             sp.pg_lru[p] = 2  # isolated: off the LRU while it migrates
             sp.migratepages[sp.cfg[SC_NMIGRATE]] = p
             sp.cfg[SC_NMIGRATE] += 1
@@ -521,8 +556,8 @@ def isolate_migratepages_block(st, sp, cc, low_pfn, end_pfn):
     if p > end_pfn:
         p = end_pfn
     if p == end_pfn and (nr_isolated == 0 or cc[0, CCM_RESCAN] == 1):
-        if cc[0, CC_IGNORE_SKIP] != 1:
-            sp.pb_skip[start >> pbo] = 1
+        if valid and not skip_updated and not aborted and cc[0, CC_IGNORE_SKIP] != 1:
+            sp.pb_skip[(end_pfn - 1) >> pbo] = 1
         update_cached_migrate(st, sp, cc, p)
     cc[0, CCM_MIGRATE_SCANNED] += nr_scanned
     sp.vm[VM_COMPACT_ISOLATED] += nr_isolated
@@ -531,23 +566,91 @@ def isolate_migratepages_block(st, sp, cc, low_pfn, end_pfn):
 
 
 @njit(cache=True, _nrt=False)
-def isolate_migratepages(st, sp, cc):
-    """isolate_migratepages(): the next suitable pageblock below the free scanner (linear:
-    fast_find_migrateblock is not modelled)."""
+def fast_find_migrateblock(st, sp, cc):
+    """fast_find_migrateblock(): for a costly order (direct compaction for a movable request,
+    or kcompactd), a MOVABLE free block low in the zone (first half of the scan space at the
+    zone start, first eighth later) points at a pageblock worth emptying: the search moves the
+    entry to its list's tail and skip-marks that block. When nothing is found the scan goes
+    back to the lowest block an earlier search found (reinit_migrate_pfn)."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
     z = cc[0, CC_ZONE]
-    low_pfn = cc[0, CC_MIGRATE_PFN]
+    zone_start = st.zone_param[z, ZP_START]
+    pfn = cc[0, CC_MIGRATE_PFN]
+    if cc[0, CC_IGNORE_SKIP] == 1:
+        return pfn
+    if pfn != zone_start and pfn != ((pfn >> pbo) << pbo):
+        return pfn
+    if cc[0, CC_ORDER] <= PAGE_ALLOC_COSTLY_ORDER:
+        return pfn
+    if cc[0, CC_DIRECT] == 1 and cc[0, CC_MIGRATETYPE] != MIGRATE_MOVABLE:
+        return pfn
+    limit = freelist_scan_limit(cc, 0)
+    distance = (cc[0, CC_FREE_PFN] - cc[0, CC_MIGRATE_PFN]) >> 1
+    if cc[0, CC_MIGRATE_PFN] != zone_start:
+        distance >>= 2
+    high_pfn = ((cc[0, CC_MIGRATE_PFN] + distance) >> pbo) << pbo
+    nr_scanned = 0
+    found = False
+    order = cc[0, CC_ORDER] - 1
+    while order >= PAGE_ALLOC_COSTLY_ORDER and not found and nr_scanned < limit:
+        total = 0
+        for m in range(st.fl_len.shape[2]):
+            total += st.fl_len[z, order, m]
+        if total > 0:
+            freepage = st.fl_head[z, order, MIGRATE_MOVABLE]
+            while freepage != NIL:
+                nxt = st.pg_next[freepage]
+                if nr_scanned >= limit:
+                    nr_scanned += 1
+                    move_freelist_tail(st, z, order, MIGRATE_MOVABLE, freepage)
+                    break
+                nr_scanned += 1
+                if freepage < high_pfn:
+                    if sp.pb_skip[freepage >> pbo]:
+                        freepage = nxt
+                        continue
+                    move_freelist_tail(st, z, order, MIGRATE_MOVABLE, freepage)
+                    if cc[0, CCM_FAST_START] != FAST_START_DONE:  # update_fast_start_pfn()
+                        if cc[0, CCM_FAST_START] == 0 or freepage < cc[0, CCM_FAST_START]:
+                            cc[0, CCM_FAST_START] = freepage
+                    pfn = max((freepage >> pbo) << pbo, zone_start)
+                    cc[0, CC_FAST_FAIL] = 0
+                    found = True
+                    sp.pb_skip[freepage >> pbo] = 1
+                    break
+                freepage = nxt
+        order -= 1
+    cc[0, CCM_MIGRATE_SCANNED] += nr_scanned
+    if not found:
+        cc[0, CC_FAST_FAIL] += 1
+        fs = cc[0, CCM_FAST_START]
+        if fs != 0 and fs != FAST_START_DONE:  # reinit_migrate_pfn()
+            cc[0, CC_MIGRATE_PFN] = fs
+            cc[0, CCM_FAST_START] = FAST_START_DONE
+        pfn = cc[0, CC_MIGRATE_PFN]
+    return pfn
+
+
+@njit(cache=True, _nrt=False)
+def isolate_migratepages(st, sp, cc):
+    """isolate_migratepages(): from the block fast_find_migrateblock() picks, or linearly,
+    the next suitable pageblock below the free scanner."""
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    z = cc[0, CC_ZONE]
+    low_pfn = fast_find_migrateblock(st, sp, cc)
     block_start = max((low_pfn >> pbo) << pbo, st.zone_param[z, ZP_START])
+    fast_found = low_pfn != cc[0, CC_MIGRATE_PFN] and cc[0, CC_FAST_FAIL] == 0
     block_end = ((low_pfn >> pbo) + 1) << pbo
     while block_end <= cc[0, CC_FREE_PFN]:
         aligned = (low_pfn & ((1 << pbo) - 1)) == 0
-        if aligned and not isolation_suitable(st, sp, cc, block_start):
+        if aligned and not fast_found and not isolation_suitable(st, sp, cc, block_start):
             pass
         elif not suitable_migration_source(st, cc, block_start):
             update_cached_migrate(st, sp, cc, block_end)
         else:
             isolate_migratepages_block(st, sp, cc, low_pfn, block_end)
             break
+        fast_found = False
         low_pfn = block_end
         cc[0, CC_MIGRATE_PFN] = low_pfn
         block_start = block_end
@@ -682,6 +785,9 @@ def compact_zone(st, sp, cc, capture, cpu, out, req, counters):  # noqa: PLR0912
         st.config[CFG_CAPC_MOVABLE] = int(st.config[CFG_COMPACTION] != 0
                                           and cc[0, CC_MIGRATETYPE] == MIGRATE_MOVABLE)
     sp.vm[VM_COMPACT_RUNS] += 1
+    migrated_before = sp.vm[VM_PGMIGRATE_SUCCESS]
+    migrate_start = cc[0, CC_MIGRATE_PFN]
+    free_start = cc[0, CC_FREE_PFN]
     last_migrated = 0
     update_cached = (not sync
                      and sp.zc[z, ZC_CACHED_MIGRATE_ASYNC] == sp.zc[z, ZC_CACHED_MIGRATE_SYNC])
@@ -724,6 +830,23 @@ def compact_zone(st, sp, cc, capture, cpu, out, req, counters):  # noqa: PLR0912
         st.config[CFG_CAPC_ORDER] = 0
         if st.config[CFG_CAPC_PAGE] > 0:
             ret = COMPACT_SUCCESS
+    sp.results[ret] += 1
+    n = sp.cfg[SC_NRUNS]
+    if n < sp.run_log.shape[0]:
+        row = sp.run_log[n]
+        row[RUN_REQ] = req
+        row[RUN_ZONE] = z
+        row[RUN_ORDER] = order
+        row[RUN_MODE] = cc[0, CC_MODE]
+        row[RUN_KIND] = 2 if cc[0, CCM_PROACTIVE] == 1 else (
+            3 if cc[0, CC_MODE] == MODE_SYNC else cc[0, CC_DIRECT])
+        row[RUN_MIGRATE_START] = migrate_start
+        row[RUN_FREE_START] = free_start
+        row[RUN_MIGRATE_END] = cc[0, CC_MIGRATE_PFN]
+        row[RUN_FREE_END] = cc[0, CC_FREE_PFN]
+        row[RUN_MIGRATED] = sp.vm[VM_PGMIGRATE_SUCCESS] - migrated_before
+        row[RUN_RESULT] = ret
+    sp.cfg[SC_NRUNS] = n + 1
     return ret
 
 
@@ -866,6 +989,19 @@ def proactive_compact_node(st, sp, node, cpu, out, req, counters):
             continue
         setup_cc(sp.cc, z, -1, MODE_SYNC_LIGHT, 0, 0, 0, st.zone_type[z], 1)
         sp.cc[0, CCM_PROACTIVE] = 1
+        compact_zone(st, sp, sp.cc, False, cpu, out, req, counters)
+
+
+@njit(cache=True, _nrt=False)
+def compact_nodes(st, sp, cpu, out, req, counters):
+    """compact_nodes() (a write to /proc/sys/vm/compact_memory): every populated zone of every
+    node, whole, synchronously, ignoring the skip hints, for no particular order."""
+    if sp.cfg[SC_COMPACTION] == 0:
+        return
+    for z in range(st.zone_node.shape[0]):
+        if st.zone_param[z, ZP_MANAGED] <= 0:
+            continue
+        setup_cc(sp.cc, z, -1, MODE_SYNC, 0, 0, 0, st.zone_type[z], 1)
         compact_zone(st, sp, sp.cc, False, cpu, out, req, counters)
 
 

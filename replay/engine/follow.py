@@ -375,12 +375,14 @@ def free_to_buddy(st, cc, r, z, p, o, m, kc):
 @njit(nogil=True, cache=True, _nrt=False)  # no allocation inside: no reference counting
 def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i0, i1,
                   counters, pred, pred_warm, taken_warm, fallback_flag, pid, irq, gfp, cidx,
-                  cev, cc, zc, kc, heads, nh):
+                  cev, cc, zc, kc, heads, nh, base, carry):
     """Apply events [i0, i1). For each zone_locked at index i, pred[i] is the pfn the model
     predicted (-1: none) and pred_warm[i] whether that list position came from the trace.
-    Compaction events drive the cc/zc tables (follow_compaction.py)."""
+    Compaction events drive the cc/zc tables (follow_compaction.py). The arrays may hold a
+    chunk of the trace: `base` is the trace index of its row 0 (compaction's stamps are trace
+    indices), and carry[0] whether a fallback is in progress (kept from call to call)."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
-    in_fallback = False
+    in_fallback = carry[0] != 0
     active = any_active_run(cc)
     compacted = kc[0] > 0  # a compaction run was seen: untraced fast-search takes possible
     captures = False
@@ -391,8 +393,8 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
         e = ev[i]
         if e >= EV_FIRST_COMPACTION:
             if cidx[i] >= 0:
-                compaction_event(st, cc, zc, e, cev[cidx[i]], pid[i], gfp[i], order[i], i,
-                                 heads, nh, kc)
+                compaction_event(st, cc, zc, e, cev[cidx[i]], pid[i], gfp[i], order[i],
+                                 base + i, heads, nh, kc)
                 active = any_active_run(cc)
                 compacted = compacted or active
             continue
@@ -523,6 +525,7 @@ def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i
             elif disp[i] != D_CLAIMED:
                 extfrag_take(st, z, p, o, ford[i], mt[i], fmt[i], cpu[i], counters)
             in_fallback = True
+    carry[0] = 1 if in_fallback else 0
     return 0
 
 

@@ -314,12 +314,15 @@ def initial_state_from_snapshot(machine: Machine, kpf: np.ndarray, pagetypeinfo,
                                 disp_direct: np.ndarray,
                                 i_start: int, i_kpf_end: int, cpus: int,
                                 list_is_pageblock: bool = False,
-                                claims: np.ndarray | None = None) -> tuple[State, dict]:
+                                claims: np.ndarray | None = None,
+                                evidence: np.ndarray | None = None) -> tuple[State, dict]:
     """The state at event index i_start (the start.buddyinfo begin marker).
 
     `list_is_pageblock` (6.12): every free block is on its pageblock's list, so takes show
     pageblock types (except those of the `claims` mask) and the list types are matched to
-    pagetypeinfo by re-typing pageblocks the trace says nothing about."""
+    pagetypeinfo by re-typing pageblocks the trace says nothing about. `evidence` is
+    pageblock_evidence's result when the caller has it already (a streamed trace, whose
+    arrays here hold only the start window)."""
     st = new_state(machine, cpus)
     n = st.pg_zone.shape[0]
     free = np.zeros(n, bool)
@@ -332,12 +335,13 @@ def initial_state_from_snapshot(machine: Machine, kpf: np.ndarray, pagetypeinfo,
     changed = correct_free_set(free, ev, pfn, order, disp_direct, i_start, i_kpf_end)
     heads = split_into_blocks(free, st.pg_zone)
     pbo = machine.pageblock_order
-    takes = None
-    if list_is_pageblock:
-        takes = ev == EV_ZONE_LOCKED
-        if claims is not None:
-            takes &= ~claims
-    evidence = pageblock_evidence(ev, pfn, mt, fmt, ford, i_start, len(st.pb_mt), pbo, takes)
+    if evidence is None:
+        takes = None
+        if list_is_pageblock:
+            takes = ev == EV_ZONE_LOCKED
+            if claims is not None:
+                takes &= ~claims
+        evidence = pageblock_evidence(ev, pfn, mt, fmt, ford, i_start, len(st.pb_mt), pbo, takes)
     zone_index = {(z.node, z.name): i for i, z in enumerate(machine.zones)}
     pb_targets: dict[int, dict[int, int]] = {}
     list_targets: dict[tuple[int, int], np.ndarray] = {}

@@ -171,6 +171,7 @@ class Follower:
         self.kc = np.zeros(N_KCOUNTERS, np.int64)
         self.heads = np.zeros(1 << 12, np.int64)  # free blocks one scanned pageblock can hold
         self.nh = np.zeros(1, np.int64)
+        self.carry = np.zeros(1, np.int64)  # a fallback in progress between calls
 
     def run(self, i0: int, i1: int) -> None:
         """Follow events [i0, i1), sampling at the sample points inside (i0, i1]."""
@@ -194,7 +195,7 @@ class Follower:
         follow_events(self.st, e.ev, e.pfn, e.order, e.mt, e.cpu, e.refill, e.ford, e.fmt,
                       e.chown, self.disp, i0, i1, self.counters, self.pred, self.pred_warm,
                       self.taken_warm, self.fallback, e.pid, e.irq, e.gfp, e.cidx, e.cev,
-                      self.cc, self.zc, self.kc, self.heads, self.nh)
+                      self.cc, self.zc, self.kc, self.heads, self.nh, 0, self.carry)
 
 
 def _zone_keys(machine: Machine) -> list[str]:
@@ -258,26 +259,49 @@ def _pagetype_expected(pti) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray
     return free, blocks
 
 
+class AgreementCounts:
+    """compute_agreement's sums, added chunk by chunk (the same numbers whatever the chunks)."""
+
+    def __init__(self) -> None:
+        self.sums = np.zeros(4, np.int64)  # decisions, exact, determined, determined exact
+        self.by_order: dict[int, np.ndarray] = {}
+        self.by_mt: dict[int, np.ndarray] = {}
+        self.by_fb = np.zeros((2, 2), np.int64)  # [no fallback, fallback] x [decisions, exact]
+
+    def add(self, ev, pfn, order, mt, pred, pred_warm, taken_warm, fallback, lo: int) -> None:
+        """Rows from `lo` of one run's per-event arrays."""
+        idx = np.flatnonzero((ev == EV_ZONE_LOCKED) & (pred > -2))
+        idx = idx[idx >= lo]
+        match = pred[idx] == pfn[idx]
+        determined = (pred_warm[idx] == 1) & (taken_warm[idx] == 1)
+        self.sums += (len(idx), int(match.sum()), int(determined.sum()),
+                      int(match[determined].sum()))
+        for table, col in ((self.by_order, order[idx]), (self.by_mt, mt[idx])):
+            for v in np.unique(col):
+                sel = col == v
+                acc = table.setdefault(int(v), np.zeros(2, np.int64))
+                acc += (int(sel.sum()), int(match[sel].sum()))
+        fb = fallback[idx]
+        self.by_fb[1] += (int(fb.sum()), int(match[fb].sum()))
+        self.by_fb[0] += (int((~fb).sum()), int(match[~fb].sum()))
+
+    def result(self) -> Agreement:
+        def mt_name(m: int) -> str:
+            return MIGRATETYPE_NAMES[m] if 0 <= m < len(MIGRATETYPE_NAMES) else str(m)
+
+        by_order = {o: (int(v[0]), int(v[1])) for o, v in sorted(self.by_order.items())}
+        by_mt = {mt_name(m): (int(v[0]), int(v[1])) for m, v in sorted(self.by_mt.items())}
+        by_fb = {"fallback": (int(self.by_fb[1, 0]), int(self.by_fb[1, 1])),
+                 "no_fallback": (int(self.by_fb[0, 0]), int(self.by_fb[0, 1]))}
+        d, x, det, dx = (int(v) for v in self.sums)
+        return Agreement(d, x, det, dx, by_order, by_mt, by_fb)
+
+
 def compute_agreement(f: Follower, i_from: int) -> Agreement:
     e = f.e
-    idx = np.flatnonzero((e.ev == EV_ZONE_LOCKED) & (f.pred > -2))
-    idx = idx[idx >= i_from]
-    match = f.pred[idx] == e.pfn[idx]
-    determined = (f.pred_warm[idx] == 1) & (f.taken_warm[idx] == 1)
-    by_order = {}
-    for o in np.unique(e.order[idx]):
-        sel = e.order[idx] == o
-        by_order[int(o)] = (int(sel.sum()), int(match[sel].sum()))
-    by_mt = {}
-    for m in np.unique(e.mt[idx]):
-        sel = e.mt[idx] == m
-        name = MIGRATETYPE_NAMES[m] if 0 <= m < len(MIGRATETYPE_NAMES) else str(m)
-        by_mt[name] = (int(sel.sum()), int(match[sel].sum()))
-    fb = f.fallback[idx]
-    by_fb = {"fallback": (int(fb.sum()), int(match[fb].sum())),
-             "no_fallback": (int((~fb).sum()), int(match[~fb].sum()))}
-    return Agreement(len(idx), int(match.sum()), int(determined.sum()),
-                     int(match[determined].sum()), by_order, by_mt, by_fb)
+    acc = AgreementCounts()
+    acc.add(e.ev, e.pfn, e.order, e.mt, f.pred, f.pred_warm, f.taken_warm, f.fallback, i_from)
+    return acc.result()
 
 
 def bundle_machine(bundle, machine: Machine | None, kernel: str | None = None) -> Machine:
@@ -357,13 +381,28 @@ def reconstruct(data: TraceData, bundle=None, machine: Machine | None = None,
     start = prepare_start(e, data, bundle, machine, trace_profile=choice.model)
     st, i_start, disp, marks, info = start.state, start.i_start, start.disp, start.marks, \
         start.info
-    snap = bundle.start if bundle is not None else None
     if data.stats.lost_events or data.lost.num_rows:
         st.config[CFG_LOSSY] = 1
         info["lossy"] = "the trace lost events: free lists resynchronised on the kernel's choices"
     f = Follower(st, e, disp, sampler, points)
     if sampler is not None:
         sampler(st, i_start)
+    checks = follow_and_check(f, machine, bundle, marks, i_start, len(e))
+    counters = {name: int(f.counters[i]) for i, name in enumerate(COUNTER_NAMES)}
+    compaction = {name: int(f.kc[i]) for i, name in enumerate(KCOUNTER_NAMES)}
+    if e.reordered:
+        info["reordered_events"] = e.reordered  # cross-CPU clock skew repaired (causal.py)
+    return ReconstructResult(machine, f.st, e, counters, *checks[:4],
+                             compute_agreement(f, i_start), i_start, info, checks[4],
+                             compaction, choice)
+
+
+def follow_and_check(f, machine: Machine, bundle, marks: dict[str, int], i_start: int,
+                     n: int) -> tuple:
+    """Follow events [i_start, n) with `f` (a Follower, or one over a spool's chunks), checking
+    the start.buddyinfo, end.buddyinfo and end.pagetypeinfo windows on the way; returns
+    (start check, end check, end pagetypeinfo check, end pageblocks check, end state)."""
+    snap = bundle.start if bundle is not None else None
     start_chk = end_chk = pti_chk = pb_chk = None
     pos = i_start
     if snap is not None and snap.buddyinfo and "start.buddyinfo end" in marks:
@@ -374,14 +413,14 @@ def reconstruct(data: TraceData, bundle=None, machine: Machine | None = None,
     end = bundle.end if bundle is not None else None
     end_state = None
     if end is not None and end.buddyinfo and "end.buddyinfo begin" in marks:
-        b0, b1 = marks["end.buddyinfo begin"], marks.get("end.buddyinfo end", len(e))
+        b0, b1 = marks["end.buddyinfo begin"], marks.get("end.buddyinfo end", n)
         f.run(pos, b0)
         end_chk = check_window(f, machine, "end.buddyinfo", b0, b1,
                                _buddyinfo_expected(end.buddyinfo), buddyinfo)
         end_state = copy_state(f.st)
         pos = b1
         if end.pagetypeinfo is not None and "end.pagetypeinfo begin" in marks:
-            p0, p1 = marks["end.pagetypeinfo begin"], marks.get("end.pagetypeinfo end", len(e))
+            p0, p1 = marks["end.pagetypeinfo begin"], marks.get("end.pagetypeinfo end", n)
             f.run(pos, p0)
             free_exp, blocks_exp = _pagetype_expected(end.pagetypeinfo)
             pti_chk = check_window(f, machine, "end.pagetypeinfo", p0, p1, free_exp,
@@ -396,11 +435,6 @@ def reconstruct(data: TraceData, bundle=None, machine: Machine | None = None,
                     pb_chk.expected[key] = blocks_exp[key].tolist()
                     pb_chk.reconstructed[key] = now[zi].tolist()
             pos = p1
-    f.run(pos, len(e))
-    counters = {name: int(f.counters[i]) for i, name in enumerate(COUNTER_NAMES)}
-    compaction = {name: int(f.kc[i]) for i, name in enumerate(KCOUNTER_NAMES)}
-    if e.reordered:
-        info["reordered_events"] = e.reordered  # cross-CPU clock skew repaired (causal.py)
-    return ReconstructResult(machine, f.st, e, counters, start_chk, end_chk, pti_chk, pb_chk,
-                             compute_agreement(f, i_start), i_start, info, end_state,
-                             compaction, choice)
+    f.run(pos, n)
+    return start_chk, end_chk, pti_chk, pb_chk, end_state
+

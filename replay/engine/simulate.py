@@ -16,7 +16,7 @@ import pyarrow as pa
 from numba import njit
 
 from replay.engine.buddy import find_free_block
-from replay.engine.compact_model import kcompactd_timer
+from replay.engine.compact_model import compact_nodes, kcompactd_timer
 from replay.engine.events import EventArrays
 from replay.engine.follow import (
     D_DEFER,
@@ -46,6 +46,7 @@ from replay.engine.profile import (
     CFG_FREE_HIGH_BATCH,
     CFG_VMSTAT_MS,
     KernelProfile,
+    ProfileChoice,
     apply_profile,
     get_profile,
     trace_profiles,
@@ -90,13 +91,15 @@ from replay.trace.schema import EV_ALLOC, EV_FREE, EV_FREE_BATCHED, EVENT_NAMES
 @njit(nogil=True, cache=True, _nrt=False)
 def simulate_requests(st, sp, ev, pfn, order, mt, cpu, gfp, disp, ts, i0, i1, cpu_map,  # noqa: PLR0912
                       cpu_node, mobility, out, counters, zonelists, zl_len, vm_t, vm_cpu,
-                      vm_pos):
+                      vm_pos, cm_idx, cm_pos):
     """Feed requests [i0, i1) through the policy. sp.pfn_map: traced pfn -> model pfn (or a
     MAP_* reason there is none). gfp < 0 marks a request the what-if drops (a THP fault's
     second try its defrag mode would not make). vm_t/vm_cpu: the instants (trace clock) and
     CPUs of vmstat_update runs, in time order; vm_pos[0] the next one (6.12's decay_pcp_high;
-    empty under 6.1's rules)."""
+    empty under 6.1's rules). cm_idx: the events where the trace shows a write to
+    compact_memory (the model compacts every zone there); cm_pos[0] the next one."""
     nvm = vm_t.shape[0]
+    ncm = cm_idx.shape[0]
     npfn = sp.pfn_map.shape[0]
     proactive = sp.cfg[SC_PROACTIVENESS] > 0
     for i in range(i0, i1):
@@ -106,6 +109,9 @@ def simulate_requests(st, sp, ev, pfn, order, mt, cpu, gfp, disp, ts, i0, i1, cp
             vm_pos[0] += 1
         if proactive:
             kcompactd_timer(st, sp, ts[i], cpu_map[cpu[i]], out, i, counters)
+        while cm_pos[0] < ncm and cm_idx[cm_pos[0]] <= i:
+            compact_nodes(st, sp, cpu_map[cpu[i]], out, i, counters)
+            cm_pos[0] += 1
         if e == EV_ALLOC:
             p = pfn[i]
             o = order[i]
@@ -351,6 +357,7 @@ class SimulateResult:
     profile: object = None  # profile.ProfileChoice: the rules each side follows
     slow: SlowState | None = None  # the slow path's state at the end (failures, kswapd...)
     recorded_vm: dict = field(default_factory=dict)  # the traced machine's slow-path sysctls
+    event_ts: np.ndarray | None = None  # the requests' trace times (slow.fail_log indexes them)
 
 
 def cpu_mapping(machine: Machine, trace_cpus: int) -> tuple[np.ndarray, np.ndarray]:
@@ -359,6 +366,99 @@ def cpu_mapping(machine: Machine, trace_cpus: int) -> tuple[np.ndarray, np.ndarr
     cpu_node = np.array([machine.cpu_to_node[c] if c < len(machine.cpu_to_node) else 0
                          for c in range(cpus)], np.int64)
     return cpu_map, cpu_node
+
+
+@dataclass
+class VmstatEvidence:
+    """What vmstat_schedule needs of the trace: the first and last times of the replayed part,
+    and the time and (trace) CPU of each vmstat_update run the trace shows."""
+
+    t0: int
+    t1: int
+    ts: np.ndarray
+    cpu: np.ndarray
+    empty: bool = False  # nothing to replay
+
+
+def vmstat_evidence_of(e: EventArrays, i_start: int,
+                       evidence: np.ndarray | None) -> VmstatEvidence:
+    if i_start >= len(e):
+        return VmstatEvidence(0, 0, np.zeros(0, np.int64), np.zeros(0, np.int64), True)
+    idx = np.asarray(evidence if evidence is not None else [], np.int64)
+    return VmstatEvidence(int(e.ts[i_start]), int(e.ts[-1]), e.ts[idx], e.cpu[idx])
+
+
+class SimulationRun:
+    """run_simulation's loop, fed one chunk of the trace at a time (EventArrays holding events
+    [base, base + len) of the trace; the whole trace is one chunk). Request indices in the
+    emitted events (`req`) and the failure log are trace indices."""
+
+    def __init__(self, st: State, machine: Machine, settings: Settings, i_start: int,  # noqa: PLR0913
+                 trace_cpus: int, vm: VmstatEvidence, sp: SlowState | None = None,
+                 compact_memory: np.ndarray | None = None) -> None:
+        self.st = st
+        self.machine = machine
+        st.config[CFG_MOBILITY] = int(machine.mobility_grouping)
+        st.config[CFG_FALLBACK_POLICY] = FALLBACK_POLICIES[settings.get("fallback_policy",
+                                                                        "linux-6.1")]
+        if st.config[CFG_VMSTAT_MS] and settings.get("vmstat_interval_ms") is not None:
+            st.config[CFG_VMSTAT_MS] = int(settings.get("vmstat_interval_ms"))
+        if sp is None:
+            sp = slow_state_for(st, machine.nodes)
+        apply_slow_settings(sp, settings)
+        self.sp = sp
+        self.cpu_map, self.cpu_node = cpu_mapping(machine, trace_cpus)
+        self.vm_t, self.vm_cpu = vmstat_schedule_from(vm, int(st.config[CFG_VMSTAT_MS]),
+                                                      self.cpu_map,
+                                                      int(settings.get("vmstat_phase_ms", 0)))
+        self.vm_pos = np.zeros(1, np.int64)
+        # trace indices of compact_memory writes (compact_memory_writes)
+        self.cm_idx = compact_memory if compact_memory is not None else np.zeros(0, np.int64)
+        self.cm_pos = np.zeros(1, np.int64)
+        self.counters = np.zeros(len(SIM_COUNTER_NAMES), np.int64)
+        self.zonelists, self.zl_len = build_zonelists(st.zone_node, st.zone_type, machine.nodes)
+        max_high = int(max(st.pcp_high.max(), st.pcp_high_max.max())) if st.pcp_high.size else 0
+        # room a compaction run may need (its migrations and drains); the buffer is not touched
+        # beyond what is written, so the headroom costs address space only
+        self.headroom = 4 * max_high + 20000 + 3 * st.pg_state.shape[0]
+        self.pos = i_start
+
+    def feed(self, e: EventArrays, base: int, disp: np.ndarray, gfp: np.ndarray, i1: int,
+             points=(), sampler=None, capacity: int = 0) -> Emitter:
+        """Requests from where the last call stopped to trace index i1 (inside this chunk),
+        sampling at each of `points` on the way; returns the events emitted."""
+        st, sp = self.st, self.sp
+        out = new_emitter(max(capacity, 1 << 16))
+        nfail = int(sp.cfg[SC_NFAIL])
+        cm_local = self.cm_idx - base  # the kernel compares them with chunk rows
+        stops = [int(p) for p in points if self.pos < p < i1] + [i1]
+        for nxt in stops:
+            if nxt <= self.pos:
+                continue
+            need = int(out.n[0]) + (nxt - self.pos) * 4 + self.headroom
+            if need > len(out.ev):
+                out = _grow(out, max(need, 2 * len(out.ev)))
+            simulate_requests(st, sp, e.ev, e.pfn, e.order, e.mt, e.cpu, gfp, disp, e.ts,
+                              self.pos - base, nxt - base, self.cpu_map, self.cpu_node,
+                              bool(self.machine.mobility_grouping), out, self.counters,
+                              self.zonelists, self.zl_len, self.vm_t, self.vm_cpu, self.vm_pos,
+                              cm_local, self.cm_pos)
+            if out.n[1]:
+                raise RuntimeError("simulated event buffer overflowed")
+            self.pos = nxt
+            if sampler is not None and (nxt != i1 or nxt in points):
+                sampler(st, nxt)
+        if base:
+            n = int(out.n[0])
+            out.req[:n] += base
+            top = min(int(sp.cfg[SC_NFAIL]), sp.fail_log.shape[0])
+            sp.fail_log[nfail:top, 0] += base
+        return out
+
+    def result(self) -> dict:
+        result = {name: int(self.counters[i]) for i, name in enumerate(SIM_COUNTER_NAMES)}
+        result.update(vm_counters(self.sp))
+        return result
 
 
 def run_simulation(st: State, machine: Machine, settings: Settings, e: EventArrays,  # noqa: PLR0913
@@ -372,50 +472,50 @@ def run_simulation(st: State, machine: Machine, settings: Settings, e: EventArra
     if disp is None:
         disp = plan_free_dispositions(e.ev, e.pfn, e.order, e.irq, e.preempt,
                                       machine.pageblock_order, machine.zone_index_array(), e.cpu)
-    st.config[CFG_MOBILITY] = int(machine.mobility_grouping)
-    st.config[CFG_FALLBACK_POLICY] = FALLBACK_POLICIES[settings.get("fallback_policy",
-                                                                    "linux-6.1")]
-    if st.config[CFG_VMSTAT_MS] and settings.get("vmstat_interval_ms") is not None:
-        st.config[CFG_VMSTAT_MS] = int(settings.get("vmstat_interval_ms"))
-    if sp is None:
-        sp = slow_state_for(st, machine.nodes)
-    apply_slow_settings(sp, settings)
     gfp = e.gfp if gfp is None else gfp
     trace_cpus = int(e.cpu.max()) + 1 if len(e) else 1
-    cpu_map, cpu_node = cpu_mapping(machine, trace_cpus)
-    vm_t, vm_cpu = vmstat_schedule(e, i_start, int(st.config[CFG_VMSTAT_MS]), cpu_map,
-                                   vmstat_evidence, int(settings.get("vmstat_phase_ms", 0)))
-    vm_pos = np.zeros(1, np.int64)
+    run = SimulationRun(st, machine, settings, i_start, trace_cpus,
+                        vmstat_evidence_of(e, i_start, vmstat_evidence), sp,
+                        compact_memory_writes(e, i_start))
     n_req = int(np.count_nonzero(np.isin(e.ev[i_start:], (EV_ALLOC, EV_FREE, EV_FREE_BATCHED))))
-    capacity = max(1 << 16, n_req * 3)
-    counters = np.zeros(len(SIM_COUNTER_NAMES), np.int64)
-    zonelists, zl_len = build_zonelists(st.zone_node, st.zone_type, machine.nodes)
-    out = new_emitter(capacity)
     points = list(sample_points) if sample_points is not None else [len(e)]
-    max_high = int(max(st.pcp_high.max(), st.pcp_high_max.max())) if st.pcp_high.size else 0
-    # room a compaction run may need (its migrations and drains); the buffer is not touched
-    # beyond what is written, so the headroom costs address space only
-    headroom = 4 * max_high + 20000 + 3 * st.pg_state.shape[0]
-    pos = i_start
     if sampler is not None:
-        sampler(st, pos)
-    for nxt in points:
-        if nxt <= pos:
+        sampler(st, i_start)
+    last = max([int(p) for p in points] + [i_start])
+    out = run.feed(e, 0, disp, gfp, last, points, sampler, max(1 << 16, n_req * 3))
+    return run.result(), out
+
+
+def compact_memory_writes(e: EventArrays, i_start: int) -> np.ndarray:
+    """The events at which the trace shows a compact_memory write: the first
+    mm_compaction_begin of a run of them by a task that is neither kcompactd nor kswapd nor
+    compacting for its own allocation (no mm_compaction_try_to_compact_pages since its last
+    mm_page_alloc)."""
+    from replay.engine.events import CE_TASK, TASK_OTHER
+    from replay.trace.schema import EV_COMPACT_BEGIN, EV_TRY_TO_COMPACT
+
+    begins = np.flatnonzero(e.ev[i_start:] == EV_COMPACT_BEGIN) + i_start
+    if not len(begins):
+        return np.zeros(0, np.int64)
+    marks = np.flatnonzero(np.isin(e.ev[i_start:], (EV_ALLOC, EV_TRY_TO_COMPACT))) + i_start
+    last: dict[int, int] = {}  # pid -> the event code of its last alloc / try_to_compact
+    out = []
+    j = 0
+    open_run: dict[int, bool] = {}
+    for i in begins:
+        while j < len(marks) and marks[j] < i:
+            k = marks[j]
+            last[int(e.pid[k])] = int(e.ev[k])
+            if e.ev[k] == EV_ALLOC:  # the task did something else: a later begin is new
+                open_run.pop(int(e.pid[k]), None)
+            j += 1
+        pid = int(e.pid[i])
+        if e.cev[e.cidx[i], CE_TASK] != TASK_OTHER or last.get(pid) == EV_TRY_TO_COMPACT:
             continue
-        need = int(out.n[0]) + (nxt - pos) * 4 + headroom
-        if need > len(out.ev):
-            out = _grow(out, max(need, 2 * len(out.ev)))
-        simulate_requests(st, sp, e.ev, e.pfn, e.order, e.mt, e.cpu, gfp, disp, e.ts, pos, nxt,
-                          cpu_map, cpu_node, bool(machine.mobility_grouping), out, counters,
-                          zonelists, zl_len, vm_t, vm_cpu, vm_pos)
-        if out.n[1]:
-            raise RuntimeError("simulated event buffer overflowed")
-        pos = nxt
-        if sampler is not None:
-            sampler(st, pos)
-    result = {name: int(counters[i]) for i, name in enumerate(SIM_COUNTER_NAMES)}
-    result.update(vm_counters(sp))
-    return result, out
+        if not open_run.get(pid):
+            out.append(int(i))
+            open_run[pid] = True
+    return np.asarray(out, np.int64)
 
 
 def apply_slow_settings(sp: SlowState, settings: Settings) -> None:
@@ -461,22 +561,29 @@ def vmstat_runs(data, e: EventArrays, i_start: int) -> np.ndarray:
 def vmstat_schedule(e: EventArrays, i_start: int, interval_ms: int, cpu_map: np.ndarray,
                     evidence: np.ndarray | None = None,
                     phase_ms: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """vmstat_schedule_from with the evidence read off the trace's arrays."""
+    return vmstat_schedule_from(vmstat_evidence_of(e, i_start, evidence), interval_ms,
+                                cpu_map, phase_ms)
+
+
+def vmstat_schedule_from(vm: VmstatEvidence, interval_ms: int, cpu_map: np.ndarray,
+                         phase_ms: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The instants of each CPU's vmstat_update over the replayed part of the trace, in time
     order: every interval (round_jiffies_relative(HZ) re-arms it), CPU c 3·c jiffies before
     the whole second (round_jiffies_common's skew). Where the trace shows a CPU's
-    vmstat_update (`evidence`: kworker drain runs) the schedule runs through those instants;
-    CPUs without one take the phase the others show; with none at all, `phase_ms` past whole
-    seconds of the trace clock (the true phase is not in the trace: docs/model.md)."""
-    if interval_ms <= 0 or i_start >= len(e):
+    vmstat_update (`vm.ts`/`vm.cpu`: kworker drain runs) the schedule runs through those
+    instants; CPUs without one take the phase the others show; with none at all, `phase_ms`
+    past whole seconds of the trace clock (the true phase is not in the trace: docs/model.md)."""
+    if interval_ms <= 0 or vm.empty:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     iv = interval_ms * 1_000_000
-    t0, t1 = int(e.ts[i_start]), int(e.ts[-1])
+    t0, t1 = vm.t0, vm.t1
     ncpu = int(cpu_map.max()) + 1 if len(cpu_map) else 1
     ev_t = [[] for _ in range(ncpu)]
-    for i in (evidence if evidence is not None else []):
-        c = int(cpu_map[e.cpu[i]]) if e.cpu[i] < len(cpu_map) else -1
+    for tc, tt in zip(vm.cpu, vm.ts, strict=True):
+        c = int(cpu_map[tc]) if tc < len(cpu_map) else -1
         if 0 <= c < ncpu:
-            ev_t[c].append(int(e.ts[i]))
+            ev_t[c].append(int(tt))
     skew = [c * VMSTAT_CPU_SKEW_NS for c in range(ncpu)]
     phases = [(t[0] + skew[c]) % iv for c, t in enumerate(ev_t) if t]
     if phases:  # the circular mean of the phases the evidence shows
@@ -513,8 +620,10 @@ def _grow(out: Emitter, capacity: int) -> Emitter:
     return grown
 
 
-def emitted_table(out: Emitter, e: EventArrays, pageblock_order: int = 9) -> pa.Table:
-    """Simulated events as an events table (seq = emission order; time, pid from the request)."""
+def emitted_table(out: Emitter, e: EventArrays, pageblock_order: int = 9,
+                  seq0: int = 0) -> pa.Table:
+    """Simulated events as an events table (seq = emission order, from seq0 + 1; time, pid from
+    the request, `out.req` indexing `e`)."""
     from replay.trace.schema import EVENTS_SCHEMA, EXTRA_COLUMNS, null_columns
 
     n = int(out.n[0])
@@ -530,7 +639,7 @@ def emitted_table(out: Emitter, e: EventArrays, pageblock_order: int = 9) -> pa.
 
     gfp = np.where(evc == EV_ALLOC, e.gfp[req] if n else 0, -1)
     cols = [
-        pa.array(np.arange(1, n + 1), pa.int64()), pa.array(ts, pa.int64()),
+        pa.array(np.arange(seq0 + 1, seq0 + n + 1), pa.int64()), pa.array(ts, pa.int64()),
         pa.array(out.cpu[:n], pa.int16()), pa.array(pid, pa.int32()),
         pa.nulls(n, pa.int32()),
         pa.DictionaryArray.from_arrays(pa.nulls(n, pa.int32()), pa.array([], pa.string())),
@@ -604,18 +713,12 @@ def transform_state(st: State, base: Machine, sim: Machine) -> State:
     return st
 
 
-def simulate(data, bundle=None, settings: Settings | None = None,
-             machine: Machine | None = None, points=None, sampler_factory=None,
-             start_cache: dict | None = None) -> SimulateResult:
-    """Simulate a trace's requests from its start state under (what-if) settings.
+def simulation_machines(data, bundle, settings: Settings, machine: Machine | None
+                        ) -> tuple[ProfileChoice, Machine, Machine, Machine]:
+    """(the rules each side follows, the traced machine, the simulated machine, the machine
+    the start state is built on: the simulated one at the traced pageblock and max order)."""
+    from replay.engine.reconstruct import bundle_machine
 
-    `start_cache` (a dict the caller keeps) reuses the initial state across calls on the same
-    trace, as a sweep does for each of its settings points."""
-    from replay.engine.events import event_arrays
-    from replay.engine.reconstruct import bundle_machine, prepare_start
-
-    settings = settings or Settings()
-    e = event_arrays(data)
     choice = trace_profiles(data, bundle, settings.get("kernel"), machine)
     base = bundle_machine(bundle, machine, choice.trace.kernel)
     if base.arch != choice.trace.arch:
@@ -625,6 +728,23 @@ def simulate(data, bundle=None, settings: Settings | None = None,
         sim_machine = replace(sim_machine, kernel=choice.model.kernel)
     init_machine = replace(sim_machine, pageblock_order=base.pageblock_order,
                            max_order=base.max_order, kernel=base.kernel)
+    return choice, base, sim_machine, init_machine
+
+
+def simulate(data, bundle=None, settings: Settings | None = None,
+             machine: Machine | None = None, points=None, sampler_factory=None,
+             start_cache: dict | None = None) -> SimulateResult:
+    """Simulate a trace's requests from its start state under (what-if) settings.
+
+    `start_cache` (a dict the caller keeps) reuses the initial state across calls on the same
+    trace, as a sweep does for each of its settings points."""
+    from replay.engine.events import event_arrays
+    from replay.engine.reconstruct import prepare_start
+
+    settings = settings or Settings()
+    e = event_arrays(data)
+    choice, base, sim_machine, init_machine = simulation_machines(data, bundle, settings,
+                                                                  machine)
     key = (data.stats.source, data.events.num_rows, init_machine.cpus,
            init_machine.pageblock_order, init_machine.kernel)
     if start_cache is not None and key in start_cache:
@@ -658,7 +778,7 @@ def simulate(data, bundle=None, settings: Settings | None = None,
     table = emitted_table(out, e, sim_machine.pageblock_order)
     return SimulateResult(sim_machine, settings, st, counters, table, out, int(out.n[0]),
                           sampler.samples if sampler else None, start.i_start, choice, sp,
-                          recorded)
+                          recorded, e.ts)
 
 
 KERNEL_VM_DEFAULTS = {"compaction_proactiveness": 20, "extfrag_threshold": 500,
@@ -750,40 +870,51 @@ def free_one(st, page, order, cpu, out, counters):
 
 
 def seed_initial_pcp(st: State, e: EventArrays, i_start: int, cpu_map: np.ndarray) -> int:
-    """Put back on the pcp lists the pages the snapshot could not show there: a page whose first
-    event after the start is a pcp allocation (no zone_locked before it) or a pcpu_drain was on
-    a per-CPU list when the snapshot was taken. Returns the pages seeded."""
-    from replay.engine.buddy import pcp_add, pcp_allowed_order
-    from replay.engine.state import PG_NONE
+    """seed_pcp_pages with the first events read off the trace's arrays."""
+    return seed_pcp_pages(st, first_pcp_events(e, i_start), cpu_map)
+
+
+def first_pcp_events(e: EventArrays, i_start: int) -> np.ndarray:
+    """(index, pfn, order, migratetype, cpu) of each page's first event after i_start (among
+    allocs, frees, takes and drains) when that is an alloc or a drain, in trace order."""
     from replay.trace.schema import EV_PCPU_DRAIN, EV_ZONE_LOCKED
 
     idx = np.arange(i_start, len(e))
     idx = idx[(e.pfn[idx] >= 0) & np.isin(e.ev[idx], (EV_ALLOC, EV_FREE, EV_FREE_BATCHED,
                                                          EV_ZONE_LOCKED, EV_PCPU_DRAIN))]
     if not len(idx):
-        return 0
+        return np.zeros((0, 5), np.int64)
     _, first = np.unique(e.pfn[idx], return_index=True)
-    first = np.sort(idx[first])  # in trace order: the first used is nearest the list head
+    first = np.sort(idx[first])
+    first = first[np.isin(e.ev[first], (EV_ALLOC, EV_PCPU_DRAIN))]
+    return np.stack([first, e.pfn[first], e.order[first], e.mt[first], e.cpu[first]], axis=1)
+
+
+def seed_pcp_pages(st: State, first: np.ndarray, cpu_map: np.ndarray) -> int:
+    """Put back on the pcp lists the pages the snapshot could not show there: a page whose first
+    event after the start is a pcp allocation (no zone_locked before it) or a pcpu_drain was on
+    a per-CPU list when the snapshot was taken (`first`: first_pcp_events' rows, in trace order:
+    the first used is nearest the list head). Returns the pages seeded."""
+    from replay.engine.buddy import pcp_add, pcp_allowed_order
+    from replay.engine.state import PG_NONE
+
     pbo = int(st.config[0])
     seeded = 0
-    for i in first:
-        kind = e.ev[i]
-        if kind not in (EV_ALLOC, EV_PCPU_DRAIN):
-            continue
-        p, o = int(e.pfn[i]), int(e.order[i])
+    for _, p, o, m, c in first.tolist():
         if not pcp_allowed_order(o, pbo) or p >= len(st.pg_state) or st.pg_zone[p] < 0:
             continue
         if st.pg_state[p] != PG_NONE or find_free_block(st, p) >= 0:
             continue
-        mt = int(e.mt[i]) if e.mt[i] >= 0 else int(st.pb_mt[p >> pbo])
-        cpu = int(cpu_map[e.cpu[i]])  # the allocating (or draining) CPU
+        mt = m if m >= 0 else int(st.pb_mt[p >> pbo])
+        cpu = int(cpu_map[c])  # the allocating (or draining) CPU
         pcp_add(st, cpu, int(st.pg_zone[p]), p, o, mt, True)
         seeded += 1
     return seeded
 
 
-def seed_pcp_tuning(st: State, e: EventArrays, i_start: int, cpu_map: np.ndarray,
-                    machine: Machine, zoneinfo, trace_profile: KernelProfile) -> None:
+def seed_pcp_tuning(st: State, e: EventArrays | None, i_start: int, cpu_map: np.ndarray,
+                    machine: Machine, zoneinfo, trace_profile: KernelProfile,
+                    refills: list[tuple[int, int, int, int]] | None = None) -> None:
     """The pcp state a snapshot can show or the trace reveals, beyond the pages on the lists:
 
     - count: start.zoneinfo's per-CPU count; pages the trace never shows (never allocated or
@@ -793,6 +924,8 @@ def seed_pcp_tuning(st: State, e: EventArrays, i_start: int, cpu_map: np.ndarray
     - alloc_factor (6.12 model on a 6.12 trace): from the size of each CPU's first order-0
       refill, batch << k (k halved once per free before it, so known only without one);
     - free_count starts at 0.
+
+    `refills` (first_refills' result) stands for `e` where the caller has it already.
     """
     from replay.engine.state import MAX_ORDER  # noqa: F401 - documents the array bound
 
@@ -815,14 +948,19 @@ def seed_pcp_tuning(st: State, e: EventArrays, i_start: int, cpu_map: np.ndarray
                 st.pcp_high[c, zidx] = min(max(int(ps.high), int(st.pcp_high_min[c, zidx])),
                                            int(st.pcp_high_max[c, zidx]))
     if trace_profile.pcp_refill and st.config[CFG_FREE_HIGH_BATCH]:
-        _seed_alloc_factor(st, e, i_start, cpu_map)
+        if refills is None:
+            refills = first_refills(st, e, i_start)
+        seed_alloc_factor(st, refills, cpu_map)
 
 
-def _seed_alloc_factor(st: State, e: EventArrays, i_start: int, cpu_map: np.ndarray) -> None:
+def first_refills(st: State, e: EventArrays, i_start: int) -> list[tuple[int, int, int, int]]:
+    """Each (CPU, zone)'s first order-0 pcp refill after i_start: (cpu, zone, pages in its
+    refill run, frees on that CPU before it)."""
     from replay.trace.schema import EV_EXTFRAG, EV_ZONE_LOCKED
 
     ev, cpu = e.ev[i_start:], e.cpu[i_start:]
     seen: set[tuple[int, int]] = set()
+    out = []
     frees = np.zeros(int(cpu.max()) + 1 if len(cpu) else 1, np.int64)
     idx = np.flatnonzero((ev == EV_ZONE_LOCKED) | (ev == EV_FREE) | (ev == EV_FREE_BATCHED))
     for k in idx:
@@ -845,6 +983,15 @@ def _seed_alloc_factor(st: State, e: EventArrays, i_start: int, cpu_map: np.ndar
             if e.cpu[j] == c and e.ev[j] == EV_ZONE_LOCKED:
                 n += 1
             j += 1
+        out.append((c, z, n, int(frees[c])))
+    return out
+
+
+def seed_alloc_factor(st: State, refills: list[tuple[int, int, int, int]],
+                      cpu_map: np.ndarray) -> None:
+    """pcp alloc_factor from each CPU's first refill run: batch << k covers the run, k halved
+    once per free before it (unknown after three)."""
+    for c, z, n, frees in refills:
         mc = int(cpu_map[c]) if c < len(cpu_map) else -1
         if mc != c or mc >= st.pcp_alloc_factor.shape[0]:
             continue
@@ -852,4 +999,4 @@ def _seed_alloc_factor(st: State, e: EventArrays, i_start: int, cpu_map: np.ndar
         k_at = 0
         while k_at < 5 and (batch << k_at) < n:
             k_at += 1
-        st.pcp_alloc_factor[mc, z] = min(5, k_at << frees[c]) if frees[c] < 3 else 0
+        st.pcp_alloc_factor[mc, z] = min(5, k_at << frees) if frees < 3 else 0

@@ -19,8 +19,8 @@ from replay.engine.compaction import N_CC, ZC_ORDER_FAILED, new_compaction_table
 # sysctls and model switches (cfg)
 (SC_COMPACTION, SC_PROACTIVENESS, SC_EXTFRAG_THRESHOLD, SC_RECLAIM, SC_LRU_HEAD, SC_LRU_TAIL,
  SC_STAMP, SC_NFREE, SC_FREE_HEAD, SC_NMIGRATE, SC_NOW_NS, SC_IN_COMPACTION, SC_KSWAPD_ANY,
- SC_NFAIL, SC_THP_DEFRAG_OBS, SC_THP_DEFRAG) = range(16)
-N_SC = 16
+ SC_NFAIL, SC_THP_DEFRAG_OBS, SC_THP_DEFRAG, SC_NRUNS) = range(17)
+N_SC = 17
 
 # per node (pg_data_t): kswapd, kcompactd and the proactive timer
 (ND_KSWAPD_ACTIVE, ND_KSWAPD_ORDER, ND_KSWAPD_CLASSZONE, ND_KSWAPD_FAILURES,
@@ -62,6 +62,18 @@ MAP_UNKNOWN = -1  # ...the model never saw it allocated (it stands for itself)
 MAP_FAILED = -2  # ...the model failed the allocation the kernel served
 MAP_RECLAIMED = -3  # ...the model reclaimed it (the kernel frees it later)
 
+COMPACT_RESULT_NAMES: tuple[str, ...] = (  # enum compact_result, in its order
+    "not_suitable_zone", "skipped", "deferred", "no_suitable_page", "continue", "complete",
+    "partial_skipped", "contended", "success")
+# one row per compact_zone() run: the request (event index) that caused it, zone, order, mode,
+# kcompactd (0) / direct (1) / proactive (2) / compact_memory (3), where the scanners started
+# and ended, pages migrated, the outcome (enum compact_result)
+(RUN_REQ, RUN_ZONE, RUN_ORDER, RUN_MODE, RUN_KIND, RUN_MIGRATE_START, RUN_FREE_START,
+ RUN_MIGRATE_END, RUN_FREE_END, RUN_MIGRATED, RUN_RESULT) = range(11)
+N_RUN = 11
+RUN_LOG = 1 << 14
+RUN_COLUMNS = ("req", "zone", "order", "mode", "kind", "migrate_start", "free_start",
+               "migrate_end", "free_end", "migrated", "result")
 THP_DEFRAG_MODES: tuple[str, ...] = ("always", "defer", "defer+madvise", "madvise", "never")
 FAIL_LOG = 1 << 16  # failures kept with their event, order and gfp (the rest only counted)
 
@@ -85,6 +97,8 @@ class SlowState(NamedTuple):
     freepages: np.ndarray  # int64: cc->freepages (isolated targets, in order)
     migratepages: np.ndarray  # int64: cc->migratepages
     fail_log: np.ndarray  # int64 [FAIL_LOG, 3]: event index, order, gfp of each failure
+    results: np.ndarray  # int64 [9]: compact_zone() outcomes by enum compact_result
+    run_log: np.ndarray  # int64 [RUN_LOG, N_RUN]: the first compact_zone() runs (RUN_* columns)
 
 
 def new_slow_state(npfn: int, nzones: int, nodes: int, pageblock_order: int,
@@ -113,7 +127,7 @@ def new_slow_state(npfn: int, nzones: int, nodes: int, pageblock_order: int,
         vm=np.zeros(len(VM_COUNTER_NAMES), np.int64),
         node=node,
         zc=zc,
-        cc=np.zeros((1, N_CC + 6), np.int64),
+        cc=np.zeros((1, N_CC + 7), np.int64),  # compact_model's CCM_* after CC_*
         pb_skip=np.zeros((npfn >> pageblock_order) + 1, np.uint8),
         pg_lru=np.zeros(npfn, np.uint8),
         pg_age=np.zeros(npfn, np.int64),
@@ -125,6 +139,8 @@ def new_slow_state(npfn: int, nzones: int, nodes: int, pageblock_order: int,
         freepages=np.zeros(2048 + 64, np.int64),
         migratepages=np.zeros((1 << 10) + 64, np.int64),  # a rescan takes a whole block
         fail_log=np.zeros((FAIL_LOG, 3), np.int64),
+        results=np.zeros(len(COMPACT_RESULT_NAMES), np.int64),
+        run_log=np.zeros((RUN_LOG, N_RUN), np.int64),
     )
 
 

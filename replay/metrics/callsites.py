@@ -29,6 +29,10 @@ _FRAME = re.compile(r"^(?P<func>[^+\s]+)(?:\+(?P<off>0x[0-9a-fA-F]+)(?:/0x[0-9a-
                     r"(?:\s+\[(?P<mod>[^\]]+)\])?$")
 
 
+# one stack as the trace gives it: (return addresses or None, frame names or None)
+Chain = tuple[list[int] | None, list[str] | None]
+
+
 @dataclass(frozen=True)
 class CallSite:
     """Who asked for the page: `function` ("pgd_alloc"), `name` with the offset where known

@@ -14,6 +14,7 @@ chain's id (`stack_id`) where the trace has call chains.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -21,7 +22,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from replay.metrics import explain_kernel as K
+from replay.metrics.idmap import IdMap
 from replay.trace.schema import EV_ALLOC, EV_EXTFRAG
+
+if TYPE_CHECKING:
+    from replay.metrics.callsites import Chain
 
 DEFAULT_BUCKETS = 160
 TOP_INTERVALS = 50
@@ -121,8 +126,8 @@ class CulpritKeys:
     rows: list[tuple] = field(default_factory=list)  # (comm, gfp, order, mt, stack_id)
     comms: list[str | None] = field(default_factory=list)
     comm_index: dict[str | None, int] = field(default_factory=dict)
-    # stack_id -> (return addresses or None, frame names or None), as callsites.site takes them
-    chains: dict[int, tuple[list[int] | None, list[str] | None]] = field(default_factory=dict)
+    chains: dict[int, Chain] = field(default_factory=dict)  # stack_id -> its call chain
+    idmap: IdMap = field(default_factory=IdMap)  # (packed key, stack id) -> row index
 
     def comm_id(self, name: str | None) -> int:
         if name not in self.comm_index:
@@ -132,23 +137,18 @@ class CulpritKeys:
 
     def ids(self, comm: np.ndarray, gfp: np.ndarray, order: np.ndarray, mt: np.ndarray,
             stack: np.ndarray) -> np.ndarray:
-        """Global key ids for rows of (comm id, gfp, order, mt, stack id), vectorised."""
+        """Global key ids for rows of (comm id, gfp, order, mt, stack id), numbered in order
+        of first appearance."""
         if not len(comm):
             return np.zeros(0, np.int64)
         packed = ((comm + 1) << 40) | ((gfp & 0xFFFFFFFF) << 8) | ((order & 0xF) << 4) \
             | (mt & 0xF)
-        cols = np.stack([packed, stack]) if (stack >= 0).any() else packed[None, :]
-        uniq, first, inverse = np.unique(cols, axis=1, return_index=True, return_inverse=True)
-        gids = np.empty(uniq.shape[1], np.int64)
-        for j in np.argsort(first):  # new keys numbered in order of appearance
-            p = int(uniq[0, j])
-            s = int(uniq[1, j]) if uniq.shape[0] > 1 else -1
+        ids, new = self.idmap.ids(packed, stack)
+        for p, s in new.tolist():
             row = ((p >> 40) - 1, (p >> 8) & 0xFFFFFFFF, (p >> 4) & 0xF, p & 0xF, s)
-            if row not in self.index:
-                self.index[row] = len(self.rows)
-                self.rows.append(row)
-            gids[j] = self.index[row]
-        return gids[inverse.ravel()]
+            self.index[row] = len(self.rows)
+            self.rows.append(row)
+        return ids
 
 
 def _np(col, fill: int = -1) -> np.ndarray:
@@ -223,7 +223,56 @@ class ExplainState:
         lo = max(0, self.start_index - base)
         if lo >= n:
             return
-        cols = self._columns(chunk)
+        self._consume(self._columns(chunk), n, base, lo)
+
+    def update_arrays(self, cols: dict[str, np.ndarray], comm_names: list[str],
+                      chains: dict[int, Chain] | None = None) -> None:
+        """update() for rows given as int64 columns (replay.stream.columns: ev, ts, pfn,
+        order, mt, cpu, pid, ford, fmt, chown, gfp, comm as codes into `comm_names`, -1 for
+        none, and stack where the trace has call chains, `chains` naming them)."""
+        n = len(cols["ev"])
+        base = self.next_index
+        self.next_index += n
+        lo = max(0, self.start_index - base)
+        if lo >= n:
+            return
+        self._consume(self._array_columns(cols, comm_names, chains), n, base, lo)
+
+    def _comm_ids(self, codes: np.ndarray, comm_names: list[str]) -> np.ndarray:
+        remap = getattr(self, "_remap", np.zeros(0, np.int64))
+        if len(remap) < len(comm_names):
+            extra = [self.keys.comm_id(name) for name in comm_names[len(remap):]]
+            remap = self._remap = np.concatenate([remap, np.asarray(extra, np.int64)])
+        return np.where(codes >= 0, remap[np.maximum(codes, 0)] if len(remap) else -1, -1)
+
+    def _array_columns(self, c: dict[str, np.ndarray], comm_names: list[str],
+                       chains: dict[int, Chain] | None) -> dict[str, np.ndarray]:
+        ev = c["ev"]
+        cols = {name: c[name] for name in ("ev", "ts", "pfn", "order", "mt", "cpu", "pid",
+                                           "ford", "fmt", "chown")}
+        key = np.full(len(ev), -1, np.int64)
+        comm_col = np.full(len(ev), -1, np.int64)
+        steals = np.flatnonzero(ev == EV_EXTFRAG)
+        if len(steals):
+            comm_col[steals] = self._comm_ids(c["comm"][steals], comm_names)
+        cols["comm"] = comm_col
+        alloc = np.flatnonzero(ev == EV_ALLOC)
+        if len(alloc):
+            comm = self._comm_ids(c["comm"][alloc], comm_names)
+            pid = c["pid"][alloc]
+            self._learn_comms(comm, pid)
+            comm = self._fill_comms(comm, pid)
+            stack = c["stack"][alloc] if "stack" in c else np.full(len(alloc), -1, np.int64)
+            if chains and (stack >= 0).any():
+                for sid in np.unique(stack[stack >= 0]).tolist():
+                    if sid not in self.keys.chains and sid in chains:
+                        self.keys.chains[sid] = chains[sid]
+            key[alloc] = self.keys.ids(comm, c["gfp"][alloc], c["order"][alloc],
+                                       c["mt"][alloc], stack)
+        cols["key"] = key
+        return cols
+
+    def _consume(self, cols: dict[str, np.ndarray], n: int, base: int, lo: int) -> None:
         self.events_seen += n - lo
         cut = n
         if self.end_index is not None and base + lo <= self.end_index < base + n:
@@ -272,18 +321,20 @@ class ExplainState:
     def _learn_comms(self, comm: np.ndarray, pid: np.ndarray) -> None:
         ok = comm >= 0
         if ok.any():
-            last = {int(p): int(c) for p, c in zip(pid[ok], comm[ok], strict=True)}
-            for p, c in last.items():
-                self.pid_comm[p] = self.keys.comms[c]
+            u, last = np.unique(pid[ok][::-1], return_index=True)  # each pid's last comm
+            names = self.keys.comms
+            for p, c in zip(u.tolist(), comm[ok][::-1][last].tolist(), strict=True):
+                self.pid_comm[p] = names[c]
 
     def _fill_comms(self, comm: np.ndarray, pid: np.ndarray) -> np.ndarray:
         """Rows without a comm (simulated events, `<...>`) take their pid's, where known."""
-        miss = comm < 0
-        if miss.any() and self.comm_by_pid:
-            for p in np.unique(pid[miss]):
-                name = self.comm_by_pid.get(int(p))
-                if name is not None:
-                    comm[miss & (pid == p)] = self.keys.comm_id(name)
+        miss = np.flatnonzero(comm < 0)
+        if len(miss) and self.comm_by_pid:
+            u, inverse = np.unique(pid[miss], return_inverse=True)
+            names = [self.comm_by_pid.get(int(p)) for p in u.tolist()]
+            ids = np.array([self.keys.comm_id(n) if n is not None else -1 for n in names],
+                           np.int64)
+            comm[miss] = ids[inverse.ravel()]
         return comm
 
     def _learn_chains(self, sub, stack: np.ndarray) -> None:
@@ -457,18 +508,35 @@ def explain_events(events: pa.Table, capture: StateCapture, zones: list[str],
     ts = events["ts_ns"]
     lo = int(ts[min(start_index, n - 1)].as_py()) if n else 0
     hi = int(pc.max(ts).as_py()) if n else 0
+    cpus = int(pc.max(events["cpu"]).as_py()) + 1 if n else 1
+    state = new_explain_state(capture, zones, pageblock_order, (lo, hi), cpus,
+                              start_index=start_index, end_index=end_index, window_s=window_s,
+                              mobility_grouping=mobility_grouping,
+                              no_whole_block_steal=no_whole_block_steal,
+                              comm_by_pid=comm_by_pid, symbols=symbols, buckets=buckets)
+    for off in range(0, n, chunk_rows):
+        state.update(events.slice(off, chunk_rows))
+    return state.finish(capture.end), state
+
+
+def new_explain_state(capture: StateCapture, zones: list[str], pageblock_order: int,
+                      time_range_ns: tuple[int, int], cpus: int, *, start_index: int,
+                      end_index: int | None, window_s: tuple[float, float] | None = None,
+                      mobility_grouping: bool = True, no_whole_block_steal: bool = False,
+                      comm_by_pid: dict[int, str] | None = None, symbols=None,
+                      buckets: int = DEFAULT_BUCKETS) -> ExplainState:
+    """An ExplainState for events whose time range (the start index's timestamp, the last)
+    and CPU count are known; feed it with update() or update_arrays()."""
     window = None
     if window_s is not None:
         w0 = int(round(window_s[0] * 1e9))
         w1 = int(round(window_s[1] * 1e9)) if np.isfinite(window_s[1]) else 1 << 62
         window = (w0, w1)
-    cpus = int(pc.max(events["cpu"]).as_py()) + 1 if n else 1
     state = ExplainState(capture.start_pb_mt, capture.pg_zone, zones, pageblock_order,
-                         start_index=start_index, end_index=end_index, time_range_ns=(lo, hi),
-                         window_ns=window, cpus=cpus, mobility_grouping=mobility_grouping,
+                         start_index=start_index, end_index=end_index,
+                         time_range_ns=time_range_ns, window_ns=window, cpus=cpus,
+                         mobility_grouping=mobility_grouping,
                          no_whole_block_steal=no_whole_block_steal, buckets=buckets,
                          comm_by_pid=comm_by_pid)
     state.symbols = symbols
-    for off in range(0, n, chunk_rows):
-        state.update(events.slice(off, chunk_rows))
-    return state.finish(capture.end), state
+    return state

@@ -286,15 +286,23 @@ def caller_table(frame: Frame, symbols: Symbols | None = None,
     """
     lf = in_time(as_lazy(frame), time).filter(is_event(ALLOC) & ~_failed()
                                               & pl.col("stack_id").is_not_null())
-    sites = callsites(lf, symbols)
+    groups = lf.group_by("stack_id", "order", "migratetype", "gfp_flags").agg(
+        pages().sum().alias("pages"), pl.len().cast(pl.Int64).alias("hits"),
+        pl.col("gfp_text").cast(pl.Utf8).first())
+    return caller_rows(groups, callsites(lf, symbols))
+
+
+def caller_rows(groups: pl.LazyFrame, sites: pl.DataFrame) -> pl.DataFrame:
+    """caller_table from its allocations counted per (stack_id, order, migratetype,
+    gfp_flags) (`pages`, `hits`, `gfp_text`) and the stacks' call sites (`callsites`)."""
     names = pl.Series(MIGRATETYPE_NAMES)
     return (
-        lf.join(sites.lazy(), on="stack_id", how="left")
+        groups.join(sites.lazy(), on="stack_id", how="left")
         .group_by("callsite", "order", "migratetype", "gfp_flags")
         .agg(
-            (pages().sum() * PAGE_KB).cast(pl.Int64).alias("total_alloc_kb"),
-            pl.len().cast(pl.Int64).alias("hits"),
-            pl.col("gfp_text").cast(pl.Utf8).first(),
+            (pl.col("pages").sum() * PAGE_KB).cast(pl.Int64).alias("total_alloc_kb"),
+            pl.col("hits").sum().cast(pl.Int64),
+            pl.col("gfp_text").drop_nulls().first(),
             pl.col("callsite_addr").min(),
         )
         .with_columns(pl.col("migratetype").map_elements(

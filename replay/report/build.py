@@ -6,6 +6,9 @@ its counterpart on the other side.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 
@@ -20,6 +23,7 @@ from replay.metrics.fragmentation import (
     unusable_index_all,
 )
 from replay.metrics.peers import caller_table, live_pages, page_summary, per_process
+from replay.metrics.slowpath import slow_path_section
 from replay.trace.schema import MIGRATETYPE_NAMES
 
 SCHEMA_VERSION = 1
@@ -52,11 +56,11 @@ def zone_metrics(free_blocks: dict[str, list[int]], pageblock_order: int) -> dic
     return out
 
 
-def side_metrics(df: pl.DataFrame, free_blocks: dict[str, list[int]], samples: Samples | None,
-                 end_index: int | None, pageblock_order: int) -> dict:
+def side_metrics(side: SideEvents, free_blocks: dict[str, list[int]],
+                 samples: Samples | None, end_index: int | None, pageblock_order: int) -> dict:
     """The observed or simulated side of comparison.json."""
-    fb = fallback_summary(df)
-    pcp = pcp_summary(df)
+    fb = side.fallback
+    pcp = side.pcp
     d = {
         "allocs": fb["allocs"],
         "fallbacks": fb["fallbacks"],
@@ -187,10 +191,8 @@ def end_marker_index(run, e) -> int | None:
     return marker_positions(run.data, e.seq).get("end.buddyinfo begin")
 
 
-def trace_section(run, recon_i_start: int) -> dict:
+def trace_section(run, recon_i_start: int, facts: TraceFacts) -> dict:
     st = run.data.stats
-    ev = run.data.events
-    ts = ev["ts_ns"].to_numpy() if ev.num_rows else np.zeros(0)
     return {
         "source": run.source,
         "kernel_release": st.kernel_release,
@@ -203,8 +205,8 @@ def trace_section(run, recon_i_start: int) -> dict:
         "lost_events": st.lost_events,
         "markers": st.markers,
         "cpus": st.cpus,
-        "start_s": float(ts.min() / 1e9) if len(ts) else None,
-        "end_s": float(ts.max() / 1e9) if len(ts) else None,
+        "start_s": float(facts.ts_min / 1e9) if facts.ts_min is not None else None,
+        "end_s": float(facts.ts_max / 1e9) if facts.ts_max is not None else None,
         "replayed_from_event": recon_i_start,
     }
 
@@ -238,6 +240,12 @@ def verdict(d: dict) -> str:
         parts.append(f"observed {rate:.2f} fallbacks per 1,000 allocations")
     if sim:
         parts.append(f"simulated {sim['fallback_rate_per_1000']:.2f}")
+    slow = d.get("slow_path") or {}
+    vm = {r["counter"]: r for r in slow.get("vmstat", [])}
+    if vm.get("compact_stall", {}).get("kernel") or vm.get("compact_stall", {}).get("model"):
+        st, sc = vm["compact_stall"], vm.get("compact_success", {"kernel": 0, "model": 0})
+        parts.append(f"compaction stalls kernel {st['kernel']:,} (success {sc['kernel']:,}), "
+                     f"model {st['model']:,} (success {sc['model']:,})")
     return "; ".join(parts)
 
 
@@ -260,57 +268,115 @@ def recon_section(recon) -> dict:
     }
 
 
+@dataclass
+class SideEvents:
+    """What the report reads of one side's events: from a polars frame (`frame_side`) or
+    accumulated while a trace streams by (replay.stream); the same numbers either way."""
+
+    fallback: dict  # fallback_summary
+    pcp: dict  # pcp_summary
+    page_summary: dict
+    fallback_events: list[dict]
+    pcp_rates: Callable[[list[float]], dict]  # per window between the given sample times
+    per_process: list[dict] | None = None  # observed side only
+    live_pages: int | None = None
+    compaction_frame: object | None = None  # a frame holding the side's compaction events
+    callers: Callable[[object], dict | None] | None = None  # symbols -> callers_section
+
+
+def frame_side(df: pl.DataFrame, observed: bool = True, full: bool = True) -> SideEvents:
+    """A side's SideEvents from its events frame (events_frame); `full=False` computes only
+    what side_metrics reads (a sweep point)."""
+    return SideEvents(
+        fallback_summary(df), pcp_summary(df), page_summary(df) if full else {},
+        fallback_events(df) if full else [],
+        lambda edges: pcp_rates(df, edges),
+        per_process(df).to_dicts() if observed else None,
+        live_pages(df).height if observed else None,
+        df if observed else None,
+        (lambda symbols: callers_section(df, symbols)) if observed else None)
+
+
+@dataclass
+class TraceFacts:
+    """What the report says of the trace beyond its events: first and last timestamps and
+    the end.buddyinfo marker's event index."""
+
+    ts_min: int | None
+    ts_max: int | None
+    end_index: int | None
+    index_at_time: Callable[[int], int] | None = None  # searchsorted over the engine's ts
+
+
 def build(run, recon, obs_samples: Samples | None, sim=None, settings: dict | None = None,
           time_window: tuple[float, float] | None = None, kind: str = "report",
           explain: dict | None = None) -> dict:
     """The whole report dict for `report` (sim None) or `compare`; `explain` holds the explain
     tables by side (replay.metrics.explain_tables), as explain.json has them."""
+    i0 = recon.i_start
+    obs = frame_side(events_frame(run.data.events, time_window, i0))
+    sim_side = frame_side(events_frame(sim.events, time_window), False) if sim is not None \
+        else None
+    ev = run.data.events
+    ts = ev["ts_ns"].to_numpy() if ev.num_rows else np.zeros(0)
+    facts = TraceFacts(int(ts.min()) if len(ts) else None, int(ts.max()) if len(ts) else None,
+                       end_marker_index(run, recon.events),
+                       lambda t: int(np.searchsorted(recon.events.ts, t)))
+    return assemble(run, recon, obs_samples, obs, facts, sim, sim_side, settings, time_window,
+                    kind, explain)
+
+
+def assemble(run, recon, obs_samples: Samples | None, obs: SideEvents, facts: TraceFacts,  # noqa: PLR0913
+             sim=None, sim_side: SideEvents | None = None, settings: dict | None = None,
+             time_window: tuple[float, float] | None = None, kind: str = "report",
+             explain: dict | None = None) -> dict:
+    """The report dict from each side's SideEvents (see build)."""
     pbo = recon.machine.pageblock_order
     i0 = recon.i_start
-    end_idx = end_marker_index(run, recon.events)
-    obs_df = events_frame(run.data.events, time_window, i0)
-    obs_free, end_source = _observed_end_free(run, recon, obs_samples, end_idx, time_window)
+    end_idx = facts.end_index
+    obs_free, end_source = _observed_end_free(run, recon, obs_samples, end_idx, time_window,
+                                              facts.index_at_time)
     d: dict = {
         "schema_version": SCHEMA_VERSION,
         "kind": kind,
-        "trace": trace_section(run, i0),
+        "trace": trace_section(run, i0, facts),
         "time_window_s": [None if not np.isfinite(t) else t for t in time_window]
         if time_window else None,
         "machine": {"zones": [z.key for z in recon.machine.zones], "cpus": recon.machine.cpus,
                     "pageblock_order": pbo, "nodes": recon.machine.nodes},
         "reconstruct": recon_section(recon),
         "agreement": {k: v for k, v in recon.agreement.as_dict().items()},
-        "observed": side_metrics(obs_df, obs_free, obs_samples, end_idx, pbo),
+        "observed": side_metrics(obs, obs_free, obs_samples, end_idx, pbo),
         "settings": settings or {},
-        "per_process": per_process(obs_df).to_dicts(),
-        "page_summary": _str_keys(page_summary(obs_df)),
-        "live_pages": live_pages(obs_df).height,
-        "callers": callers_section(obs_df, getattr(run, "symbols", None)),
+        "per_process": obs.per_process,
+        "page_summary": _str_keys(obs.page_summary),
+        "live_pages": obs.live_pages,
+        "callers": obs.callers(getattr(run, "symbols", None)) if obs.callers else None,
         "timeseries": {"observed": timeseries(obs_samples, pbo, time_window)},
-        "fallback_events": {"observed": fallback_events(obs_df)},
+        "fallback_events": {"observed": obs.fallback_events},
     }
     d["observed"]["end_source"] = end_source
     edges = d["timeseries"]["observed"].get("t_s", [])
-    d["pcp_rates"] = {"observed": pcp_rates(obs_df, edges)}
+    d["pcp_rates"] = {"observed": obs.pcp_rates(edges)}
     snap_start = run.bundle.start.vmstat if run.bundle is not None else None
     snap_end = run.bundle.end.vmstat if run.bundle is not None and time_window is None \
         else None
-    d["compaction"] = compaction_section(obs_df, snap_start, snap_end, recon.compaction,
-                                         recon.counters)
-    d["compaction"]["rates"] = compaction_rates(obs_df, edges)
-    if sim is not None:
-        sim_df = events_frame(sim.events, time_window)
+    d["compaction"] = compaction_section(obs.compaction_frame, snap_start, snap_end,
+                                         recon.compaction, recon.counters)
+    d["compaction"]["rates"] = compaction_rates(obs.compaction_frame, edges)
+    if sim is not None and sim_side is not None:
         sim_pbo = sim.machine.pageblock_order
         sim_free = samples_free_blocks(sim.samples, end_idx) if sim.samples else {}
-        d["simulated"] = side_metrics(sim_df, sim_free, sim.samples, end_idx, sim_pbo)
+        d["simulated"] = side_metrics(sim_side, sim_free, sim.samples, end_idx, sim_pbo)
         d["simulated"]["counters"] = sim.counters
         d["timeseries"]["simulated"] = timeseries(sim.samples, sim_pbo, time_window)
-        d["fallback_events"]["simulated"] = fallback_events(sim_df)
-        d["pcp_rates"]["simulated"] = pcp_rates(sim_df, edges)
-        d["page_summary_simulated"] = _str_keys(page_summary(sim_df))
+        d["fallback_events"]["simulated"] = sim_side.fallback_events
+        d["pcp_rates"]["simulated"] = sim_side.pcp_rates(edges)
+        d["page_summary_simulated"] = _str_keys(sim_side.page_summary)
         d["simulated"]["machine"] = {"pageblock_order": sim_pbo, "cpus": sim.machine.cpus,
                                      "max_order": sim.machine.max_order}
         d["gaps"] = gaps(d["observed"], d["simulated"])
+        d["slow_path"] = slow_path_section(sim, snap_start, snap_end)
     d["kernel_profile"] = kernel_profile_section(recon, sim)
     if explain:
         d["explain"] = explain
@@ -327,10 +393,24 @@ def callers_section(df: pl.DataFrame, symbols=None) -> dict | None:
     rows, the symbol file used, and whether the tracer named the frames itself."""
     if "stack_id" not in df.columns or df["stack_id"].null_count() == df.height:
         return None
-    table = caller_table(df, symbols)
+    return _callers(caller_table(df, symbols), symbols, named_by_trace(df),
+                    int(df["stack_id"].n_unique() - (1 if df["stack_id"].null_count() else 0)))
+
+
+def streamed_callers_section(counts, book, symbols=None) -> dict | None:
+    """callers_section of a streamed trace's events from the start in the window: from the
+    allocations counted as they went by (caller_counts.CallerCounts) and the chains read."""
+    from replay.metrics.caller_counts import caller_table_from
+
+    if not counts.events:
+        return None
+    return _callers(caller_table_from(counts, book, symbols), symbols, book.named_by_trace,
+                    counts.stacks)
+
+
+def _callers(table: pl.DataFrame, symbols, named: bool, stacks: int) -> dict:
     return {"symbols": symbols.source if symbols is not None else None,
-            "named_by_trace": named_by_trace(df),
-            "stacks": int(df["stack_id"].n_unique() - (1 if df["stack_id"].null_count() else 0)),
+            "named_by_trace": named, "stacks": stacks,
             "total_rows": table.height, "rows": table.head(MAX_CALLER_ROWS).to_dicts()}
 
 
@@ -358,7 +438,7 @@ def _str_keys(ps: dict) -> dict:
     return out
 
 
-def _observed_end_free(run, recon, samples, end_idx, time_window
+def _observed_end_free(run, recon, samples, end_idx, time_window, index_at_time=None
                        ) -> tuple[dict[str, list[int]], str]:
     """The kernel's own end.buddyinfo where the bundle has one (and no time window cuts the
     trace short); else the reconstructed state."""
@@ -368,7 +448,7 @@ def _observed_end_free(run, recon, samples, end_idx, time_window
     if samples is not None and samples.index:
         idx = end_idx
         if time_window is not None:
-            idx = int(np.searchsorted(recon.events.ts, int(time_window[1] * 1e9)))
+            idx = index_at_time(int(time_window[1] * 1e9))
         return samples_free_blocks(samples, idx), "replay"
     from replay.engine.state import buddyinfo
 

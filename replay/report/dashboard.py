@@ -752,13 +752,40 @@ def fig_callers(d: Mapping) -> Panel | None:
                          margin=dict(l=10, r=10, t=30, b=10)), note)
 
 
+def fig_slow_path(d: Mapping) -> Panel | None:
+    """compare: the model's slow-path counters beside the kernel's vmstat deltas (log scale);
+    None when neither side reclaimed nor compacted."""
+    rows = [r for r in ((d.get("slow_path") or {}).get("vmstat") or [])
+            if r.get("kernel") or r.get("model")]
+    if not rows:
+        return None
+    names = [r["counter"] for r in rows][::-1]
+    fig = go.Figure()
+    for side, colour in (("kernel", "#1f77b4"), ("model", "#ff7f0e")):
+        vals = [max(r[side], 0) for r in rows][::-1]
+        fig.add_trace(go.Bar(y=names, x=[v if v > 0 else None for v in vals], orientation="h",
+                             name="kernel (vmstat start→end)" if side == "kernel" else "model",
+                             marker_color=colour, customdata=vals,
+                             hovertemplate="%{y}: %{customdata:,}<extra>" + side + "</extra>"))
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(type="log", title_text="count (log scale)")
+    fails = (d.get("slow_path") or {}).get("failures") or []
+    note = ("The kernel's counters are the bundle's /proc/vmstat deltas over the capture; the "
+            "model's count the same events over the same stretch (docs/metrics.md §8).")
+    if fails:
+        note += (f" The model failed {sum(f['failures'] for f in fails):,} allocations, most "
+                 f"often order {fails[0]['order']} {fails[0]['gfp']}.")
+    return Panel("slowpath", "Slow path: the kernel and the model",
+                 _layout(fig, 80 + 44 * len(rows)), note)
+
+
 def panels(d: Mapping) -> list[Panel]:
     """Every figure, in page order."""
     zone = busiest_zone(d)
     figures = [fig_free_heatmap(d, zone), fig_unusable(d), fig_compaction(d, zone),
                fig_fallbacks(d), fig_pageblocks(d, zone), fig_pbmap(d), fig_culprits(d),
                fig_pcp(d), fig_end_buddyinfo(d, zone), fig_matrix(d), fig_processes(d),
-               fig_callers(d)]
+               fig_callers(d), fig_slow_path(d)]
     return [f for f in figures if f is not None]
 
 

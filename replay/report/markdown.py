@@ -337,6 +337,33 @@ def section_compaction(d: Mapping) -> str:
     return "\n\n".join(lines)
 
 
+def section_slow_path(d: Mapping) -> str:
+    """The model's slow path against the kernel's vmstat deltas (compare only)."""
+    slow = d.get("slow_path") or {}
+    rows = [[r["counter"], fmt_num(r["kernel"]), fmt_num(r["model"]),
+             f"{r['gap_pct']:+.1f}%" if r.get("gap_pct") is not None else "–"]
+            for r in slow.get("vmstat", []) if r["kernel"] or r["model"]]
+    if not rows and not slow.get("failures"):
+        return ""
+    lines = ["### Slow path: the kernel's vmstat and the model"]
+    rec = slow.get("recorded_sysctls") or {}
+    if rec:
+        lines.append(f"Traced machine: THP defrag `{rec.get('thp_defrag')}`, "
+                     f"compaction_proactiveness {rec.get('compaction_proactiveness')}, "
+                     f"extfrag_threshold {rec.get('extfrag_threshold')} "
+                     f"(from {rec.get('source')}).")
+    if rows:
+        lines.append(table(["counter", "kernel (start→end)", "model", "gap"], rows,
+                           ["l", "r", "r", "r"]))
+    fails = slow.get("failures") or []
+    if fails:
+        lines.append(table(["order", "gfp", "model failures", "first s", "last s"],
+                           [[str(r["order"]), f"`{r['gfp']}`", fmt_num(r["failures"]),
+                             f"{r['first_s']:.3f}", f"{r['last_s']:.3f}"] for r in fails[:10]],
+                           ["r", "l", "r", "r", "r"]))
+    return "\n\n".join(lines)
+
+
 def _agreement_rows(group: str, by: Mapping) -> list[list[str]]:
     rows = []
     for key in sorted(by, key=order_sort_key):
@@ -689,7 +716,8 @@ def section_explain(d: Mapping, top: int = TOP_CULPRITS) -> str:
 
 
 SECTIONS = (section_title, section_kernel, section_key_numbers, section_reconstruct,
-            section_agreement, section_compaction, section_zones, section_fallbacks,
+            section_agreement, section_compaction, section_slow_path, section_zones,
+            section_fallbacks,
             section_explain, section_pcp,
             section_processes, section_page_summary, section_callers, section_settings,
             section_trace)

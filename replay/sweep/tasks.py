@@ -93,7 +93,7 @@ def point_task(source: str, events: str, machine: str | None, items: list[str],
     from replay.engine.events import marker_positions
     from replay.engine.simulate import Settings
     from replay.pipeline import simulate_run
-    from replay.report.build import events_frame, samples_free_blocks, side_metrics
+    from replay.report.build import events_frame, frame_side, samples_free_blocks, side_metrics
 
     t0 = time.perf_counter()
     run = loaded(source, events, machine)
@@ -105,7 +105,8 @@ def point_task(source: str, events: str, machine: str | None, items: list[str],
                        start_cache=_STARTS)
     pbo = sim.machine.pageblock_order
     free = samples_free_blocks(sim.samples, end_idx) if sim.samples else {}
-    side = side_metrics(events_frame(sim.events), free, sim.samples, end_idx, pbo)
+    side = side_metrics(frame_side(events_frame(sim.events), False, False), free, sim.samples,
+                        end_idx, pbo)
     return {"metrics": side_scalars(side, pbo, (*REFERENCE_ORDERS, *orders)),
             "seconds": time.perf_counter() - t0,
             "worker": worker_name()}

@@ -618,6 +618,8 @@ def ingest_to_parquet(source: str | os.PathLike, out: str | os.PathLike, *, stri
     out = Path(out)
     tmp = out.with_name(out.name + ".partial")
     try:
+        if src.is_tracedat and src.path is not None:
+            return _tracedat_to_parquet(src, out, tmp, strict)
         if src.is_tracedat or src.is_perfdata:
             data = _read_binary(src, strict)
             write_tables(data, out)
@@ -642,6 +644,32 @@ def ingest_to_parquet(source: str | os.PathLike, out: str | os.PathLike, *, stri
         src.stream.close()
         if tmp.exists():
             tmp.unlink()
+
+
+def _tracedat_to_parquet(src: Source, out: Path, tmp: Path, strict: bool) -> TraceStats:
+    """A trace.dat into OUT a batch of records at a time (tracedat_stream.py)."""
+    from replay.trace.tracedat_stream import TraceDatReader
+
+    reader = TraceDatReader(src.path, tmp_dir=str(out.parent))
+    stats = reader.stats
+    stats.source = src.name
+    stats.kernel_release = stats.kernel_release or _kernel_release(src)
+    writer = pq.ParquetWriter(tmp, EVENTS_SCHEMA, **_PARQUET_OPTS)
+    try:
+        _write_in_background(writer, (b for t in reader.batches() for b in t.to_batches()))
+        lost = reader.lost_table()
+    finally:
+        writer.add_key_value_metadata(parquet_metadata(stats))
+        writer.close()
+    if strict and (stats.error or stats.bad_lines):
+        reason = stats.error or ", ".join(f"{v} x {k}" for k, v in stats.bad_lines.items())
+        raise InputError(f"{src.name}: {reason}")
+    os.replace(tmp, out)
+    markers = pa.concat_tables(reader.markers) if reader.markers else \
+        MARKERS_SCHEMA.empty_table()
+    pq.write_table(markers, side_table_path(out, "markers"))
+    pq.write_table(lost, side_table_path(out, "lost"))
+    return stats
 
 
 def _write_in_background(writer: pq.ParquetWriter, batches: Iterator[pa.RecordBatch]) -> None:
@@ -702,13 +730,13 @@ def _to_current_schema(events: pa.Table) -> pa.Table:
     return events.select(EVENTS_SCHEMA.names).cast(EVENTS_SCHEMA)
 
 
-def read_parquet(path: str | os.PathLike) -> TraceData:
-    """Load an ingested trace back (events plus markers/lost tables and the stats)."""
+def parquet_stats(path: Path, file: pq.ParquetFile | None = None,
+                  schema_metadata: dict | None = None) -> TraceStats:
+    """The TraceStats an ingest wrote into a Parquet file's metadata."""
     import json
 
-    path = Path(path)
-    events = pq.read_table(path)
-    kv = {**(pq.ParquetFile(path).metadata.metadata or {}), **(events.schema.metadata or {})}
+    file = file or pq.ParquetFile(path)
+    kv = {**(file.metadata.metadata or {}), **(schema_metadata or {})}
     meta = json.loads(kv.get(b"pagereplay", b"{}"))
     stats = TraceStats(source=meta.get("source", str(path)), layout=meta.get("layout", ""))
     for key in ("lines", "events", "markers", "header_lines", "lost_events", "cpus",
@@ -720,6 +748,14 @@ def read_parquet(path: str | os.PathLike) -> TraceData:
     stats.other_events = meta.get("other_events", {})
     stats.bad_lines = meta.get("bad_lines", {})
     stats.lost_by_cpu = {int(k): v for k, v in meta.get("lost_by_cpu", {}).items()}
+    return stats
+
+
+def read_parquet(path: str | os.PathLike) -> TraceData:
+    """Load an ingested trace back (events plus markers/lost tables and the stats)."""
+    path = Path(path)
+    events = pq.read_table(path)
+    stats = parquet_stats(path, schema_metadata=events.schema.metadata)
     markers = side_table_path(path, "markers")
     lost = side_table_path(path, "lost")
     return TraceData(

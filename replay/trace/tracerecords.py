@@ -355,11 +355,11 @@ def _read_event_columns(rec: Records, tf: TraceFile, idx: np.ndarray, type_ids: 
     return cols, short
 
 
-def _events_table(rec: Records, tf: TraceFile, idx: np.ndarray,
-                  code_by_id: dict[int, int]) -> tuple[pa.Table, dict[str, int], int]:
-    """The events table of the records at merged positions `idx`; also counts by kind and the
-    short-record count."""
-    seq = idx + 1
+def _events_table(rec: Records, tf: TraceFile, idx: np.ndarray, code_by_id: dict[int, int],
+                  seq0: int = 0) -> tuple[pa.Table, dict[str, int], int]:
+    """The events table of the records at merged positions `idx` (seq idx + 1 + seq0); also
+    counts by kind and the short-record count."""
+    seq = idx + 1 + seq0
     idx = rec.order[idx]  # stream-order record numbers from here on
     type_ids = np.array(sorted(code_by_id), dtype=np.int64)
     kind_of_id = np.zeros(int(type_ids.max(initial=0)) + 1, dtype=np.int64)
@@ -431,7 +431,8 @@ def _field_values(rec: Records, rows: np.ndarray, f: FieldFormat, big: bool) -> 
     return out
 
 
-def _compaction_rows(rec: Records, tf: TraceFile, idx: np.ndarray) -> pa.RecordBatch | None:
+def _compaction_rows(rec: Records, tf: TraceFile, idx: np.ndarray,
+                     seq0: int = 0) -> pa.RecordBatch | None:
     """Compaction records at merged positions `idx` as events-schema rows (trace order)."""
     if not idx.size:
         return None
@@ -471,8 +472,8 @@ def _compaction_rows(rec: Records, tf: TraceFile, idx: np.ndarray) -> pa.RecordB
                 continue
             r = rows_all[i]
             tgid = int(rec.tgid[r]) if rec.tgid is not None else None
-            common = (int(idx[i]) + 1, int(rec.ts[r]), int(rec.cpu[r]), int(rec.pid[r]), tgid,
-                      comms[i], int(flags[i]), int(rec.preempt[r] & 0xF),
+            common = (int(idx[i]) + 1 + seq0, int(rec.ts[r]), int(rec.cpu[r]),
+                      int(rec.pid[r]), tgid, comms[i], int(flags[i]), int(rec.preempt[r] & 0xF),
                       int(rec.preempt[r] >> 4))
             per_row.append((int(i), common, fmt.name, {c: v[k] for c, v in columns.items()}))
     assert len(COMMON_COLUMNS) == len(per_row[0][1]) if per_row else True
@@ -500,7 +501,7 @@ def _read_loc(buf: np.ndarray, pos: int, big: bool) -> int:
     return int.from_bytes(buf[pos : pos + 4].tobytes(), "big" if big else "little")
 
 
-def _markers_table(rec: Records, tf: TraceFile, idx: np.ndarray) -> pa.Table:
+def _markers_table(rec: Records, tf: TraceFile, idx: np.ndarray, seq0: int = 0) -> pa.Table:
     """trace_marker writes (ftrace `print` events at merged positions `idx`) as markers."""
     rows = rec.order[idx]
     big = tf.endian == ">"
@@ -510,7 +511,7 @@ def _markers_table(rec: Records, tf: TraceFile, idx: np.ndarray) -> pa.Table:
         texts.append(_marker_text(rec, int(r), f, big) if f is not None else "")
     pids = rec.pid[rows]
     return pa.Table.from_arrays([
-        pa.array(idx + 1, type=pa.int64()),
+        pa.array(idx + 1 + seq0, type=pa.int64()),
         pa.array(rec.ts[rows], type=pa.int64()),
         pa.array(rec.cpu[rows], type=pa.int16()),
         pa.array(pids, type=pa.int32()),
@@ -534,7 +535,8 @@ def _count_other_events(rec: Records, tf: TraceFile, handled: np.ndarray,
             stats.other_events[fmt.name] = stats.other_events.get(fmt.name, 0) + int(count)
 
 
-def record_tables(rec: Records, tf: TraceFile, stats: TraceStats) -> tuple[pa.Table, pa.Table]:
+def record_tables(rec: Records, tf: TraceFile, stats: TraceStats,
+                  seq0: int = 0) -> tuple[pa.Table, pa.Table]:
     """The events table (kmem and compaction rows, in merged order) and the markers table of
     `rec`; fills stats.events, events_by_kind, markers, other_events and short records."""
     code_by_id = _event_code_by_id(tf)
@@ -542,11 +544,11 @@ def record_tables(rec: Records, tf: TraceFile, stats: TraceStats) -> tuple[pa.Ta
     is_event = np.isin(merged_type, list(code_by_id))
     marker_ids = [i for i, f in tf.formats.items() if f.system == "ftrace" and f.name == "print"]
     is_marker = np.isin(merged_type, marker_ids)
-    events, by_kind, short = _events_table(rec, tf, np.flatnonzero(is_event), code_by_id)
+    events, by_kind, short = _events_table(rec, tf, np.flatnonzero(is_event), code_by_id, seq0)
     compaction_ids = [i for i, f in tf.formats.items()
                       if f.system == "compaction" and f.name in TRACEDAT_FIELDS]
     is_compaction = np.isin(merged_type, compaction_ids)
-    comp = _compaction_rows(rec, tf, np.flatnonzero(is_compaction))
+    comp = _compaction_rows(rec, tf, np.flatnonzero(is_compaction), seq0)
     if comp is not None:
         for name, count in zip(*np.unique(comp.column("event").to_numpy(zero_copy_only=False)
                                           .astype(str), return_counts=True), strict=True):
@@ -557,9 +559,93 @@ def record_tables(rec: Records, tf: TraceFile, stats: TraceStats) -> tuple[pa.Ta
         is_event |= is_compaction
     if short:
         stats.bad_lines["record shorter than its format"] = short
-    markers = _markers_table(rec, tf, np.flatnonzero(is_marker))
+    markers = _markers_table(rec, tf, np.flatnonzero(is_marker), seq0)
     _count_other_events(rec, tf, is_event | is_marker, stats)
     stats.events = events.num_rows
     stats.events_by_kind = {name: by_kind[name] for name in EVENT_NAMES if name in by_kind}
     stats.markers = markers.num_rows
     return events, markers
+
+
+def record_columns(rec: Records, tf: TraceFile, stats: TraceStats, seq0: int = 0
+                   ) -> tuple[dict[str, np.ndarray], list[str], pa.RecordBatch | None, pa.Table]:
+    """record_tables' kmem rows as int64 columns instead of a table (the streamed replay's
+    columns: nulls -1, a failed allocation's pfn -1, comm as codes into the returned names),
+    with its compaction rows as a record batch and its markers table; fills the same stats.
+    Skipping Arrow for the kmem rows is what makes a trace.dat cheap to replay."""
+    code_by_id = _event_code_by_id(tf)
+    merged_type = rec.type_id[rec.order]
+    is_event = np.isin(merged_type, list(code_by_id))
+    marker_ids = [i for i, f in tf.formats.items() if f.system == "ftrace" and f.name == "print"]
+    is_marker = np.isin(merged_type, marker_ids)
+    pos = np.flatnonzero(is_event)
+    idx = rec.order[pos]
+    type_ids = np.array(sorted(code_by_id), dtype=np.int64)
+    kind_of_id = np.zeros(int(type_ids.max(initial=0)) + 1, dtype=np.int64)
+    kind_of_id[type_ids] = np.arange(type_ids.size)
+    kind = kind_of_id[rec.type_id[idx]]
+    codes = np.array([code_by_id[int(t)] for t in type_ids], dtype=np.int64)
+    names = [EVENT_NAMES[c] for c in codes]
+    cols, short = _read_event_columns(rec, tf, idx, type_ids, kind, names)
+    ev = codes[kind] if idx.size else np.zeros(0, dtype=np.int64)
+    failed = (ev == EVENT_CODE["mm_page_alloc"]) & ~cols.valid[0]
+    failed &= cols.wide[0] != 0
+    by_kind: dict[str, int] = {}
+    for k, count in enumerate(np.bincount(kind, minlength=len(names))):
+        if count:
+            by_kind[names[k]] = by_kind.get(names[k], 0) + int(count)
+    pfn = np.where(cols.valid[0] & ~failed, cols.wide[0].astype(np.int64), -1)
+    pid = rec.pid[idx].astype(np.int64)
+    comm_names, comm = _comm_codes(rec, idx, pid, tf.cmdlines)
+
+    def narrow(name: str) -> np.ndarray:
+        c = _COLUMN_INDEX[name]
+        return np.where(cols.valid[c], cols.values(name).astype(np.int64), -1)
+
+    out = {
+        "seq": pos + 1 + seq0, "ts": rec.ts[idx].astype(np.int64), "ev": ev, "pfn": pfn,
+        "order": narrow("order"), "mt": narrow("migratetype"),
+        "cpu": rec.cpu[idx].astype(np.int64), "refill": narrow("percpu_refill"),
+        "ford": narrow("fallback_order"), "fmt": narrow("fallback_migratetype"),
+        "chown": narrow("change_ownership"),
+        "irq": irq_flags_from_trace_flags(rec.flags[idx]).astype(np.int64),
+        "preempt": (rec.preempt[idx] & 0xF).astype(np.int64),
+        "gfp": np.where(cols.valid[1], cols.wide[1].astype(np.uint32).astype(np.int64), -1),
+        "pid": pid, "frag": narrow("fragmenting"), "stack": np.full(idx.size, -1, np.int64),
+        "failed": failed.astype(np.int64), "comm": comm,
+        "cidx": np.full(idx.size, -1, np.int64),
+    }
+    compaction_ids = [i for i, f in tf.formats.items()
+                      if f.system == "compaction" and f.name in TRACEDAT_FIELDS]
+    is_compaction = np.isin(merged_type, compaction_ids)
+    comp = _compaction_rows(rec, tf, np.flatnonzero(is_compaction), seq0)
+    if comp is not None:
+        for name, count in zip(*np.unique(comp.column("event").to_numpy(zero_copy_only=False)
+                                          .astype(str), return_counts=True), strict=True):
+            by_kind[name] = by_kind.get(name, 0) + int(count)
+        short += int(np.count_nonzero(is_compaction)) - comp.num_rows
+        is_event |= is_compaction
+    if short:
+        stats.bad_lines["record shorter than its format"] = short
+    markers = _markers_table(rec, tf, np.flatnonzero(is_marker), seq0)
+    _count_other_events(rec, tf, is_event | is_marker, stats)
+    stats.events = idx.size + (comp.num_rows if comp is not None else 0)
+    stats.events_by_kind = {name: by_kind[name] for name in EVENT_NAMES if name in by_kind}
+    stats.markers = markers.num_rows
+    return out, comm_names, comp, markers
+
+
+def _comm_codes(rec: Records, idx: np.ndarray, pid: np.ndarray,
+                cmdlines: dict[int, str]) -> tuple[list[str], np.ndarray]:
+    """comm of records `idx` as codes into a names list (-1 unknown), as comm_array names
+    them."""
+    if rec.comm is not None:
+        return list(rec.comm_values), rec.comm[idx].astype(np.int64)
+    if not pid.size:
+        return [], np.zeros(0, np.int64)
+    uniq, inverse = np.unique(pid, return_inverse=True)
+    names = _comm_names(uniq, cmdlines)
+    values = sorted({n for n in names if n is not None})
+    code = {n: i for i, n in enumerate(values)}
+    per_uniq = np.array([code[n] if n is not None else -1 for n in names], dtype=np.int64)
+    return values, per_uniq[inverse.ravel()]

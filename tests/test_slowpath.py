@@ -1,0 +1,283 @@
+"""The model's slow path (issue #11) on hand-built zones: a direct compaction that empties a
+pageblock and captures it, deferral, kcompactd's proactive trigger, direct reclaim of the
+oldest LRU pages, kswapd's reclaim-active window, an OOM, the THP defrag gfp rewrite; and end
+to end on traces/compact-frag (its compact_memory write replayed by the model) and on a lab
+capture the slow path must leave alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from engine_helpers import (
+    MOVABLE,
+    PAGEBLOCK,
+    UNMOVABLE,
+    counters,
+    emitter,
+    machine,
+    mark_allocated,
+    put_free,
+    zone_spec,
+    zonelists,
+)
+
+from replay.engine.compact_model import (
+    COMPACT_DEFERRED,
+    compaction_defer_reset,
+    compaction_deferred,
+    defer_compaction,
+    fragmentation_index,
+    fragmentation_score_zone,
+    kcompactd_timer,
+)
+from replay.engine.lru import lru_add
+from replay.engine.slow_state import (
+    MAP_RECLAIMED,
+    SC_PROACTIVENESS,
+    VM_ALLOCSTALL,
+    VM_CAPTURES,
+    VM_COMPACT_STALL,
+    VM_COMPACT_SUCCESS,
+    VM_KSWAPD_WAKES,
+    VM_OOM_KILL,
+    VM_PGMIGRATE_SUCCESS,
+    VM_PGSTEAL_DIRECT,
+    VM_PROACTIVE_RUNS,
+    slow_state_for,
+)
+from replay.engine.slowpath import __alloc_pages
+from replay.engine.state import PG_ALLOC, ZONE_RECLAIM_ACTIVE, ZP_FLAGS, new_state
+from replay.engine.thp import thp_defrag_gfp
+from replay.engine.vmscan import kswapd_balance_check, kswapd_freed, wakeup_kswapd
+from replay.trace.gfp import GFP_BY_NAME
+
+GFP_KERNEL = GFP_BY_NAME["GFP_KERNEL"]
+GFP_TRANSHUGE = GFP_BY_NAME["GFP_TRANSHUGE"]
+GFP_TRANSHUGE_LIGHT = GFP_BY_NAME["GFP_TRANSHUGE_LIGHT"]
+NORETRY, THISNODE = GFP_BY_NAME["__GFP_NORETRY"], GFP_BY_NAME["__GFP_THISNODE"]
+KSWAPD = GFP_BY_NAME["__GFP_KSWAPD_RECLAIM"]
+PAGES = 16 * PAGEBLOCK
+
+
+def zone(**kw):
+    """One DMA32 zone of 16 pageblocks, pcp lists off (high 0: every free drains at once)."""
+    st = new_state(machine(zone_spec(pages=PAGES, batch=1, high=0, **kw)))
+    return st, slow_state_for(st)
+
+
+def lru_pages(st, sp, start, end):
+    """[start, end) allocated order-0 movable pages on the LRU, oldest first."""
+    for p in range(start, end):
+        st.pg_state[p] = PG_ALLOC
+        st.pg_order[p] = 0
+        st.pg_mt[p] = MOVABLE
+        lru_add(st, sp, p)
+
+
+def holes(st, start, end, hole_order=4):
+    """[start, end) in pageblocks half full: allocated unmovable blocks with free order-4
+    holes between them (no free block of a pageblock or more)."""
+    size = 1 << hole_order
+    for p in range(start, end, 2 * size):
+        mark_allocated(st, p, p + size, UNMOVABLE)
+        put_free(st, p + size, hole_order, MOVABLE)
+
+
+def alloc(st, sp, gfp, order, mt=MOVABLE):
+    lists, lens = zonelists(st)
+    out, cnt = emitter(1 << 16), counters()
+    page, z = __alloc_pages(st, sp, gfp, order, mt, 0, 0, out, 0, cnt, lists, lens)
+    return int(page)
+
+
+def test_direct_compaction_empties_a_pageblock_and_captures_it():
+    st, sp = zone()
+    mark_allocated(st, 0, PAGEBLOCK, UNMOVABLE)  # pageblock 0 cannot be emptied
+    lru_pages(st, sp, PAGEBLOCK, 2 * PAGEBLOCK)  # pageblock 1: all LRU
+    mark_allocated(st, 2 * PAGEBLOCK, 8 * PAGEBLOCK, UNMOVABLE)
+    holes(st, 8 * PAGEBLOCK, PAGES)  # 4096 free pages, no order-9 block
+    assert fragmentation_index(st, 0, 9) > 500
+    page = alloc(st, sp, GFP_TRANSHUGE | NORETRY | THISNODE, 9)
+    assert page == PAGEBLOCK  # the emptied block, captured as its last page merged
+    assert sp.vm[VM_COMPACT_STALL] == 1 and sp.vm[VM_COMPACT_SUCCESS] == 1
+    assert sp.vm[VM_CAPTURES] == 1
+    assert sp.vm[VM_PGMIGRATE_SUCCESS] == PAGEBLOCK
+    # the migrated pages live on in the holes, still LRU pages, and the trace's pfns follow
+    assert sp.pg_lru[PAGEBLOCK:2 * PAGEBLOCK].sum() == 0
+    assert sp.pg_lru[8 * PAGEBLOCK:].sum() == PAGEBLOCK
+    moved = sp.pfn_map[PAGEBLOCK:2 * PAGEBLOCK]
+    assert (moved >= 8 * PAGEBLOCK).all() and len(set(moved.tolist())) == PAGEBLOCK
+    assert (sp.rev_map[moved] == np.arange(PAGEBLOCK, 2 * PAGEBLOCK)).all()
+
+
+def test_without_compaction_the_same_request_fails():
+    st, sp = zone()
+    mark_allocated(st, 0, PAGEBLOCK, UNMOVABLE)
+    lru_pages(st, sp, PAGEBLOCK, 2 * PAGEBLOCK)
+    mark_allocated(st, 2 * PAGEBLOCK, 8 * PAGEBLOCK, UNMOVABLE)
+    holes(st, 8 * PAGEBLOCK, PAGES)
+    sp.cfg[0] = 0  # SC_COMPACTION off
+    assert alloc(st, sp, GFP_TRANSHUGE | NORETRY | THISNODE, 9) == -1
+    assert sp.vm[VM_COMPACT_STALL] == 0
+
+
+def test_deferral_backs_off_exponentially_and_a_success_resets_it():
+    st, sp = zone()
+    defer_compaction(sp, 0, 9)
+    defer_compaction(sp, 0, 9)  # defer_shift 2: the next 3 attempts are deferred
+    assert [compaction_deferred(sp, 0, 9) for _ in range(4)] == [True, True, True, False]
+    assert not compaction_deferred(sp, 0, 3)  # below compact_order_failed: never deferred
+    compaction_defer_reset(sp, 0, 9, True)
+    assert not compaction_deferred(sp, 0, 9)
+    assert COMPACT_DEFERRED == 2  # enum compact_result order (try_to_compact_pages' max)
+
+
+def test_proactive_compaction_runs_on_kcompactds_timer_above_the_high_mark():
+    st, sp = zone()
+    mark_allocated(st, 0, PAGEBLOCK, UNMOVABLE)
+    lru_pages(st, sp, PAGEBLOCK, 2 * PAGEBLOCK)
+    mark_allocated(st, 2 * PAGEBLOCK, 8 * PAGEBLOCK, UNMOVABLE)
+    holes(st, 8 * PAGEBLOCK, PAGES)
+    sp.cfg[SC_PROACTIVENESS] = 20  # marks 80 (low) and 90 (high)
+    assert fragmentation_score_zone(st, 0) == 100
+    out, cnt = emitter(1 << 16), counters()
+    kcompactd_timer(st, sp, 1_000_000_000, 0, out, 0, cnt)
+    assert sp.vm[VM_PROACTIVE_RUNS] == 1
+    assert fragmentation_score_zone(st, 0) <= 80  # compacted until the low mark
+    kcompactd_timer(st, sp, 1_200_000_000, 0, out, 0, cnt)  # within 500 ms: no new check
+    assert sp.vm[VM_PROACTIVE_RUNS] == 1
+
+
+def test_direct_reclaim_frees_the_oldest_lru_pages_and_marks_their_trace_pages():
+    st, sp = zone(wmin=64, wlow=80, whigh=96)
+    lru_pages(st, sp, 0, PAGEBLOCK)  # oldest first: pfn 0, 1, 2...
+    mark_allocated(st, PAGEBLOCK, PAGES - 16, UNMOVABLE)
+    put_free(st, PAGES - 16, 4, MOVABLE)  # 16 free pages: below every watermark
+    sp.rev_map[:PAGEBLOCK] = np.arange(PAGEBLOCK) + PAGEBLOCK  # stand for trace pfns 512..
+    page = alloc(st, sp, GFP_KERNEL, 0, UNMOVABLE)
+    assert page >= 0
+    assert sp.vm[VM_ALLOCSTALL] >= 1 and sp.vm[VM_PGSTEAL_DIRECT] >= 32
+    n = int(sp.vm[VM_PGSTEAL_DIRECT])
+    assert (sp.pg_lru[:n] == 0).all() and sp.pg_lru[n:PAGEBLOCK].all()  # oldest went first
+    assert (sp.pfn_map[PAGEBLOCK:PAGEBLOCK + n] == MAP_RECLAIMED).all()
+
+
+def test_an_allocation_nothing_can_serve_is_an_oom_failure():
+    st, sp = zone(wmin=64, wlow=80, whigh=96)
+    mark_allocated(st, 0, PAGES - 16, UNMOVABLE)  # nothing reclaimable
+    put_free(st, PAGES - 16, 4, MOVABLE)
+    assert alloc(st, sp, GFP_KERNEL, 0, UNMOVABLE) == -1
+    assert sp.vm[VM_OOM_KILL] == 1 and sp.vm[VM_ALLOCSTALL] >= 1
+
+
+def test_kswapd_caps_the_pcp_lists_while_it_balances_and_sleeps_when_balanced():
+    st, sp = zone(wmin=64, wlow=80, whigh=96)
+    mark_allocated(st, 0, PAGES - 16, UNMOVABLE)
+    put_free(st, PAGES - 16, 4, MOVABLE)
+    out, cnt = emitter(), counters()
+    wakeup_kswapd(st, sp, 0, GFP_KERNEL, 0, 1, 0, out, 0, cnt)
+    assert sp.vm[VM_KSWAPD_WAKES] == 1 and st.zone_param[0, ZP_FLAGS] & ZONE_RECLAIM_ACTIVE
+    kswapd_balance_check(st, sp, 0, out, 0, cnt)  # not balanced yet: still reclaiming
+    assert st.zone_param[0, ZP_FLAGS] & ZONE_RECLAIM_ACTIVE
+    put_free(st, PAGES - 256, 7, MOVABLE)  # the trace's reclaim frees arrive
+    kswapd_freed(st, sp, 0, 128)
+    kswapd_balance_check(st, sp, 0, out, 0, cnt)
+    assert not st.zone_param[0, ZP_FLAGS] & ZONE_RECLAIM_ACTIVE
+
+
+def test_thp_defrag_rewrites_the_gfp_of_thp_faults_only():
+    first = GFP_TRANSHUGE | NORETRY | THISNODE  # defrag=always, not madvised: 1st try
+    second = GFP_TRANSHUGE | NORETRY  # ...and the second
+    other = GFP_KERNEL
+    gfp = np.array([first, second, other, first], np.int64)
+    order = np.array([9, 9, 9, 0])
+    never = thp_defrag_gfp(gfp, order, "always", "never")
+    assert never.tolist() == [GFP_TRANSHUGE_LIGHT | NORETRY | THISNODE, -1, other, first]
+    defer = thp_defrag_gfp(gfp, order, "always", "defer")
+    assert defer[0] == GFP_TRANSHUGE_LIGHT | KSWAPD | NORETRY | THISNODE and defer[1] == -1
+    assert (thp_defrag_gfp(gfp, order, "always", "always") == gfp).all()
+
+
+# ---- end to end -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def compact_frag_sim(traces):
+    from replay.engine.simulate import simulate
+    from replay.pipeline import load
+
+    run = load(traces / "compact-frag")
+    return run, simulate(run.data, run.bundle)
+
+
+def test_compact_frag_replays_its_compact_memory_write(compact_frag_sim):
+    """The trace shows one compact_memory write (sh's mm_compaction_begin, DMA then DMA32);
+    the model compacts every zone there: it migrates as many pages as the kernel's vmstat
+    says the kernel did, and ends with as many pageblock-sized free blocks as end.buddyinfo
+    shows (DMA32: 5 of order 9 and 21 of order 10; the model 5 and 22)."""
+    from replay.engine.events import event_arrays
+    from replay.engine.simulate import compact_memory_writes
+    from replay.metrics.compaction import vmstat_deltas
+
+    run, sim = compact_frag_sim
+    e = event_arrays(run.data)
+    assert len(compact_memory_writes(e, sim.i_start)) == 1
+    assert sim.counters["compact_runs"] == 2  # DMA and DMA32
+    kernel = vmstat_deltas(run.bundle.start.vmstat, run.bundle.end.vmstat)
+    assert kernel["pgmigrate_success"] == 6023
+    assert abs(sim.counters["pgmigrate_success"] - 6023) <= 0.1 * 6023
+    assert sim.recorded_vm["thp_defrag"] == "always"
+    assert sim.recorded_vm["compaction_proactiveness"] == 20
+    big_kernel = sum(run.bundle.end.buddyinfo[(0, "DMA32")][9:])
+    assert big_kernel == 26
+    big_model = int(sim.state.fl_len[1, 9:].sum())
+    assert abs(big_model - big_kernel) <= 3
+
+
+def test_compaction_off_leaves_compact_frag_less_compact(compact_frag_sim, traces):
+    from replay.engine.simulate import Settings, simulate
+
+    run, sim = compact_frag_sim
+    off = simulate(run.data, run.bundle, Settings.parse(["compaction=off"]))
+    assert off.counters["pgmigrate_success"] == 0 and off.counters["compact_runs"] == 0
+    assert off.state.fl_len[1, 9:].sum() < sim.state.fl_len[1, 9:].sum()
+
+
+def test_a_lab_capture_never_enters_the_slow_path(traces):
+    """mixed-small (compaction off in its guest, no memory pressure): the slow path must not
+    change a thing (no stall, no reclaim, no kswapd, no failure)."""
+    from replay.engine.simulate import simulate
+    from replay.pipeline import load
+
+    run = load(traces / "mixed-small")
+    sim = simulate(run.data, run.bundle)
+    c = sim.counters
+    assert c["alloc_failures"] == 0
+    for k in ("compact_stall", "compact_runs", "allocstall", "kswapd_wakes", "oom_kill",
+              "pgsteal_direct", "proactive_runs"):
+        assert c[k] == 0, k
+    # the kcapture harness's guests: THP defrag never, no proactive compaction
+    assert sim.recorded_vm["thp_defrag"] == "never"
+    assert sim.recorded_vm["compaction_proactiveness"] == 0
+
+
+def test_compare_sets_the_models_slow_path_beside_the_kernels_vmstat(traces):
+    """compare on compact-frag: comparison.json's slow_path block holds the kernel's vmstat
+    deltas (grep-able in start/end.vmstat) beside the model's counts, the Markdown has its
+    section and the dashboard its panel."""
+    from replay.pipeline import load, observe, simulate_run
+    from replay.report.build import build
+    from replay.report.dashboard import panels
+    from replay.report.markdown import render_markdown
+
+    run = load(traces / "compact-frag")
+    recon, obs = observe(run)
+    sim = simulate_run(run)
+    d = build(run, recon, obs, sim, kind="compare")
+    rows = {r["counter"]: r for r in d["slow_path"]["vmstat"]}
+    assert rows["pgmigrate_success"]["kernel"] == 6023
+    assert rows["compact_isolated"]["kernel"] == 12073
+    assert rows["compact_free_scanned"]["kernel"] == 69659
+    assert rows["pgmigrate_success"]["model"] == d["simulated"]["counters"]["pgmigrate_success"]
+    assert d["slow_path"]["compaction"]["outcomes"] == {"complete": 2}
+    assert "### Slow path" in render_markdown(d)
+    assert "slowpath" in [p.key for p in panels(d)]
