@@ -46,7 +46,7 @@ def main() -> None:
         c = sim.counters
         n = run.data.events.num_rows - sim.i_start
 
-        def pct(key, obs=obs, mod=mod):
+        def pct(key, mod=mod, obs=obs):
             return f"{(mod[key] - obs[key]) / obs[key] * 100:+.1f}%" if obs[key] else "-"
 
         f = (obs["alloc_failures"], mod["alloc_failures"])

@@ -188,7 +188,8 @@ def test_tracedat_stream_keeps_what_precedes_a_truncation(data_dir, tmp_path):
 
     raw = gzip.decompress((data_dir / "mixed-small-30p.v6.dat.gz").read_bytes())
     cut = tmp_path / "cut.dat"
-    cut.write_bytes(raw[: len(raw) * 9 // 10])
+    # kallsyms fills most of the file: cut inside CPU 1's ring-buffer data, near the end
+    cut.write_bytes(raw[: len(raw) - 60_000])
     want = read_tracedat(cut)
     r = TraceDatReader(cut, batch_records=500)
     rows = sum(t.num_rows for t in r.batches())
