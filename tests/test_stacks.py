@@ -322,6 +322,20 @@ def test_cli_explain_and_report_show_call_sites(tmp_path):
     assert "| 137,216 | 67 | 9 | Movable |" in md and "`vma_alloc_anon_folio_pmd`" in md
 
 
+def test_streamed_explain_names_perf_call_sites():
+    """perf.data -g through the streamed explain: the chains learned on the plan pass name the
+    culprits, by the same rule as the caller table."""
+    perf = TRACES / "perf-small" / "perf.data.gz"
+    res = run_cli("explain", str(perf), "--symbols", str(KALLSYMS), "--json")
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)["observed"]["blame"]["rows"]
+    assert rows and all(r["callsite"] for r in rows)
+    data = read_trace(perf)
+    frame = pl.from_arrow(data.events).with_columns(pl.col("event").cast(pl.Utf8))
+    table = caller_table(frame, Symbols.load(KALLSYMS).relocate(data.stats.kernel_reloc))
+    assert {r["callsite"].split("+")[0] for r in rows} <= set(table["callsite"])
+
+
 # ---------------------------------------------------------------------------------------------
 # the one call-site rule
 

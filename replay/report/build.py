@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -25,6 +26,10 @@ from replay.metrics.fragmentation import (
 from replay.metrics.peers import caller_table, live_pages, page_summary, per_process
 from replay.metrics.slowpath import slow_path_section
 from replay.trace.schema import MIGRATETYPE_NAMES
+
+if TYPE_CHECKING:
+    from replay.metrics.caller_counts import CallerCounts, ChainBook
+    from replay.trace.symbols import Symbols
 
 SCHEMA_VERSION = 1
 
@@ -397,7 +402,8 @@ def callers_section(df: pl.DataFrame, symbols=None) -> dict | None:
                     int(df["stack_id"].n_unique() - (1 if df["stack_id"].null_count() else 0)))
 
 
-def streamed_callers_section(counts, book, symbols=None) -> dict | None:
+def streamed_callers_section(counts: CallerCounts, book: ChainBook,
+                             symbols: Symbols | None = None) -> dict | None:
     """callers_section of a streamed trace's events from the start in the window: from the
     allocations counted as they went by (caller_counts.CallerCounts) and the chains read."""
     from replay.metrics.caller_counts import caller_table_from
