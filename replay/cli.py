@@ -308,6 +308,9 @@ def record(
                                             "(streams to disk; adds trace.dat.gz).")] = False,
     kpageflags: Annotated[bool, typer.Option(" /--no-kpageflags", help="Skip the "
                                              "/proc/kpageflags snapshots.")] = True,
+    stacktrace: Annotated[bool, typer.Option("--stacktrace", help="Record the kernel stack of "
+                                             "every mm_page_alloc (call sites; no System.map "
+                                             "needed).")] = False,
 ) -> None:
     """Record a bundle on this host (root): kmem and compaction events, /proc snapshots
     between trace markers. `pagereplay record OUT --duration 30` or
@@ -315,7 +318,7 @@ def record(
     from replay.commands.record_cmd import run_record
 
     raise typer.Exit(run_record(outdir, duration, list(ctx.args), buffer_kb, trace_cmd,
-                                kpageflags, err))
+                                kpageflags, err, stacktrace))
 
 
 def main() -> None:

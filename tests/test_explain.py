@@ -15,9 +15,10 @@ import pytest
 from conftest import run_cli
 
 from replay.metrics import explain_kernel as K
-from replay.metrics.callsites import callsite, load_symbols
+from replay.metrics.callsites import callsite
 from replay.metrics.explain import ExplainState, Occupancy, StateCapture, explain_events
 from replay.trace.schema import EVENTS_SCHEMA
+from replay.trace.symbols import Symbols
 
 UNMOVABLE, MOVABLE = 0, 1
 GFP_KERNEL, GFP_HIGHUSER_MOVABLE = 0xCC0, 0x100CCA
@@ -159,7 +160,7 @@ def test_callsites_from_a_system_map(tmp_path) -> None:
     smap.write_text("ffffffff81000000 T _stext\nffffffff81200000 T __alloc_pages\n"
                     "ffffffff81200800 t get_page_from_freelist\n"
                     "ffffffff81300000 T pte_alloc_one\nffffffff81400000 D some_data\n")
-    sym = load_symbols(smap)
+    sym = Symbols.load(smap)
     chain = [0xFFFFFFFF81200010, 0xFFFFFFFF81200900, 0xFFFFFFFF81300040]
     assert callsite(chain, sym) == "pte_alloc_one+0x40"
     assert callsite(chain, None) == "0xffffffff81200010"

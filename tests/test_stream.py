@@ -67,6 +67,8 @@ def _streamed_report(source: str, compare: bool, settings: Settings, window=None
     ("k612-frag", True, [], None),
     ("numa-frag", False, [], None),
     ("frag-a", True, ["pageblock_order=7", "cpus=1"], (3.9, 4.6)),
+    ("stacks-small", False, [], None),  # kernel stacks: callers table, explain's call sites
+    ("stacks-small", True, [], (9168.2, 9168.7)),
 ])
 def test_streamed_report_equals_in_memory(traces, bundle, compare, sets, window):
     source = str(traces / bundle)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.compute as pc
 from rich.console import Console
 from rich.table import Table
@@ -18,16 +19,18 @@ def trace_summary(source: str, strict: bool = False,
                   symbols: Path | None = None) -> tuple[dict, object]:
     """The summary of a trace, read batch by batch (memory bounded whatever its length); the
     second value is the source it was read from."""
-    from replay.stream.source import TableSource, open_events
+    from replay.stream.source import open_events
 
     events, _ = open_events(source, strict=strict, prefer_binary=False)
     t0 = t1 = None
     cpus: set[int] = set()
     pids: set[int] = set()
     failed = 0
+    chains = _Chains()
     for batch in events.batches():
         if not batch.num_rows:
             continue
+        chains.feed(batch)
         lo, hi = pc.min(batch["ts_ns"]).as_py(), pc.max(batch["ts_ns"]).as_py()
         t0 = lo if t0 is None else min(t0, lo)
         t1 = hi if t1 is None else max(t1, hi)
@@ -47,31 +50,52 @@ def trace_summary(source: str, strict: bool = False,
         for m in events.markers().to_pylist()
     ]
     d["zones"] = _zones(source)
-    d["callchains"] = _callchains(source, events.data, symbols) \
-        if isinstance(events, TableSource) else None
+    d["callchains"] = chains.summary(source, symbols, events.stats.kernel_reloc) \
+        if chains.counts.events else None
     return d, events
 
 
 TOP_CALLSITES = 10
 
 
-def _callchains(source: str, data, symbols: Path | None) -> dict | None:
-    """perf.data -g: events with a kernel call chain, distinct chains, and (with symbols) the
-    top call sites by allocated KiB."""
-    ids = data.events["stack_id"]
-    if ids.null_count == len(ids):
-        return None
-    from replay.metrics.peers import caller_table
-    from replay.pipeline import load_symbols
+class _Chains:
+    """perf.data -g, ftrace's stacktrace, trace-cmd -T: the call chains and the allocations
+    with one, gathered batch by batch (caller_counts.py)."""
 
-    path, bundle = resolve(source)
-    syms = load_symbols(symbols, bundle or (path.parent if path else None), data)
-    frame = pl.from_arrow(data.events).with_columns(pl.col("event").cast(pl.Utf8))
-    table = caller_table(frame, syms)
-    top = (table.group_by("callsite").agg(pl.col("total_alloc_kb").sum(), pl.col("hits").sum())
-           .sort(["total_alloc_kb", "callsite"], descending=[True, False]).head(TOP_CALLSITES))
-    return {"events": len(ids) - ids.null_count, "stacks": len(pc.unique(ids.drop_null())),
-            "symbols": syms.source if syms else None, "top_callsites": top.to_dicts()}
+    def __init__(self) -> None:
+        from replay.metrics.caller_counts import CallerCounts, ChainBook
+        from replay.stream.columns import CommTable
+
+        self.book, self.counts, self.comms = ChainBook(), CallerCounts(), CommTable()
+
+    def feed(self, batch: pa.RecordBatch) -> None:
+        if "stack_id" not in batch.schema.names or \
+                batch["stack_id"].null_count == batch.num_rows:
+            return
+        from replay.stream.columns import batch_columns
+
+        cols, _ = batch_columns(batch, self.comms)
+        self.book.learn(batch, cols["stack"], cols["gfp"])
+        self.counts.feed(cols)
+
+    def summary(self, source: str, symbols: Path | None, kernel_reloc) -> dict:
+        """Events with a kernel call chain, distinct chains, and the top call sites by
+        allocated KiB (named by the tracer, or by the symbols; raw addresses without
+        either)."""
+        from replay.metrics.caller_counts import caller_table_from
+        from replay.pipeline import symbols_for
+
+        path, bundle = resolve(source)
+        syms = symbols_for(symbols, bundle or (path.parent if path else None), True,
+                           kernel_reloc)
+        table = caller_table_from(self.counts, self.book, syms)
+        top = (table.group_by("callsite")
+               .agg(pl.col("total_alloc_kb").sum(), pl.col("hits").sum())
+               .sort(["total_alloc_kb", "callsite"], descending=[True, False])
+               .head(TOP_CALLSITES))
+        return {"events": self.counts.events, "stacks": self.counts.stacks,
+                "symbols": syms.source if syms else None,
+                "named_by_trace": self.book.named_by_trace, "top_callsites": top.to_dicts()}
 
 
 def _zones(source: str) -> list[dict]:
@@ -122,8 +146,11 @@ def run_info(source: str, as_json: bool, strict: bool, out: Console, err: Consol
         t.add_row("kernel", d["kernel_release"])
     if d["callchains"]:
         c = d["callchains"]
-        t.add_row("call chains", f"{c['events']:,} events, {c['stacks']:,} distinct stacks" + (
-            f" (symbols: {c['symbols']})" if c["symbols"] else " (no --symbols: raw addresses)"))
+        named = (" (frames named by the tracer)" if c.get("named_by_trace") else
+                 f" (symbols: {c['symbols']})" if c["symbols"] else
+                 " (no --symbols: raw addresses)")
+        t.add_row("call chains", f"{c['events']:,} events, {c['stacks']:,} distinct stacks"
+                  + named)
         for row in c["top_callsites"]:
             t.add_row(f"  {row['callsite']}", f"{row['total_alloc_kb']:,} KiB in "
                                               f"{row['hits']:,} allocations")

@@ -14,6 +14,7 @@ chain's id (`stack_id`) where the trace has call chains.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -23,6 +24,9 @@ import pyarrow.compute as pc
 from replay.metrics import explain_kernel as K
 from replay.metrics.idmap import IdMap
 from replay.trace.schema import EV_ALLOC, EV_EXTFRAG
+
+if TYPE_CHECKING:
+    from replay.metrics.callsites import Chain
 
 DEFAULT_BUCKETS = 160
 TOP_INTERVALS = 50
@@ -122,7 +126,7 @@ class CulpritKeys:
     rows: list[tuple] = field(default_factory=list)  # (comm, gfp, order, mt, stack_id)
     comms: list[str | None] = field(default_factory=list)
     comm_index: dict[str | None, int] = field(default_factory=dict)
-    chains: dict[int, list[int]] = field(default_factory=dict)  # stack_id -> call chain
+    chains: dict[int, Chain] = field(default_factory=dict)  # stack_id -> its call chain
     idmap: IdMap = field(default_factory=IdMap)  # (packed key, stack id) -> row index
 
     def comm_id(self, name: str | None) -> int:
@@ -207,7 +211,7 @@ class ExplainState:
         self.top_intervals = np.zeros((0, K.N_INTERVAL_FIELDS), np.int64)
         self.end_snapshot: dict | None = None
         self.events_seen = 0
-        self.symbols = None  # callsites.Symbols, to name call chains
+        self.symbols = None  # replay.trace.symbols.Symbols, to name call chains
 
     # -- input -------------------------------------------------------------------------------
 
@@ -222,7 +226,7 @@ class ExplainState:
         self._consume(self._columns(chunk), n, base, lo)
 
     def update_arrays(self, cols: dict[str, np.ndarray], comm_names: list[str],
-                      chains: dict[int, list[int]] | None = None) -> None:
+                      chains: dict[int, Chain] | None = None) -> None:
         """update() for rows given as int64 columns (replay.stream.columns: ev, ts, pfn,
         order, mt, cpu, pid, ford, fmt, chown, gfp, comm as codes into `comm_names`, -1 for
         none, and stack where the trace has call chains, `chains` naming them)."""
@@ -242,7 +246,7 @@ class ExplainState:
         return np.where(codes >= 0, remap[np.maximum(codes, 0)] if len(remap) else -1, -1)
 
     def _array_columns(self, c: dict[str, np.ndarray], comm_names: list[str],
-                       chains: dict[int, list[int]] | None) -> dict[str, np.ndarray]:
+                       chains: dict[int, Chain] | None) -> dict[str, np.ndarray]:
         ev = c["ev"]
         cols = {name: c[name] for name in ("ev", "ts", "pfn", "order", "mt", "cpu", "pid",
                                            "ford", "fmt", "chown")}
@@ -262,7 +266,7 @@ class ExplainState:
             if chains and (stack >= 0).any():
                 for sid in np.unique(stack[stack >= 0]).tolist():
                     if sid not in self.keys.chains and sid in chains:
-                        self.keys.chains[sid] = list(chains[sid])
+                        self.keys.chains[sid] = chains[sid]
             key[alloc] = self.keys.ids(comm, c["gfp"][alloc], c["order"][alloc],
                                        c["mt"][alloc], stack)
         cols["key"] = key
@@ -334,12 +338,13 @@ class ExplainState:
         return comm
 
     def _learn_chains(self, sub, stack: np.ndarray) -> None:
-        if "callchain" not in sub.column_names:
-            return
+        def column(name: str, row: int) -> list | None:
+            return sub[name][row].as_py() if name in sub.column_names else None
+
         new = [s for s in np.unique(stack[stack >= 0]) if int(s) not in self.keys.chains]
         for s in new:
             row = int(np.flatnonzero(stack == s)[0])
-            self.keys.chains[int(s)] = [int(a) for a in (sub["callchain"][row].as_py() or [])]
+            self.keys.chains[int(s)] = (column("callchain", row), column("callchain_syms", row))
 
     # -- the loop ----------------------------------------------------------------------------
 

@@ -32,8 +32,8 @@ def culprit_fields(state, key: int) -> dict:
     comm_id, gfp, order, mt, stack = state.keys.rows[key]
     comm = state.keys.comms[comm_id] if comm_id >= 0 else None
     gfp_text = gfp_to_text(gfp) if gfp != 0xFFFFFFFF else None
-    site = callsite(state.keys.chains.get(stack), getattr(state, "symbols", None)) \
-        if stack >= 0 else None
+    chain, syms = state.keys.chains.get(stack, (None, None))
+    site = callsite(chain, getattr(state, "symbols", None), syms) if stack >= 0 else None
     label = f"{comm or '<...>'} {gfp_text} order {order}" + (f" @ {site}" if site else "")
     return {"comm": comm, "gfp": gfp_text, "gfp_flags": gfp if gfp != 0xFFFFFFFF else None,
             "order": order, "migratetype": type_name(mt),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from replay.metrics.callsites import callsites
 from replay.metrics.fallbacks import (
     ALLOC,
     EXTFRAG,
@@ -26,7 +27,7 @@ from replay.metrics.fallbacks import (
     run_starts,
 )
 from replay.trace.schema import EV_FREE, EV_FREE_BATCHED, EVENT_NAMES, MIGRATETYPE_NAMES
-from replay.trace.symbols import Symbols, no_symbols_callsite
+from replay.trace.symbols import Symbols
 
 FREE = EVENT_NAMES[EV_FREE]
 FREE_BATCHED = EVENT_NAMES[EV_FREE_BATCHED]
@@ -268,31 +269,6 @@ CALLER_COLUMNS = ("total_alloc_kb", "hits", "order", "migratetype", "gfp_flags",
                   "callsite", "callsite_addr")
 
 
-def callsites(frame: Frame, symbols: Symbols | None = None) -> pl.DataFrame:
-    """stack_id -> callsite_addr (uint64) and callsite (str), one row per distinct stack.
-
-    The callsite is the first address of the kernel call chain outside the tracepoint and
-    page-allocator frames (`Symbols.callsite`), named by its function. Without symbols it is
-    the chain's first address in hex: what perf kmem reports without kallsyms, and always an
-    allocator frame."""
-    stacks = (as_lazy(frame).filter(pl.col("stack_id").is_not_null())
-              .group_by("stack_id").agg(pl.col("callchain").first()).collect())
-    ids, addrs, names = [], [], []
-    for stack_id, chain in stacks.iter_rows():
-        addr = symbols.callsite(chain) if symbols else no_symbols_callsite(chain)
-        ids.append(stack_id)
-        addrs.append(addr)
-        if addr is None:
-            names.append(None)
-        elif symbols is None:
-            names.append(f"{addr:#x}")
-        else:
-            names.append(symbols.function(addr) or f"{addr:#x}")
-    return pl.DataFrame({"stack_id": ids, "callsite_addr": addrs, "callsite": names},
-                        schema={"stack_id": pl.Int32, "callsite_addr": pl.UInt64,
-                                "callsite": pl.Utf8})
-
-
 def caller_table(frame: Frame, symbols: Symbols | None = None,
                  time: tuple[float | None, float | None] | None = None) -> pl.DataFrame:
     """`perf kmem --page --caller stat`'s table, done right: one row per (callsite, order,
@@ -310,15 +286,23 @@ def caller_table(frame: Frame, symbols: Symbols | None = None,
     """
     lf = in_time(as_lazy(frame), time).filter(is_event(ALLOC) & ~_failed()
                                               & pl.col("stack_id").is_not_null())
-    sites = callsites(lf, symbols)
+    groups = lf.group_by("stack_id", "order", "migratetype", "gfp_flags").agg(
+        pages().sum().alias("pages"), pl.len().cast(pl.Int64).alias("hits"),
+        pl.col("gfp_text").cast(pl.Utf8).first())
+    return caller_rows(groups, callsites(lf, symbols))
+
+
+def caller_rows(groups: pl.LazyFrame, sites: pl.DataFrame) -> pl.DataFrame:
+    """caller_table from its allocations counted per (stack_id, order, migratetype,
+    gfp_flags) (`pages`, `hits`, `gfp_text`) and the stacks' call sites (`callsites`)."""
     names = pl.Series(MIGRATETYPE_NAMES)
     return (
-        lf.join(sites.lazy(), on="stack_id", how="left")
+        groups.join(sites.lazy(), on="stack_id", how="left")
         .group_by("callsite", "order", "migratetype", "gfp_flags")
         .agg(
-            (pages().sum() * PAGE_KB).cast(pl.Int64).alias("total_alloc_kb"),
-            pl.len().cast(pl.Int64).alias("hits"),
-            pl.col("gfp_text").cast(pl.Utf8).first(),
+            (pl.col("pages").sum() * PAGE_KB).cast(pl.Int64).alias("total_alloc_kb"),
+            pl.col("hits").sum().cast(pl.Int64),
+            pl.col("gfp_text").drop_nulls().first(),
             pl.col("callsite_addr").min(),
         )
         .with_columns(pl.col("migratetype").map_elements(

@@ -9,6 +9,9 @@
 #   -b, --buffer-kb KB  ring buffer per CPU in KiB (default 65536); an overrun loses events
 #   --trace-cmd         record with `trace-cmd record` (streams to disk, so it overruns less)
 #   --no-kpageflags     skip the /proc/kpageflags snapshots (8 bytes per page of RAM)
+#   --stacktrace        the kernel stack of every mm_page_alloc (a `stacktrace` event trigger,
+#                       with options sym-offset and sym-addr): call sites without a System.map;
+#                       about 15 more lines per allocation, so raise -b
 #   -h, --help          this text
 #
 # Events: the six kmem page-allocator events, and every event under events/compaction/
@@ -34,19 +37,22 @@ T=""          # the tracefs directory events and markers go to
 INSTANCE=""   # our tracefs instance, removed on exit
 TCPID=""      # trace-cmd record's pid
 OLD_ON=""     # the main buffer's tracing_on, restored on exit (--trace-cmd)
+OLD_SYM=""    # the main buffer's sym-offset and sym-addr options, restored on exit (--stacktrace)
+STACK_EVENT=mm_page_alloc  # the event whose stacks --stacktrace records
 
 die() { printf 'capture.sh: %s\n' "$*" >&2; exit 1; }
 usage() { sed -n '2,/^set -eu/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 is_number() { case $1 in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac; }
 
 parse_args() {  # sets the options, OUT, DURATION, and NOPTS (how many words were options)
-    BUFKB=65536 MODE=tracefs KPF=1 NOPTS=$#
+    BUFKB=65536 MODE=tracefs KPF=1 STACKS=0 NOPTS=$#
     while [ $# -gt 0 ]; do
         case $1 in
             -b | --buffer-kb) [ $# -ge 2 ] || die "$1 needs a size in KiB"; BUFKB=$2; shift 2 ;;
             --buffer-kb=*) BUFKB=${1#*=}; shift ;;
             --trace-cmd) MODE=trace-cmd; shift ;;
             --no-kpageflags) KPF=0; shift ;;
+            --stacktrace) STACKS=1; shift ;;
             -h | --help) usage; exit 0 ;;
             --) die "OUTDIR comes before -- (see --help)" ;;
             -*) die "unknown option $1 (see --help)" ;;
@@ -83,9 +89,30 @@ set_events() {  # set_events 0|1: our six kmem events and the compaction events 
     if [ -e "$T/events/compaction/enable" ]; then echo "$1" > "$T/events/compaction/enable"; fi
 }
 
+set_stacks() {  # set_stacks 0|1: the stacktrace trigger on $STACK_EVENT, named frames
+    trig="$T/events/kmem/$STACK_EVENT/trigger"
+    if [ "$1" = 1 ]; then
+        [ -w "$trig" ] || die "--stacktrace: this kernel has no event triggers ($trig)"
+        [ -n "$INSTANCE" ] || OLD_SYM="$(cat "$T/options/sym-offset") $(cat "$T/options/sym-addr")"
+        echo 1 > "$T/options/sym-offset"
+        echo 1 > "$T/options/sym-addr"
+        echo stacktrace > "$trig" || die "--stacktrace: cannot set a stacktrace trigger on $trig"
+    else
+        if grep -q '^stacktrace' "$trig" 2>/dev/null; then echo '!stacktrace' > "$trig"; fi
+        if [ -n "$OLD_SYM" ]; then
+            echo "${OLD_SYM% *}" > "$T/options/sym-offset"
+            echo "${OLD_SYM#* }" > "$T/options/sym-addr"
+            OLD_SYM=""
+        fi
+    fi
+}
+
 cleanup() {
     if [ -n "$TCPID" ]; then kill -INT "$TCPID" 2>/dev/null || true; wait "$TCPID" || true; fi
     if [ -n "$T" ]; then set_events 0 2>/dev/null || true; fi
+    if [ -n "$T" ] && [ "$STACKS" = 1 ] && [ "$MODE" = tracefs ]; then
+        set_stacks 0 2>/dev/null || true
+    fi
     if [ -n "$INSTANCE" ]; then rmdir "$INSTANCE" 2>/dev/null || true; fi
     if [ -n "$OLD_ON" ]; then echo "$OLD_ON" > "$T/tracing_on" 2>/dev/null || true; fi
 }
@@ -124,6 +151,7 @@ start_tracefs() {
             "$(awk '$1 == "MemTotal:" { print int($2 / 1024) }' /proc/meminfo) MiB of RAM): lower -b"
     fi
     : > "$T/trace"
+    if [ "$STACKS" = 1 ]; then set_stacks 1; fi
     set_events 1
     echo 1 > "$T/tracing_on"
 }
@@ -134,7 +162,13 @@ start_trace_cmd() {
     OLD_ON=$(cat "$T/tracing_on")
     set_events 0
     tc_events=""
-    for e in $EVENTS; do tc_events="$tc_events -e kmem:$e"; done
+    for e in $EVENTS; do
+        tc_events="$tc_events -e kmem:$e"
+        # trace-cmd's -R puts a trigger on the event before it (kernel_stack in trace.dat)
+        if [ "$STACKS" = 1 ] && [ "$e" = "$STACK_EVENT" ]; then
+            tc_events="$tc_events -R stacktrace"
+        fi
+    done
     if [ -e "$T/events/compaction/enable" ]; then tc_events="$tc_events -e compaction"; fi
     # shellcheck disable=SC2086 # one word per option
     (cd "$OUT" && exec trace-cmd record -b "$BUFKB" -o trace.dat $tc_events) \
@@ -222,6 +256,7 @@ write_capture_json() {  # write_capture_json "$@"
             "$((mem_kb / 1024))"
         printf '"ring_buffer_kb_per_cpu": %d, "kernel": %s, "mode": %s, ' "$BUFKB" \
             "$(json_string "$(uname -r)")" "$(json_string "$MODE")"
+        printf '"stacktrace": %s, ' "$([ "$STACKS" = 1 ] && echo true || echo false)"
         printf '"started": %s, "ring_buffer_overrun_events": %d}\n' \
             "$(json_string "$STARTED")" "$overrun"
     } > "$OUT/capture.json"

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from replay.engine.sampling import Samples
+from replay.metrics.callsites import named_by_trace
 from replay.metrics.compaction import compaction_section
 from replay.metrics.fallbacks import fallback_summary, pcp_summary
 from replay.metrics.fragmentation import (
@@ -24,6 +26,10 @@ from replay.metrics.fragmentation import (
 from replay.metrics.peers import caller_table, live_pages, page_summary, per_process
 from replay.metrics.slowpath import slow_path_section
 from replay.trace.schema import MIGRATETYPE_NAMES
+
+if TYPE_CHECKING:
+    from replay.metrics.caller_counts import CallerCounts, ChainBook
+    from replay.trace.symbols import Symbols
 
 SCHEMA_VERSION = 1
 
@@ -388,12 +394,29 @@ MAX_CALLER_ROWS = 50
 
 def callers_section(df: pl.DataFrame, symbols=None) -> dict | None:
     """perf kmem --page --caller's table (`caller_table`) when the events have call chains
-    (perf.data recorded with -g): its first MAX_CALLER_ROWS rows, and the symbol file used."""
+    (perf.data recorded with -g, ftrace's stacktrace, trace-cmd -T): its first MAX_CALLER_ROWS
+    rows, the symbol file used, and whether the tracer named the frames itself."""
     if "stack_id" not in df.columns or df["stack_id"].null_count() == df.height:
         return None
-    table = caller_table(df, symbols)
+    return _callers(caller_table(df, symbols), symbols, named_by_trace(df),
+                    int(df["stack_id"].n_unique() - (1 if df["stack_id"].null_count() else 0)))
+
+
+def streamed_callers_section(counts: CallerCounts, book: ChainBook,
+                             symbols: Symbols | None = None) -> dict | None:
+    """callers_section of a streamed trace's events from the start in the window: from the
+    allocations counted as they went by (caller_counts.CallerCounts) and the chains read."""
+    from replay.metrics.caller_counts import caller_table_from
+
+    if not counts.events:
+        return None
+    return _callers(caller_table_from(counts, book, symbols), symbols, book.named_by_trace,
+                    counts.stacks)
+
+
+def _callers(table: pl.DataFrame, symbols, named: bool, stacks: int) -> dict:
     return {"symbols": symbols.source if symbols is not None else None,
-            "stacks": int(df["stack_id"].n_unique() - (1 if df["stack_id"].null_count() else 0)),
+            "named_by_trace": named, "stacks": stacks,
             "total_rows": table.height, "rows": table.head(MAX_CALLER_ROWS).to_dicts()}
 
 

@@ -743,7 +743,8 @@ def fig_callers(d: Mapping) -> Panel | None:
                     fill_color="#e8eef7", align="center", font=dict(size=11)),
         cells=dict(values=values, align=["right", "right", "right", "left", "left", "left"],
                    fill_color="white", font=dict(size=11), height=22)))
-    named = (f"named with {html.escape(str(c['symbols']))}" if c.get("symbols") else
+    named = ("named by the tracer (ftrace's stacktrace, trace-cmd -T)" if c.get("named_by_trace")
+             else f"named with {html.escape(str(c['symbols']))}" if c.get("symbols") else
              "unnamed (no --symbols: the chain's first address, an allocator frame)")
     note = (f"{c['stacks']} distinct kernel call chains; call sites {named}. The first frame "
             "outside the tracepoint and the page allocator (perf kmem may name the "

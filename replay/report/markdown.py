@@ -583,7 +583,12 @@ def section_callers(d: Mapping, top: int = CALLER_ROWS) -> str:
         return ""
     rows = c["rows"][:top]
     title = f"### Allocations by call site ({len(rows)} of {c['total_rows']} rows)"
-    if c.get("symbols"):
+    if c.get("named_by_trace"):
+        note = (f"From {c['stacks']} distinct kernel call chains, with the frames' names the "
+                "tracer printed (ftrace's stacktrace, trace-cmd -T): the call site is the first "
+                "frame outside the tracepoint and the page allocator's entry points. "
+                "Migratetypes use 6.1's names (perf kmem swaps Movable and Reclaimable).")
+    elif c.get("symbols"):
         note = (f"From {c['stacks']} distinct kernel call chains, named with `{c['symbols']}`: "
                 "the call site is the first frame outside the tracepoint and the page "
                 "allocator's entry points (perf kmem may name the tracepoint's own frame). "

@@ -32,6 +32,7 @@ from replay.engine.streamplan import (
     rehash,
     vmstat_runs_batch,
 )
+from replay.metrics.caller_counts import ChainBook
 from replay.stream.columns import (
     ColumnBatch,
     CommTable,
@@ -69,7 +70,7 @@ class Plan:
     comms: list[str] = field(default_factory=list)
     has_stack: bool = False
     n_cev: int = 0
-    chains: dict[int, list[int]] = field(default_factory=dict)  # stack_id -> call chain
+    chains: ChainBook = field(default_factory=ChainBook)  # the call chains and gfp texts
 
 
 class _FromStart:
@@ -204,6 +205,8 @@ class Planner:
         else:
             cols, cev = batch_columns(batch, self.comms)
             comp = None
+            if len(cols["stack"]) and cols["stack"].max() >= 0:
+                self.plan.chains.learn(batch, cols["stack"], cols["gfp"])
         n = len(cols["ev"])
         if not n:
             return

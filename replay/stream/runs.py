@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -335,7 +336,7 @@ def report(job: StreamJob, settings: Settings, compare: bool, symbols=None,
     """report_cmd's dict (report/build.py build) of a streamed trace: the observed side, the
     simulated one when `compare`, the explain tables of each; and the kernel rules used (the
     model's when simulated)."""
-    from replay.report.build import assemble
+    from replay.report.build import assemble, streamed_callers_section
 
     tr = job.trace
     if compare:
@@ -350,6 +351,8 @@ def report(job: StreamJob, settings: Settings, compare: bool, symbols=None,
     callers = None
     if tr.plan.has_stack and hasattr(tr.events, "data"):
         callers = _callers(tr, job.window)
+    elif tr.plan.has_stack:  # text read block by block: the allocations counted on the way
+        callers = partial(streamed_callers_section, job.obs_side.callers, tr.plan.chains)
     d = assemble(view, obs.recon, obs.samples,
                  job.obs_side.side(tr.plan.comms, callers), facts(tr),
                  simd.sim if simd else None, simd.side.side() if simd else None,

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from replay.engine.policy import Emitter
+from replay.metrics.caller_counts import CallerCounts
 from replay.metrics.incremental import EventMetrics
 from replay.report.build import SideEvents
 from replay.stream.chunks import Chunk
@@ -89,7 +90,8 @@ class ObservedSide:
         self.from_start: EventMetrics | None = None
         self.start: int | None = None
         self._comp: list[tuple[int, pa.Table]] = []
-        self._stacks: list[pa.Table] = []
+        self.callers_zero: CallerCounts | None = CallerCounts()  # as from_zero, from_start
+        self.callers_start: CallerCounts | None = None
         self.rates: Rates | None = None
 
     # -- the plan pass ---------------------------------------------------------------------
@@ -104,18 +106,23 @@ class ObservedSide:
         (-1 before)."""
         keep = in_window(rows["ts"], self.w)
         if start < 0:  # the start marker may still come: count from row 0 meanwhile
-            self.from_zero.feed(_take(rows, keep), slot if keep is None else slot[keep])
+            taken = _take(rows, keep)
+            self.from_zero.feed(taken, slot if keep is None else slot[keep])
+            self.callers_zero.feed(taken)
             return
         if self.from_start is None:
             self.start = start
             self.from_start = EventMetrics(self.per_process)
             self.from_zero = None
+            self.callers_start, self.callers_zero = CallerCounts(), None
         lo = max(start - row0, 0)
         if lo >= len(slot):
             return
         sel = keep.copy() if keep is not None else np.ones(len(slot), bool)
         sel[:lo] = False
-        self.from_start.feed(_take(rows, sel), slot[sel])
+        taken = _take(rows, sel)
+        self.from_start.feed(taken, slot[sel])
+        self.callers_start.feed(taken)
 
     def started(self, i_start: int) -> None:
         """The replay's start index, after the plan pass (0 when no start marker was found)."""
@@ -124,10 +131,16 @@ class ObservedSide:
         self.start = i_start
         self.from_start = self.from_zero
         self.from_zero = None
+        self.callers_start, self.callers_zero = self.callers_zero, None
 
     @property
     def metrics(self) -> EventMetrics:
         return self.from_start if self.from_start is not None else self.from_zero
+
+    @property
+    def callers(self) -> CallerCounts:
+        """The allocations with a call chain from the start, in the --time window."""
+        return self.callers_start if self.callers_start is not None else self.callers_zero
 
     def compaction_frame(self):
         """The compaction events from the start, in the --time window (as events_frame)."""

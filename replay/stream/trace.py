@@ -17,6 +17,7 @@ import pyarrow as pa
 from replay.engine.machine import Machine, machine_from_description
 from replay.engine.profile import KERNELS, KernelProfile, ProfileChoice, trace_profiles
 from replay.errors import SettingsError
+from replay.metrics.callsites import Chain
 from replay.stream.lookahead import backward_pass
 from replay.stream.plan import START_MARK, Plan, Planner
 from replay.stream.slots import PfnSlots
@@ -54,9 +55,9 @@ class StreamedTrace:
     def profiles(self) -> ProfileChoice:
         return trace_profiles(self, self.bundle, self.kernel, self.machine_desc)
 
-    def plan_chains(self) -> dict[int, list[int]] | None:
+    def plan_chains(self) -> dict[int, Chain] | None:
         """stack_id -> call chain, where the trace has call chains."""
-        return self.plan.chains or None
+        return self.plan.chains.chains or None
 
     def close(self) -> None:
         self.spool.cleanup()

@@ -34,9 +34,11 @@ from replay.trace.schema import (
     LOST_SCHEMA,
     MARKERS_SCHEMA,
     SCHEMA_VERSION,
+    STACK_COLUMNS,
     null_columns,
 )
 from replay.trace.sources import Source, open_source
+from replay.trace.stacks import StackTable
 
 BLOCK_BYTES = 8 << 20
 MAX_LINE = 1 << 16
@@ -67,6 +69,9 @@ class _Scanned:
     counts: np.ndarray
     lines: int
     spec_texts: list[str]  # the text of each special line
+    stacks: np.ndarray  # (row or -1, first frame, frames, cpu) per stack trace (scanner.Stacks)
+    frames: np.ndarray  # local string codes of the stacks' frames
+    fence: np.ndarray  # per CPU: a stack may only go to a row after this line (Stacks.fence)
 
 
 def _scan(block: _Block) -> _Scanned:
@@ -74,16 +79,20 @@ def _scan(block: _Block) -> _Scanned:
     cap = block.nbytes // 40 + 1024
     slots = 1 << 13
     speccap = 4096
+    stacks = sc.Stacks(block.nbytes)
     while True:
         cols = sc.Columns(cap)
         table = sc.Interner(slots)
         table.ent[-3:, 2] = -1
         spec = sc.Specials(speccap).rec
         counts = np.zeros(sc.N_COUNTS, np.int64)
+        stacks.fence[:] = 0
+        stacks.n[:] = 0
         rows, nent, nspec, status = sc.scan_block(
             block.buf, block.buf.view(np.uint64), block.nbytes, sc.NAME_BYTES, sc.NAME_LENS,
             sc.NAME_EVENT, sc.REQUIRED,
             *cols.arrays(), table.keys, table.vals, table.ent, table.counts, spec, counts,
+            stacks.stk, stacks.frames, stacks.fence, stacks.n,
         )
         if status == 0:
             break
@@ -91,6 +100,8 @@ def _scan(block: _Block) -> _Scanned:
             slots *= 4
         elif status == 2:
             speccap *= 8
+        elif status == 4:
+            stacks = sc.Stacks(block.nbytes, grow=stacks)
         else:
             cap = int(np.count_nonzero(block.buf[: block.nbytes] == 10)) + 2
     raw = block.buf
@@ -100,8 +111,10 @@ def _scan(block: _Block) -> _Scanned:
         strings.append((int(kind), bytes(raw[start : start + length]).decode("utf-8", "replace")))
     spec_rows = spec[:nspec].copy()
     texts = [bytes(raw[r[2] : r[3]]).decode("utf-8", "replace") for r in spec_rows]
+    nstk, nfr = int(stacks.n[0]), int(stacks.n[1])
     return _Scanned(block, cols, rows, strings, table.counts[:nent].copy(), spec_rows, counts,
-                    int(counts[sc.C_LINES]), texts)
+                    int(counts[sc.C_LINES]), texts, stacks.stk[:nstk].copy(),
+                    stacks.frames[:nfr].copy(), stacks.fence.copy())
 
 
 class BufferPool:
@@ -152,18 +165,53 @@ def _read_blocks(stream, stats: TraceStats, pool: BufferPool) -> Iterator[_Block
             tail = bytes(buf[max(0, n - MAX_LINE) : n])
             nl = tail.rfind(b"\n")
             if nl >= 0:
-                cut = n - len(tail) + nl + 1
+                cut = n - len(tail) + stack_safe_end(tail[: nl + 1])
         carry = bytes(buf[cut:n])
         yield _Block(index, buf, cut)
         index += 1
+
+
+_STACK_HEADERS = (b"<stack trace", b"<user stack trace>", b"user_stack:")
+
+
+def stack_safe_end(text: bytes) -> int:
+    """Where a block of whole lines may end without splitting a kernel stack trace: before
+    its trailing `=> frame` lines and the `<stack trace>` line that opens them (the scanner
+    keeps a stack's lines together; an event and its stack in two blocks are joined later)."""
+    end = len(text)
+    while end > 0:
+        start = text.rfind(b"\n", 0, end - 1) + 1
+        if start == 0:
+            return len(text)  # the window holds no line before it: cannot tell, cut as is
+        line = text[start:end].lstrip(b" \t")
+        if line.startswith(b"=>"):
+            end = start
+            continue
+        if any(h in line for h in _STACK_HEADERS):
+            end = start
+        break
+    return end if end > 0 else len(text)
 
 
 def stats_bytes(index: int, n: int) -> str:
     return f"about {(index * BLOCK_BYTES + n) / 1e6:.1f} MB of decompressed text"
 
 
+@dataclass
+class _Pending:
+    """A scanned block whose batch waits for the next block: a stack trace at the start of
+    that block may belong to one of its last events."""
+
+    s: _Scanned
+    remap: np.ndarray
+    line0: int
+    compaction: CompactionRows
+    stack_of_row: np.ndarray | None  # each row's stack id (-1: none), None without stacks
+
+
 class _Assembler:
-    """Turns scanned blocks into Arrow batches in order, with global string dictionaries."""
+    """Turns scanned blocks into Arrow batches in order, with global string dictionaries.
+    A block's batch comes out when the next block is added (or at `finish`)."""
 
     def __init__(self, stats: TraceStats, strict: bool, source_name: str) -> None:
         self.stats = stats
@@ -178,6 +226,8 @@ class _Assembler:
         self.lost: list[tuple] = []
         self.line0 = 0
         self.layout_hint: str | None = None
+        self.stack_table = StackTable()
+        self.pending: _Pending | None = None
 
     def _global(self, text: str, index: dict[str, int], values: list[str]) -> int:
         code = index.get(text)
@@ -197,19 +247,65 @@ class _Assembler:
                     mask = gfp_from_text(text)
                     self.gfp_masks.append(mask if mask is not None else -1)
                 remap[code] = self._global(text, self.gfp_index, self.gfps)
+            elif kind == sc.STR_FRAME:
+                remap[code] = self.stack_table.frame_id(text)
             else:
                 other = self.stats.other_events
                 other[text] = other.get(text, 0) + int(s.string_uses[code])
         compaction = CompactionRows()
         self._specials(s, remap, compaction)
         self._count(s)
+        stack_of_row = self._stacks(s, remap)
+        previous = self.pending
+        self.pending = _Pending(s, remap, self.line0, compaction, stack_of_row)
         self.line0 += s.lines
-        if s.rows == 0 and not len(compaction):
+        return self._build(previous)
+
+    def finish(self) -> pa.RecordBatch | None:
+        """The last block's batch."""
+        previous, self.pending = self.pending, None
+        return self._build(previous)
+
+    def _build(self, p: _Pending | None) -> pa.RecordBatch | None:
+        if p is None or (p.s.rows == 0 and not len(p.compaction)):
             return None
-        batch = self._batch(s, remap, self.line0 - s.lines)
-        if len(compaction):
-            batch = self._merge_compaction(batch, compaction)
+        batch = self._batch(p.s, p.remap, p.line0, p.stack_of_row)
+        if len(p.compaction):
+            batch = self._merge_compaction(batch, p.compaction)
         return batch
+
+    def _stacks(self, s: _Scanned, remap: np.ndarray) -> np.ndarray | None:
+        """Each row's stack id (-1: none), or None when the block has no stack traces. A
+        stack whose event is not in its block goes to that CPU's last row of the block
+        before (other CPUs' lines can come between an event and its stack)."""
+        if not len(s.stacks):
+            return None
+        st = self.stats
+        ids = self.stack_table.stack_ids(remap[s.frames].astype(np.int64), s.stacks[:, 2])
+        rows = s.stacks[:, 0]
+        st.stack_lines_other += int(np.count_nonzero(ids < 0))  # headers without frames
+        stack_of_row = np.full(s.rows, -1, np.int64)
+        here = (rows >= 0) & (ids >= 0)
+        stack_of_row[rows[here]] = ids[here]
+        for k in np.flatnonzero((rows < 0) & (ids >= 0)):  # rare: at a block's start
+            if not self._to_previous(int(s.stacks[k, 3]), int(ids[k])):
+                st.stack_lines_other += 1 + int(s.stacks[k, 2])  # its event was not read
+        return stack_of_row
+
+    def _to_previous(self, cpu: int, stack: int) -> bool:
+        """Give a stack to the last row of `cpu` in the pending block, if that is the CPU's
+        last event there and it has no stack yet."""
+        prev = self.pending
+        if prev is None or cpu >= len(prev.s.fence):
+            return False
+        rows = np.flatnonzero(prev.s.cols.cpu[: prev.s.rows] == cpu)
+        if not rows.size or prev.s.cols.seq[rows[-1]] <= prev.s.fence[cpu]:
+            return False
+        if prev.stack_of_row is None:
+            prev.stack_of_row = np.full(prev.s.rows, -1, np.int64)
+        prev.stack_of_row[rows[-1]] = stack
+        prev.s.fence[cpu] = prev.s.cols.seq[rows[-1]]  # one stack per event
+        return True
 
     def _merge_compaction(self, batch: pa.RecordBatch, rows: CompactionRows) -> pa.RecordBatch:
         """Put a block's compaction rows among its kmem rows, in line order."""
@@ -229,6 +325,8 @@ class _Assembler:
         st.header_lines += int(c[sc.C_HASH] + c[sc.C_BLANK] + c[sc.C_PREAMBLE])
         st.lost_lines += int(c[sc.C_LOST])
         st.markers += int(c[sc.C_MARKERS])
+        st.stack_lines += int(c[sc.C_STACK] + c[sc.C_STACK_OTHER])
+        st.stack_lines_other += int(c[sc.C_STACK_OTHER])
         for i, reason in enumerate(sc.BAD_REASONS):
             if c[sc.C_BAD0 + i]:
                 st.bad_lines[reason] = st.bad_lines.get(reason, 0) + int(c[sc.C_BAD0 + i])
@@ -306,7 +404,8 @@ class _Assembler:
             elif kind == sc.SP_BAD:
                 self._bad(line, sc.BAD_REASONS[int(rec[4])], text)
 
-    def _batch(self, s: _Scanned, remap: np.ndarray, line0: int) -> pa.RecordBatch:
+    def _batch(self, s: _Scanned, remap: np.ndarray, line0: int,
+               stack_of_row: np.ndarray | None) -> pa.RecordBatch:
         n = s.rows
         c = s.cols
         comm_local = c.comm[:n]
@@ -351,9 +450,17 @@ class _Assembler:
             opt(c.fmt[:n], pa.int8()),
             opt(c.frag[:n], pa.int8()),
             opt(c.chown[:n], pa.int8()),
-            *null_columns(EXTRA_COLUMNS, n),
+            *self._extra_columns(n, stack_of_row),
         ]
         return pa.RecordBatch.from_arrays(columns, schema=EVENTS_SCHEMA)
+
+    def _extra_columns(self, n: int, stack_of_row: np.ndarray | None) -> list[pa.Array]:
+        """The compaction columns (null on kmem rows) and the stack columns."""
+        if stack_of_row is None or not (stack_of_row >= 0).any():
+            return null_columns(EXTRA_COLUMNS, n)
+        self.stats.stacks += int(np.count_nonzero(stack_of_row >= 0))
+        return [*null_columns(EXTRA_COLUMNS[: -len(STACK_COLUMNS)], n),
+                *self.stack_table.columns(stack_of_row)]
 
     def markers_table(self) -> pa.Table:
         cols = list(zip(*self.markers, strict=True)) if self.markers else [[]] * 6
@@ -409,6 +516,9 @@ def iter_batches(
                 batch = asm.add(scanned)
                 if batch is not None:
                     yield batch
+            batch = asm.finish()
+            if batch is not None:
+                yield batch
         finally:
             for f in pending:
                 f.cancel()
@@ -630,6 +740,7 @@ def parquet_stats(path: Path, file: pq.ParquetFile | None = None,
     meta = json.loads(kv.get(b"pagereplay", b"{}"))
     stats = TraceStats(source=meta.get("source", str(path)), layout=meta.get("layout", ""))
     for key in ("lines", "events", "markers", "header_lines", "lost_events", "cpus",
+                "stack_lines", "stack_lines_other", "stacks",
                 "kernel_release", "kernel_reloc", "error", "compression"):
         if key in meta:
             setattr(stats, key, meta[key])

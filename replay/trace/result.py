@@ -22,6 +22,12 @@ class TraceStats:
     markers: int = 0
     header_lines: int = 0  # '#' lines, trace-cmd preamble, blank lines
     lost_lines: int = 0
+    # kernel stacks printed after events ('<stack trace>' and '=> frame' lines): all of them,
+    # those of events not in the table (other tracepoints, markers, user stacks), and how many
+    # stack traces went to events of the table (their stack_id)
+    stack_lines: int = 0
+    stack_lines_other: int = 0
+    stacks: int = 0
     other_events: dict[str, int] = field(default_factory=dict)  # other tracepoints by name
     bad_lines: dict[str, int] = field(default_factory=dict)  # reason -> count
     bad_samples: list[tuple[int, str, str]] = field(default_factory=list)  # (line, reason, text)
@@ -52,6 +58,9 @@ class TraceStats:
             "markers": self.markers,
             "header_lines": self.header_lines,
             "lost_lines": self.lost_lines,
+            "stack_lines": self.stack_lines,
+            "stack_lines_other": self.stack_lines_other,
+            "stacks": self.stacks,
             "lost_events": self.lost_events,
             "lost_by_cpu": {str(k): v for k, v in self.lost_by_cpu.items()},
             "other_events": self.other_events,

@@ -6,8 +6,16 @@ irq-info column is optional (4 to 8 characters), the timestamp is `secs.frac` or
 the event name may carry a `subsystem:` prefix and may be padded (trace-cmd). Payload fields
 are `key=value` tokens in any order (the kernel's TP_printk order or trace-cmd -R's struct order).
 Rare lines (headers, markers, lost-event lines, bad-line samples) are handed back to Python as
-(kind, line, start, end) records. Strings (comm, gfp text, other event names) are interned in a
-per-block hash table so Python only decodes each distinct string once per block.
+(kind, line, start, end) records. Strings (comm, gfp text, other event names, stack frames) are
+interned in a per-block hash table so Python only decodes each distinct string once per block.
+
+Kernel stacks (ftrace's `stacktrace` option or trigger, `trace-cmd record -T`): after an event
+the kernel prints `<stack trace>` in its own context line (trace-cmd: a `kernel_stack:` event
+`<stack trace >`) and one ` => frame` line per return address
+(kernel/trace/trace_output.c trace_stack_print; trace-cmd's trace_stack_handler). The stack is
+the next entry in the same CPU's ring buffer, so it belongs to the last event of that CPU, with
+other CPUs' lines possibly in between. Frames are interned; each stack is handed back as
+(row, first frame, frames, cpu), row -1 when its event is in an earlier block.
 """
 
 from __future__ import annotations
@@ -20,11 +28,13 @@ from replay.trace.schema import COMPACTION_EVENT_NAMES, EV_ALLOC
 # Special-line kinds handed back to Python.
 SP_HASH, SP_LOST, SP_PREAMBLE, SP_MARKER, SP_BAD, SP_COMPACTION = 1, 2, 3, 4, 5, 6
 # Interned-string kinds.
-STR_COMM, STR_GFP, STR_OTHER = 0, 1, 2
+STR_COMM, STR_GFP, STR_OTHER, STR_FRAME = 0, 1, 2, 3
 # Counters (index into the `counts` array).
 C_LINES, C_EVENTS, C_HASH, C_BLANK, C_LOST, C_PREAMBLE, C_MARKERS, C_OTHER = range(8)
 C_COMPACTION = 8  # compaction lines handed back (counted as events once parsed)
-C_BAD0 = 9
+C_STACK = 9  # '<stack trace>' and ' => ' lines of stacks kept (their event is a row)
+C_STACK_OTHER = 10  # stack lines of other events (other tracepoints, markers, user stacks)
+C_BAD0 = 11
 BAD_REASONS: tuple[str, ...] = (
     "no 'task-pid [cpu]' context",
     "bad irq-info flags",
@@ -34,7 +44,9 @@ BAD_REASONS: tuple[str, ...] = (
     "missing field",
     "unparsed payload ([FAILED TO PARSE])",
     "non-text bytes",
+    "stack frame without '<stack trace>'",
 )
+BAD_NONTEXT, BAD_FRAME = 7, 8
 N_COUNTS = C_BAD0 + len(BAD_REASONS)
 MAX_SAMPLES_PER_BLOCK = 16
 
@@ -52,10 +64,15 @@ _NAMES = (
     "tracing_mark_write",
     "print",
     *COMPACTION_EVENT_NAMES,
+    "kernel_stack",
+    "user_stack",
 )
+EV_STACK = -100  # trace-cmd's kernel_stack event: a kernel stack trace's first line
+EV_USER_STACK = -101  # trace-cmd's user_stack event: a user stack, skipped
 # -2: marker; -3 - k: the k-th compaction event
 NAME_EVENT = np.array([0, 1, 2, 3, 4, 5, 1, 2, -2, -2]
-                      + [-3 - k for k in range(len(COMPACTION_EVENT_NAMES))], dtype=np.int8)
+                      + [-3 - k for k in range(len(COMPACTION_EVENT_NAMES))]
+                      + [EV_STACK, EV_USER_STACK], dtype=np.int8)
 NAME_BYTES = np.zeros((len(_NAMES), 48), dtype=np.uint8)
 NAME_LENS = np.zeros(len(_NAMES), dtype=np.int64)
 for _i, _n in enumerate(_NAMES):
@@ -120,6 +137,21 @@ class Interner:
         self.vals = np.full(slots, -1, np.int32)
         self.ent = np.zeros((slots // 2, 3), np.int64)  # start, length, kind
         self.counts = np.zeros(slots // 2, np.int64)  # uses (other-event counts)
+
+
+class Stacks:
+    """A block's stack traces: (row, first frame, frame count, cpu) and the frames' codes."""
+
+    def __init__(self, nbytes: int, cpus: int = 4096, grow: Stacks | None = None) -> None:
+        scale = 4 if grow is not None else 1  # a retry after the tables filled up
+        stacks = len(grow.stk) if grow is not None else nbytes // 256 + 64
+        frames = len(grow.frames) if grow is not None else nbytes // 16 + 256
+        self.stk = np.empty((stacks * scale, 4), np.int64)
+        self.frames = np.empty(frames * scale, np.int32)
+        # per CPU: the line after which a stack may only go to a newer row (that of the CPU's
+        # last event that is not a row, or of its last stack trace); 0: none in this block
+        self.fence = np.zeros(cpus, np.int64)
+        self.n = np.zeros(2, np.int64)  # stacks, frames
 
 
 class Specials:
@@ -193,17 +225,78 @@ def _intern_hashed(buf, start, length, kind, keys, vals, ent, nent):
         slot = (slot + 1) & mask
 
 
+@njit(inline="always")
+def _starts(buf, s, e, text):
+    """buf[s:e] starts with the bytes of `text` (a tuple of ints)."""
+    if e - s < len(text):
+        return False
+    for k in range(len(text)):
+        if buf[s + k] != text[k]:
+            return False
+    return True
+
+
+_STACK_HDR = tuple(b"<stack trace")  # ftrace '<stack trace>', trace-cmd '<stack trace >'
+_USER_HDR = tuple(b"<user stack trace>")
+
+
+@njit(inline="always")
+def _match_name(buf, n0, nlen, names, name_lens, name_event):
+    """The event code of the name buf[n0:n0 + nlen] (NAME_EVENT), -1 for another name."""
+    for i in range(names.shape[0]):
+        if name_lens[i] == nlen:
+            same = True
+            for k in range(nlen):
+                if buf[n0 + k] != names[i, k]:
+                    same = False
+                    break
+            if same:
+                return name_event[i]
+    return -1
+
+
+@njit(inline="always")
+def _open_stack(cpu_v, line, nrow, cpu, seq, fence, stk, n):
+    """A stack trace begins on `cpu_v` at `line`: returns its index (the open stack), -2 when
+    the stack is not kept (the CPU's last event is not a row, or has its stack already), or
+    -3 when the stack table is full. The CPU's last row is found by looking back from the
+    newest row, no further than the fence (so rows cost nothing on traces without stacks)."""
+    if cpu_v >= fence.shape[0]:
+        return -2
+    lim = fence[cpu_v]
+    fence[cpu_v] = line  # one stack per event
+    r = nrow - 1
+    while r >= 0 and seq[r] > lim and cpu[r] != cpu_v:
+        r -= 1
+    if r >= 0 and seq[r] > lim:
+        target = r
+    elif r < 0 and lim == 0:
+        target = -1  # no event of this CPU in the block yet: it is in an earlier block
+    else:
+        return -2
+    if n[0] >= stk.shape[0]:
+        return -3
+    i = n[0]
+    stk[i, 0] = target
+    stk[i, 1] = n[1]
+    stk[i, 2] = 0
+    stk[i, 3] = cpu_v
+    n[0] += 1
+    return i
+
+
 @njit(nogil=True, cache=True, _nrt=False)
 def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba inlines it all
     buf, words, nbytes, names, name_lens, name_event, required,
     seq, ts, cpu, pid, tgid, comm, irq, preempt, migdis, event, pfn, order, mt, gfp, refill,
     ford, pbord, fmt, frag, chown,
-    keys, vals, ent, ent_counts, spec, counts,
+    keys, vals, ent, ent_counts, spec, counts, stk, frames, fence, nstk,
 ):
     """Scan buf[:nbytes] (whole lines). Returns (rows, n_strings, n_specials, status).
 
-    status 0: ok; 1: string table full; 2: special table full; 3: row capacity too small.
-    `seq` holds the 1-based line number inside the block.
+    status 0: ok; 1: string table full; 2: special table full; 3: row capacity too small;
+    4: stack tables full. `seq` holds the 1-based line number inside the block. Stacks go to
+    stk/frames (Stacks), their counts to nstk; `fence` ends as Stacks.fence describes.
     """
     nrow = 0
     nent = 0
@@ -213,6 +306,8 @@ def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba
     pos = 0
     cap = seq.shape[0]
     speccap = spec.shape[0]
+    cur = -2  # the stack whose frames follow: >= 0 kept, -2 skipped
+    cur_line = -1  # the line of its header or last frame: frames must follow it directly
     while pos < nbytes:
         ls = pos
         le = pos
@@ -341,11 +436,37 @@ def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba
                 spec[nspec, 3] = e
                 nspec += 1
                 continue
-            bad = 0
-            for k in range(s, e):
-                if buf[k] < 9 or (13 < buf[k] < 32) or buf[k] == 127:
-                    bad = 7
-                    break
+            if e - s >= 2 and buf[s] == 61 and buf[s + 1] == 62:  # '=>': a stack frame
+                if cur_line == line - 1 and cur >= 0:
+                    f0 = s + 2
+                    while f0 < e and buf[f0] == 32:
+                        f0 += 1
+                    f1 = e
+                    while f1 > f0 and (buf[f1 - 1] == 32 or buf[f1 - 1] == 9):
+                        f1 -= 1
+                    if nstk[1] >= frames.shape[0]:
+                        return nrow, nent, nspec, 4
+                    code, nent = _intern_hashed(buf, f0, f1 - f0, STR_FRAME, keys, vals, ent,
+                                                nent)
+                    if code < 0:
+                        return nrow, nent, nspec, 1
+                    frames[nstk[1]] = code
+                    nstk[1] += 1
+                    stk[cur, 2] += 1
+                    counts[C_STACK] += 1
+                    cur_line = line
+                    continue
+                if cur_line == line - 1:
+                    counts[C_STACK_OTHER] += 1
+                    cur_line = line
+                    continue
+                bad = BAD_FRAME
+            else:
+                bad = 0
+                for k in range(s, e):
+                    if buf[k] < 9 or (13 < buf[k] < 32) or buf[k] == 127:
+                        bad = BAD_NONTEXT
+                        break
         # ---- irq-info flags (optional) and timestamp ----
         irq_v = 0
         pre_v = -1
@@ -464,30 +585,63 @@ def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba
                     n0 = q
                     continue
                 break
+            nend = q
+            if ((q >= e or buf[q] != 58 or q == n0) and q + 1 < e and buf[q] == 32
+                    and buf[q + 1] == 60):  # options/sym-addr: a marker's 'ip <addr>:'
+                r = q + 2
+                while r < e and _hexval(buf[r]) >= 0:
+                    r += 1
+                if r > q + 2 and r + 1 < e and buf[r] == 62 and buf[r + 1] == 58:
+                    q = r + 1
             if q >= e or buf[q] != 58 or q == n0:
                 bad = 3
+                # ftrace's '<stack trace>' (no event name: it is the ring buffer's own entry)
+                if n0 < e and buf[n0] == 60 and _starts(buf, n0, e, _STACK_HDR):
+                    cur = _open_stack(cpu_v, line, nrow, cpu, seq, fence, stk, nstk)
+                    if cur == -3:
+                        return nrow, nent, nspec, 4
+                    cur_line = line
+                    counts[C_STACK if cur >= 0 else C_STACK_OTHER] += 1
+                    continue
+                if n0 < e and buf[n0] == 60 and _starts(buf, n0, e, _USER_HDR):
+                    cur = -2
+                    cur_line = line
+                    counts[C_STACK_OTHER] += 1
+                    continue
             else:
-                nlen = q - n0
-                for i in range(names.shape[0]):
-                    if name_lens[i] == nlen:
-                        same = True
-                        for k in range(nlen):
-                            if buf[n0 + k] != names[i, k]:
-                                same = False
-                                break
-                        if same:
-                            ev = name_event[i]
+                nlen = nend - n0
+                ev = _match_name(buf, n0, nlen, names, name_lens, name_event)
+                if ev == -1:
+                    for k in range(n0, nend):
+                        if buf[k] == 43:  # options/sym-offset: a marker's ip 'name+0x91/0x170'
+                            if _match_name(buf, n0, k - n0, names, name_lens, name_event) == -2:
+                                ev = -2
                             break
                 pstart = q + 1
                 while pstart < e and buf[pstart] == 32:
                     pstart += 1
-                if ev == -1:  # another tracepoint: count it by name
-                    code, nent = _intern(buf, n0, nlen, STR_OTHER, keys, vals, ent, nent)
-                    if code < 0:
-                        return nrow, nent, nspec, 1
-                    ent_counts[code] += 1
-                    counts[C_OTHER] += 1
-                    continue
+                if ev < 0:  # not a kmem row
+                    if ev == EV_STACK:  # trace-cmd's kernel_stack: '<stack trace >'
+                        cur = _open_stack(cpu_v, line, nrow, cpu, seq, fence, stk, nstk)
+                        if cur == -3:
+                            return nrow, nent, nspec, 4
+                        cur_line = line
+                        counts[C_STACK if cur >= 0 else C_STACK_OTHER] += 1
+                        continue
+                    cur = -2  # frames right after the line are its own (trace-cmd's user_stack)
+                    cur_line = line
+                    if ev == EV_USER_STACK:  # the kernel stack may come next
+                        counts[C_STACK_OTHER] += 1
+                        continue
+                    if cpu_v < fence.shape[0]:
+                        fence[cpu_v] = line  # a stack that follows is this event's
+                    if ev == -1:  # another tracepoint: count it by name
+                        code, nent = _intern(buf, n0, nlen, STR_OTHER, keys, vals, ent, nent)
+                        if code < 0:
+                            return nrow, nent, nspec, 1
+                        ent_counts[code] += 1
+                        counts[C_OTHER] += 1
+                        continue
         if bad < 0:
             ccode = -1
             cs = s
@@ -652,6 +806,8 @@ def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba
             if bad < 0 and (ord_v > 127 or ord_v < -1 or mt_v > 127 or mt_v < -1):
                 bad = 4
         if bad >= 0:
+            if found and cpu_v < fence.shape[0]:
+                fence[cpu_v] = line  # a stack that follows is the bad line's
             counts[C_BAD0 + bad] += 1
             if nsamples < MAX_SAMPLES_PER_BLOCK:
                 if nspec >= speccap:

@@ -125,13 +125,16 @@ EVENTS_SCHEMA = pa.schema(
         pa.field("order_failed", pa.int8()),  # deferred/defer_compaction/defer_reset
         pa.field("consider", pa.int64()),  # ditto
         pa.field("limit", pa.int64()),  # ditto: 1 << defer_shift
-        # perf.data call chains (null elsewhere)
+        # kernel call chains: perf.data -g, ftrace's stacktrace option, trace-cmd -T (else null)
         pa.field("stack_id", pa.int32()),  # index of the distinct call chain in this trace
         pa.field("callchain", pa.list_(pa.uint64())),  # kernel return addresses, innermost first
+        pa.field("callchain_syms", pa.list_(_dict_str)),  # the frames as the tracer named them
     ]
 )
 KMEM_COLUMNS: tuple[str, ...] = tuple(EVENTS_SCHEMA.names[: EVENTS_SCHEMA.names.index("node")])
 EXTRA_COLUMNS: tuple[str, ...] = tuple(EVENTS_SCHEMA.names[len(KMEM_COLUMNS):])
+STACK_COLUMNS: tuple[str, ...] = ("stack_id", "callchain", "callchain_syms")  # the last ones
+assert EXTRA_COLUMNS[-len(STACK_COLUMNS):] == STACK_COLUMNS
 
 MARKERS_SCHEMA = pa.schema(
     [

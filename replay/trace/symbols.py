@@ -30,14 +30,18 @@ _LINE = re.compile(rb"^([0-9a-fA-F]{1,16})\s+(\S)\s+(\S+)(?:\s+\[(\S+)\])?")
 # Frames a page-allocator call chain starts with before its real caller: the tracepoint's own
 # frames, then the allocator's entry points. The second line is perf kmem's pattern
 # (builtin-kmem.c: `^_?_?(alloc|get_free|get_zeroed)_pages?`, a prefix match that also covers
-# __alloc_pages_slowpath, alloc_pages_vma, alloc_pages_exact...); the folio wrappers and the
-# free path are added here (perf reports __folio_alloc as the caller of every folio).
+# __alloc_pages_slowpath, alloc_pages_vma, alloc_pages_exact, 6.10+'s *_noprof and
+# alloc_pages_mpol...); the folio wrappers, 6.15+'s frozen pages, the fast path under
+# __alloc_pages (where zone_locked and extfrag fire) and the free path are added here (perf
+# reports __folio_alloc as the caller of every folio). The one rule for call sites
+# (replay.metrics.callsites), on names from a System.map or kallsyms or printed by the tracer.
 ALLOCATOR_FRAMES = re.compile(
     r"^(__traceiter_|perf_trace_|trace_event_raw_event_|__bpf_trace_|trace_call_bpf)"
     r"|^_?_?(alloc|get_free|get_zeroed)_pages?"
-    r"|^_?_?folio_alloc|^vma_alloc_folio"
+    r"|^_?_?folio_alloc|^vma_alloc_folio|^_?_?alloc_frozen_pages"
+    r"|^get_page_from_freelist|^rmqueue|^__rmqueue"
     r"|^_?_?free_(unref_)?pages?|^free_the_page|^__free_pages_ok|^free_pcppages_bulk"
-    r"|^free_unref_page_(list|commit|prepare)|^free_pcp_prepare"
+    r"|^free_unref_page_(list|commit|prepare)|^free_pcp_prepare|^free_frozen_pages"
 )
 
 
@@ -154,9 +158,3 @@ class Symbols:
         outside = np.flatnonzero(~self.is_allocator(arr))
         return int(arr[outside[0]]) if outside.size else int(arr[-1])
 
-
-def no_symbols_callsite(chain: Sequence[int] | np.ndarray | None) -> int | None:
-    """Without symbols: the chain's first address (what perf kmem reports without kallsyms)."""
-    if chain is None or len(chain) == 0:
-        return None
-    return int(chain[0])
