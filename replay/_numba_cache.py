@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -111,8 +112,6 @@ def _prune(base: Path, keep: Path) -> None:
         old = sorted((p for p in base.iterdir() if p.is_dir() and p != keep),
                      key=lambda p: p.stat().st_mtime, reverse=True)[_KEEP:]
         for folder in old:
-            for f in folder.iterdir():
-                f.unlink(missing_ok=True)
-            folder.rmdir()
+            shutil.rmtree(folder, ignore_errors=True)  # numba's files sit in subfolders
     except OSError:
         pass
