@@ -122,12 +122,26 @@ def open_streamed(source: str | Path, machine_desc: str | None = None,
         evidence = backward_pass(spool, planner.slots, machine.zone_index_array(),
                                  machine.pageblock_order, npb, from_start,
                                  bool(profile.list_is_pageblock))
+        plan_slots = planner.slots
     except BaseException:
         spool.cleanup()
         events.close()
         raise
+    del planner
+    release_freed_memory()  # the read's buffers: give them back before the replays grow
     return StreamedTrace(str(source), events, bundle, mdesc, kernel, spool, plan,
-                         planner.slots, evidence, machine, profile)
+                         plan_slots, evidence, machine, profile)
+
+
+def release_freed_memory() -> None:
+    """Return freed heap memory to the system (glibc's malloc_trim): the reading pass frees
+    hundreds of MB in pieces malloc would otherwise keep, and peak RSS counts them."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 @dataclass
