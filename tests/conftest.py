@@ -24,6 +24,7 @@ def data_dir() -> Path:
 
 
 def run_cli(*args: str, stdin: bytes | None = None, cwd: Path | None = None):
-    """Run `python -m replay ARGS` as a user would; returns the CompletedProcess."""
+    """Run `python -m replay ARGS` as a user would; returns the CompletedProcess. The first
+    such run on a cold cache compiles the engine (5-6 minutes here), hence the long timeout."""
     return subprocess.run([sys.executable, "-m", "replay", *args], input=stdin,
-                          capture_output=True, cwd=cwd, timeout=600)
+                          capture_output=True, cwd=cwd, timeout=1800)
