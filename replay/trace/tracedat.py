@@ -624,15 +624,13 @@ def _heap_less(ts, head, a, b):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _merge_streams(ts, starts, ends):  # pragma: no cover - compiled
-    """k-way merge of per-CPU record streams: smallest timestamp first, ties to the lower stream.
-
-    This is trace-cmd's tracecmd_peek_next_data() rule (and the kernel's __find_next_entry()),
-    done with a binary heap keyed on (timestamp, stream).
-    """
-    k = starts.size
-    order = np.empty(ts.size, dtype=np.int64)
-    head = starts.copy()
+def merge_until(ts, head, ends, more, out):  # pragma: no cover - compiled
+    """k-way merge of per-CPU record streams into `out` (record indices), smallest timestamp
+    first, ties to the lower stream: trace-cmd's tracecmd_peek_next_data() rule (and the
+    kernel's __find_next_entry()), with a binary heap keyed on (timestamp, stream). `head`
+    advances as records are taken. Stops when a stream with `more` data runs out of loaded
+    records (the caller loads more and calls again) or `out` is full; returns the count."""
+    k = head.size
     heap = np.empty(k, dtype=np.int64)
     hn = 0
     for s in range(k):
@@ -646,12 +644,14 @@ def _merge_streams(ts, starts, ends):  # pragma: no cover - compiled
             heap[c], heap[parent] = heap[parent], heap[c]
             c = parent
     n = 0
-    while hn > 0:
+    while hn > 0 and n < out.size:
         s = heap[0]
-        order[n] = head[s]
+        out[n] = head[s]
         n += 1
         head[s] += 1
         if head[s] >= ends[s]:
+            if more[s]:
+                return n
             hn -= 1
             heap[0] = heap[hn]
         c = 0
@@ -665,6 +665,14 @@ def _merge_streams(ts, starts, ends):  # pragma: no cover - compiled
                 break
             heap[best], heap[c] = heap[c], heap[best]
             c = best
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _merge_streams(ts, starts, ends):  # pragma: no cover - compiled
+    """All records of every stream in merged order (merge_until over streams loaded whole)."""
+    order = np.empty(ts.size, dtype=np.int64)
+    merge_until(ts, starts.copy(), ends, np.zeros(starts.size, np.bool_), order)
     return order
 
 

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from numba import njit
 
 from replay.errors import InputError
 from replay.trace.result import TraceStats
@@ -32,60 +31,18 @@ from replay.trace.tracedat import (
     _apply_clock,
     _Codec,
     _FormatError,
-    _heap_less,
     _layout,
     _MetadataParser,
     _record_arrays,
     _scan_pages,
     looks_like_tracedat,
+    merge_until,
 )
 from replay.trace.tracefmt import CpuData, TraceFile
 from replay.trace.tracerecords import Records, record_columns, record_tables
 
 PAGES_PER_READ = 256
 BATCH_RECORDS = 1 << 18
-
-
-@njit(cache=True, nogil=True)
-def merge_until(ts, head, ends, more, out):  # pragma: no cover - compiled
-    """tracedat._merge_streams, stopping when a stream with `more` data runs out of loaded
-    records (the caller loads more and calls again) or `out` is full; returns the count."""
-    k = head.size
-    heap = np.empty(k, dtype=np.int64)
-    hn = 0
-    for s in range(k):
-        if head[s] >= ends[s]:
-            continue
-        heap[hn] = s
-        c = hn
-        hn += 1
-        while c > 0 and _heap_less(ts, head, heap[c], heap[(c - 1) // 2]):
-            parent = (c - 1) // 2
-            heap[c], heap[parent] = heap[parent], heap[c]
-            c = parent
-    n = 0
-    while hn > 0 and n < out.size:
-        s = heap[0]
-        out[n] = head[s]
-        n += 1
-        head[s] += 1
-        if head[s] >= ends[s]:
-            if more[s]:
-                return n
-            hn -= 1
-            heap[0] = heap[hn]
-        c = 0
-        while True:
-            best = 2 * c + 1
-            if best >= hn:
-                break
-            if best + 1 < hn and _heap_less(ts, head, heap[best + 1], heap[best]):
-                best += 1
-            if not _heap_less(ts, head, heap[best], heap[c]):
-                break
-            heap[best], heap[c] = heap[c], heap[best]
-            c = best
-    return n
 
 
 class _CpuPages:
