@@ -151,7 +151,35 @@ class ReconstructResult:
         return d
 
 
-class Follower:
+class SampledFollower:
+    """What every follower shares, whether the events are in memory or in a spool's chunks:
+    follow a range of events, calling `sampler(st, i)` at each sample point inside it.
+    Subclasses set st, sampler and points and give _run(i0, i1)."""
+
+    st: State
+    sampler: object
+    points: np.ndarray
+
+    def run(self, i0: int, i1: int) -> None:
+        """Follow events [i0, i1), sampling at the sample points inside (i0, i1]."""
+        if i1 <= i0:
+            return
+        if self.sampler is None or not len(self.points):
+            self._run(i0, i1)
+            return
+        lo, hi = np.searchsorted(self.points, [i0 + 1, i1 + 1])
+        pos = i0
+        for p in self.points[lo:hi]:
+            self._run(pos, int(p))
+            self.sampler(self.st, int(p))
+            pos = int(p)
+        self._run(pos, i1)
+
+    def _run(self, i0: int, i1: int) -> None:
+        raise NotImplementedError
+
+
+class Follower(SampledFollower):
     """Runs follow_events over index ranges, keeping the per-event agreement arrays."""
 
     def __init__(self, st: State, e: EventArrays, disp: np.ndarray, sampler=None,
@@ -173,20 +201,6 @@ class Follower:
         self.nh = np.zeros(1, np.int64)
         self.carry = np.zeros(1, np.int64)  # a fallback in progress between calls
 
-    def run(self, i0: int, i1: int) -> None:
-        """Follow events [i0, i1), sampling at the sample points inside (i0, i1]."""
-        if i1 <= i0:
-            return
-        if self.sampler is None or not len(self.points):
-            self._run(i0, i1)
-            return
-        lo, hi = np.searchsorted(self.points, [i0 + 1, i1 + 1])
-        pos = i0
-        for p in self.points[lo:hi]:
-            self._run(pos, int(p))
-            self.sampler(self.st, int(p))
-            pos = int(p)
-        self._run(pos, i1)
 
     def _run(self, i0: int, i1: int) -> None:
         if i1 <= i0:

@@ -27,6 +27,7 @@ from replay.engine.profile import KernelProfile
 from replay.engine.reconstruct import (
     AgreementCounts,
     ReconstructResult,
+    SampledFollower,
     Start,
     follow_and_check,
 )
@@ -65,7 +66,7 @@ def start_state(trace, machine: Machine, profile: KernelProfile,
     return Start(st, i_start, np.zeros(0, np.int8), marks, info)
 
 
-class StreamFollower:
+class StreamFollower(SampledFollower):
     """Follower's run() over a spool's chunks (global event indices)."""
 
     def __init__(self, st, reader: ChunkReader, sampler=None, points=None,
@@ -86,20 +87,6 @@ class StreamFollower:
         self._per_event: tuple | None = None
         self.on_chunk = on_chunk  # sees each chunk as the follower enters it
 
-    def run(self, i0: int, i1: int) -> None:
-        """Follow events [i0, i1), sampling at the sample points inside (i0, i1]."""
-        if i1 <= i0:
-            return
-        if self.sampler is None or not len(self.points):
-            self._run(i0, i1)
-            return
-        lo, hi = np.searchsorted(self.points, [i0 + 1, i1 + 1])
-        pos = i0
-        for p in self.points[lo:hi]:
-            self._run(pos, int(p))
-            self.sampler(self.st, int(p))
-            pos = int(p)
-        self._run(pos, i1)
 
     def _enter(self, i: int) -> Chunk:
         chunk = self.reader.get(i)
