@@ -8,6 +8,7 @@ instant inside its markers, so a zone is exact when one of those points matches.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -151,7 +152,7 @@ class ReconstructResult:
         return d
 
 
-class SampledFollower:
+class SampledFollower(ABC):
     """What every follower shares, whether the events are in memory or in a spool's chunks:
     follow a range of events, calling `sampler(st, i)` at each sample point inside it.
     Subclasses set st, sampler and points and give _run(i0, i1)."""
@@ -175,8 +176,9 @@ class SampledFollower:
             pos = int(p)
         self._run(pos, i1)
 
+    @abstractmethod
     def _run(self, i0: int, i1: int) -> None:
-        raise NotImplementedError
+        """Follow events [i0, i1) without sampling."""
 
 
 class Follower(SampledFollower):

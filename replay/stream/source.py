@@ -13,6 +13,7 @@ same capture (the same events, with nanosecond timestamps, read without inflatin
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,15 +26,16 @@ from replay.trace.schema import LOST_SCHEMA, MARKERS_SCHEMA
 BATCH_ROWS = 1 << 18
 
 
-class EventSource:
+class EventSource(ABC):
     """The interface (see the module docstring)."""
 
     name: str = ""
     stats: TraceStats
     bundle_dir: Path | None = None
 
+    @abstractmethod
     def batches(self) -> Iterator[pa.RecordBatch]:
-        raise NotImplementedError
+        """Record batches of the events table, in trace order."""
 
     def column_batches(self) -> Iterator:
         """Batches for the replay: record batches, or replay.stream.columns.ColumnBatch where
@@ -41,18 +43,20 @@ class EventSource:
         return self.batches()
 
     @property
+    @abstractmethod
     def markers_log(self):
         """(seq, text) of the markers read so far, in trace order (a sequence)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def markers(self) -> pa.Table:
-        raise NotImplementedError
+        """The markers table (complete once the batches are done)."""
 
+    @abstractmethod
     def lost(self) -> pa.Table:
-        raise NotImplementedError
+        """The lost-events table (complete once the batches are done)."""
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 - optional: most sources hold nothing to release
+        """Release what the source holds open (nothing by default)."""
 
 
 class _MarkerRows:
