@@ -6,6 +6,7 @@ import bz2
 import gzip
 import lzma
 import shutil
+import zlib
 
 import polars as pl
 import pyarrow.compute as pc
@@ -210,6 +211,28 @@ def test_truncated_gzip_keeps_what_was_read(tmp_path, traces):
     assert read_parquet(tmp_path / "cut.parquet").events.num_rows == d.events.num_rows
     with pytest.raises(InputError):
         read_trace(cut, strict=True)
+
+
+def test_gzip_cut_inside_its_first_block_keeps_its_lines(tmp_path, traces):
+    """A .gz cut before its first deflate block ends still hands on every complete line."""
+    src = (traces / "frag-a" / "trace.txt.gz").read_bytes()[:100_000]
+    cut = tmp_path / "cut.txt.gz"
+    cut.write_bytes(src)
+    text = zlib.decompressobj(31).decompress(src)
+    complete = text[: text.rfind(b"\n") + 1].splitlines()
+    expected = sum(b": mm_" in ln for ln in complete)
+    d = read_trace(cut)
+    assert "truncated" in d.stats.error
+    assert d.events.num_rows == expected > 9000
+
+
+def test_concatenated_gzip_members(tmp_path, traces):
+    src = (traces / "frag-a" / "trace.txt.gz").read_bytes()
+    two = tmp_path / "two.txt.gz"
+    two.write_bytes(src + gzip.compress(b"# a second member\n") + src)
+    one = read_trace(traces / "frag-a" / "trace.txt.gz")
+    d = read_trace(two)
+    assert not d.stats.error and d.events.num_rows == 2 * one.events.num_rows
 
 
 def test_bundle_dir_with_plain_trace(tmp_path, data_dir):

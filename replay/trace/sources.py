@@ -89,16 +89,83 @@ def resolve(source: str | os.PathLike) -> tuple[Path | None, Path | None]:
     return path, None
 
 
+class _GzipReader(io.RawIOBase):
+    """Concatenated gzip members inflated as a stream, handing on every byte that inflated
+    before a truncation or corruption (the error is raised only once they are read): a trace
+    cut inside its first deflate block keeps its first lines. gzip.GzipFile and isal's IGzipFile
+    raise from the read that hits the damage and drop what that read had inflated."""
+
+    _IN = 1 << 18  # compressed bytes per read
+    _OUT = 1 << 22  # at most this many inflated bytes per decompress call (bounded memory)
+
+    def __init__(self, raw: BinaryIO) -> None:
+        try:
+            from isal import isal_zlib as zmod
+        except ImportError:  # pragma: no cover - isal is a dependency
+            zmod = zlib
+        self._zmod = zmod
+        self._errors = (zmod.error, zlib.error)
+        self._raw = raw
+        self._decoder = zmod.decompressobj(31)
+        self._input = b""  # compressed bytes not yet given to the decoder
+        self._pending = memoryview(b"")
+        self._problem: Exception | None = None
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def peek(self, size: int = 1) -> bytes:
+        """Inflated bytes ahead, without consuming them (no BufferedReader on top: its
+        readinto would drop the bytes of a call that ends in the error)."""
+        while not self._pending and not self._done:
+            self._inflate_more()
+        return bytes(self._pending[: max(size, 1)])
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        while not self._pending and not self._done:
+            self._inflate_more()
+        if not self._pending:
+            if self._problem is not None:
+                problem, self._problem = self._problem, None
+                raise problem
+            return 0
+        n = min(len(b), len(self._pending))
+        b[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def _inflate_more(self) -> None:
+        decoder = self._decoder
+        data = decoder.unconsumed_tail or self._input
+        self._input = b""
+        if not data:
+            data = self._raw.read(self._IN)
+            if not data:  # the file ends
+                if not decoder.eof:
+                    self._problem = EOFError("the gzip stream is truncated (no end-of-stream "
+                                             "marker)")
+                self._done = True
+                return
+        try:
+            out = decoder.decompress(data, self._OUT)
+        except self._errors as exc:
+            self._problem = OSError(f"corrupt gzip data: {exc}")
+            self._done = True
+            return
+        if decoder.eof:
+            rest = decoder.unused_data
+            if rest[:2] == _GZIP:  # another member follows (concatenated .gz)
+                self._decoder = self._zmod.decompressobj(31)
+                self._input = rest
+            else:
+                self._done = True  # the end, or trailing bytes that are no gzip member (ignored)
+        self._pending = memoryview(out)
+
+
 def _decompressor(raw: BinaryIO, kind: str) -> BinaryIO:
     if kind == "gzip":
-        try:
-            from isal import igzip
-
-            return igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-        except ImportError:  # pragma: no cover - isal is a dependency
-            import gzip
-
-            return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        return _GzipReader(raw)  # type: ignore[return-value]
     if kind == "zstd":
         import zstandard
 
