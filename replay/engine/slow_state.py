@@ -13,8 +13,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
+from numba.experimental import structref
 
 from replay.engine.compaction import N_CC, ZC_ORDER_FAILED, new_compaction_tables
+from replay.engine.structs import ArraysRef, ArrayStruct, register_struct
 
 # sysctls and model switches (cfg)
 (SC_COMPACTION, SC_PROACTIVENESS, SC_EXTFRAG_THRESHOLD, SC_RECLAIM, SC_LRU_HEAD, SC_LRU_TAIL,
@@ -78,7 +81,7 @@ THP_DEFRAG_MODES: tuple[str, ...] = ("always", "defer", "defer+madvise", "madvis
 FAIL_LOG = 1 << 16  # failures kept with their event, order and gfp (the rest only counted)
 
 
-class SlowState(NamedTuple):
+class _SlowStateFields(NamedTuple):
     """Arrays only, so compiled code takes the whole slow-path state as one argument."""
 
     cfg: np.ndarray  # int64 [N_SC]
@@ -99,6 +102,29 @@ class SlowState(NamedTuple):
     fail_log: np.ndarray  # int64 [FAIL_LOG, 3]: event index, order, gfp of each failure
     results: np.ndarray  # int64 [9]: compact_zone() outcomes by enum compact_result
     run_log: np.ndarray  # int64 [RUN_LOG, N_RUN]: the first compact_zone() runs (RUN_* columns)
+
+
+@structref.register
+class SlowStateRef(ArraysRef):
+    """SlowState as compiled code takes it (replay/engine/structs.py)."""
+
+
+class _SlowStateProxy(structref.StructRefProxy):
+    pass
+
+
+register_struct(SlowStateRef, _SlowStateProxy, _SlowStateFields)
+
+
+@njit(cache=True)
+def _new_slow_state_ref(*arrays):  # noqa: ANN002, ANN201
+    return _SlowStateProxy(*arrays)
+
+
+class SlowState(ArrayStruct, _SlowStateFields):
+    """The slow path's state; compiled code gets it as one pointer."""
+
+    _new_ref = staticmethod(_new_slow_state_ref)
 
 
 def new_slow_state(npfn: int, nzones: int, nodes: int, pageblock_order: int,

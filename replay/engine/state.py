@@ -11,9 +11,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
+from numba.experimental import structref
 
 from replay.engine.machine import Machine
 from replay.engine.profile import N_CONFIG, apply_profile, get_profile
+from replay.engine.structs import ArraysRef, ArrayStruct, register_struct
 
 MAX_ORDER = 11
 MIGRATE_TYPES = 5
@@ -27,7 +30,7 @@ PG_PCP = 2  # head of a block on a per-CPU list
 PG_ALLOC = 3  # head of a block allocated during the trace
 
 
-class State(NamedTuple):
+class _StateFields(NamedTuple):
     """Arrays only, so compiled code can take the whole state as one argument."""
 
     # per pfn
@@ -70,6 +73,29 @@ class State(NamedTuple):
     pcp_alloc_factor: np.ndarray  # int64 [CPUS, Z]
     pcp_free_count: np.ndarray  # int64 [CPUS, Z]
     pcp_flags: np.ndarray  # int64 [CPUS, Z]: PCPF_PREV_FREE_HIGH_ORDER, PCPF_FREE_HIGH_BATCH
+
+
+@structref.register
+class StateRef(ArraysRef):
+    """State as compiled code takes it (replay/engine/structs.py)."""
+
+
+class _StateProxy(structref.StructRefProxy):
+    pass
+
+
+register_struct(StateRef, _StateProxy, _StateFields)
+
+
+@njit(cache=True)
+def _new_state_ref(*arrays):  # noqa: ANN002, ANN201
+    return _StateProxy(*arrays)
+
+
+class State(ArrayStruct, _StateFields):
+    """The allocator's state; compiled code gets it as one pointer."""
+
+    _new_ref = staticmethod(_new_state_ref)
 
 
 NR_ZONE_TYPES = 6  # DMA, DMA32, Normal, Movable, Device, HighMem (i386 only)
