@@ -31,18 +31,18 @@ MIGRATE_ISOLATE = 4
 MIGRATE_MOVABLE = 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def pageblock_mt(st, pfn):
     """get_pageblock_migratetype()"""
     return st.pb_mt[pfn >> st.config[CFG_PAGEBLOCK_ORDER]]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def set_pageblock_mt(st, pfn, mt):
     st.pb_mt[pfn >> st.config[CFG_PAGEBLOCK_ORDER]] = mt
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _link_head(head, tail, idx, st, pfn):
     first = head[idx]
     st.pg_prev[pfn] = NIL
@@ -54,7 +54,7 @@ def _link_head(head, tail, idx, st, pfn):
     head[idx] = pfn
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _link_tail(head, tail, idx, st, pfn):
     last = tail[idx]
     st.pg_next[pfn] = NIL
@@ -66,7 +66,7 @@ def _link_tail(head, tail, idx, st, pfn):
     tail[idx] = pfn
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _unlink(head, tail, idx, st, pfn):
     prv = st.pg_prev[pfn]
     nxt = st.pg_next[pfn]
@@ -82,7 +82,7 @@ def _unlink(head, tail, idx, st, pfn):
     st.pg_prev[pfn] = NIL
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def add_to_free_list(st, z, pfn, order, mt, tail):
     """__add_to_free_list(): a free block onto free_area[order].free_list[mt], head or tail."""
     idx = (int(z), int(order), int(mt))
@@ -96,7 +96,7 @@ def add_to_free_list(st, z, pfn, order, mt, tail):
     st.pg_mt[pfn] = mt
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def del_page_from_free_list(st, z, pfn):
     """del_page_from_free_list(): off whatever free list it is on."""
     order = st.pg_order[pfn]
@@ -106,7 +106,7 @@ def del_page_from_free_list(st, z, pfn):
     st.pg_state[pfn] = PG_NONE
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def move_to_free_list_tail(st, z, pfn, mt):
     """move_to_free_list(): list_move_tail onto another type's list (steals)."""
     order = st.pg_order[pfn]
@@ -114,7 +114,7 @@ def move_to_free_list_tail(st, z, pfn, mt):
     add_to_free_list(st, z, pfn, order, mt, True)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def move_freepages(st, z, start, end, mt):
     """move_freepages(): every free block in [start, end) to mt's lists (tail, ascending pfn);
     returns the free pages moved."""
@@ -131,7 +131,7 @@ def move_freepages(st, z, start, end, mt):
     return moved
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def move_freepages_block(st, z, pfn, mt):
     """move_freepages_block(): every free block of pfn's pageblock to mt's lists (tail,
     ascending pfn). The range starts at pfn when the pageblock starts before the zone; returns
@@ -146,7 +146,7 @@ def move_freepages_block(st, z, pfn, mt):
     return move_freepages(st, z, start, end, mt), start, end
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def change_pageblock_range(st, pfn, order, mt):
     """change_pageblock_range(): every pageblock of a block of `order` >= pageblock_order takes
     type mt; returns how many changed."""
@@ -159,12 +159,12 @@ def change_pageblock_range(st, pfn, order, mt):
     return changed
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def zone_contains(st, z, pfn):
     return st.zone_param[z, ZP_START] <= pfn < st.zone_param[z, ZP_END]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def page_is_buddy(st, z, buddy, order):
     """page_is_buddy(): a free block of exactly this order, in the same zone."""
     if buddy < 0 or buddy >= st.pg_state.shape[0]:
@@ -173,7 +173,7 @@ def page_is_buddy(st, z, buddy, order):
             and st.pg_zone[buddy] == z)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def find_free_block(st, pfn):
     """The head of the free block containing pfn, or -1 (walks up the orders, as PageBuddy)."""
     for o in range(MAX_ORDER):
@@ -184,7 +184,7 @@ def find_free_block(st, pfn):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def find_pcp_block(st, pfn):
     """The head of the pcp entry containing pfn, or -1."""
     for o in range(MAX_ORDER):
@@ -194,7 +194,7 @@ def find_pcp_block(st, pfn):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def expand(st, z, pfn, low, high, mt):
     """expand(): split a block of order `high` down to `low`; the lowest part is allocated and
     each upper half goes to the head of the `mt` list (the requested type)."""
@@ -206,7 +206,7 @@ def expand(st, z, pfn, low, high, mt):
         st.pg_warm[pfn + size] = 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def split_around(st, z, head, high, pfn, low, mt):
     """Like expand(), but keeps the part containing `pfn` (a resync when the model's block is
     larger than the kernel's or the traced page is not its lowest part)."""
@@ -223,7 +223,7 @@ def split_around(st, z, head, high, pfn, low, mt):
     return head
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def buddy_merge_likely(st, z, pfn, buddy_pfn, order):
     """buddy_merge_likely(): is the merged block's own buddy one order up free? Then the block
     goes to the tail, to be merged soon rather than allocated."""
@@ -234,7 +234,7 @@ def buddy_merge_likely(st, z, pfn, buddy_pfn, order):
     return page_is_buddy(st, z, higher_buddy, order + 1)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def __free_one_page(st, z, pfn, order, mt, to_tail_forced):
     """__free_one_page(): merge with free buddies up the orders, then list at head or tail.
 
@@ -255,7 +255,7 @@ def __free_one_page(st, z, pfn, order, mt, to_tail_forced):
     return head
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def free_one_page_capc(st, z, pfn, order, mt, to_tail_forced, capture_order, capture_movable):
     """__free_one_page() with a direct compaction's capture_control: when the merging block
     reaches `capture_order` (-1: none) and compaction_capture() accepts it, the block is taken
@@ -298,7 +298,7 @@ def free_one_page_capc(st, z, pfn, order, mt, to_tail_forced, capture_order, cap
     return pfn, False
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def free_one_page(st, z, pfn, order):
     """free_one_page(): a block straight to the buddy lists with its pageblock's type. With
     the split_large_free rule (6.12 split_large_buddy, page_alloc.c:1272) a block above
@@ -315,7 +315,7 @@ def free_one_page(st, z, pfn, order):
     return head
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def move_freepages_pageblock(st, z, pfn, mt):
     """__move_freepages_block() as the kernel did it (a traced claim or a proven type): every
     free block of pfn's pageblock (inside the zone) to mt's lists, then the pageblock's type.
@@ -346,7 +346,7 @@ def move_freepages_pageblock(st, z, pfn, mt):
     return changed
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def take_free_block(st, z, head):
     """Take a whole free block off its list and out of NR_FREE_PAGES."""
     order = st.pg_order[head]
@@ -357,7 +357,7 @@ def take_free_block(st, z, head):
 
 # ---- per-CPU lists -------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def order_to_pindex(mt, order, pbo):
     """order_to_pindex(): 3 * order + mt for orders 0-3; THP lists 12 (non-movable), 13."""
     if order > 3:
@@ -365,14 +365,14 @@ def order_to_pindex(mt, order, pbo):
     return 3 * order + mt
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def pindex_to_order(pindex):
     if pindex >= 12:
         return -1  # pageblock_order: the caller knows it
     return pindex // 3
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def pcp_add(st, cpu, z, pfn, order, mt, tail):
     """A block onto a pcp list (list_add at the head on free; tail on refill)."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
@@ -389,7 +389,7 @@ def pcp_add(st, cpu, z, pfn, order, mt, tail):
     st.pcp_count[cpu, z] += 1 << order
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def pcp_del(st, z, pfn):
     """A block off whichever pcp list holds it."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
@@ -405,7 +405,7 @@ def pcp_del(st, z, pfn):
     return cpu
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def pcp_allowed_order(order, pbo):
     """pcp_allowed_order(): orders 0..PAGE_ALLOC_COSTLY_ORDER and pageblock_order (THP)."""
     return order <= 3 or order == pbo

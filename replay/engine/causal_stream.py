@@ -23,7 +23,7 @@ from replay.trace.schema import EV_EXTFRAG, EV_FIRST_COMPACTION, EV_PCPU_DRAIN, 
 _NONE = -1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def scan_contradictions(ev, slot, cpu, ts, r0, j0, j1, last_kind, pend, pend_ts, pend_cpu,
                         cand, ncand, run_start, pairs, npairs, skew_ns, steps_back, last_ts):
     """Scan buffer rows [j0, j1) (buffer row j is trace row r0 + j) for contradictions.
@@ -86,7 +86,7 @@ def scan_contradictions(ev, slot, cpu, ts, r0, j0, j1, last_kind, pend, pend_ts,
     return True
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def run_bounds(ev, cpu, r0, n, i, j, at_eof):
     """(s, j_end) of a contradiction (take at trace row i, drain at row j), as
     causal._move_before_runs finds them: s the first take of i's run on its CPU, j_end the last
@@ -114,7 +114,7 @@ def run_bounds(ev, cpu, r0, n, i, j, at_eof):
     return s, -1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def move_before_run(key, cpu, r0, s, j, c):
     """causal._move_before_runs for one contradiction: CPU c's events in (s, j] get keys just
     below key[s], in their own order."""

@@ -140,7 +140,7 @@ FAST_START_DONE = -2  # cc->fast_start_pfn == ULONG_MAX
 
 # ---- fragmentation (mm/vmstat.c) -------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def fragmentation_index(st, z, order):
     """fragmentation_index(): -1000 when a free block of the order exists, else how far the
     failure is due to fragmentation (towards 1000) rather than lack of memory (towards 0)."""
@@ -163,7 +163,7 @@ def fragmentation_index(st, z, order):
     return 1000 - (1000 + free_pages * 1000 // requested) // blocks_total
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def fragmentation_score_zone(st, z):
     """extfrag_for_order(zone, COMPACTION_HPAGE_ORDER): the percent of free memory not in
     blocks of a huge page or more."""
@@ -182,7 +182,7 @@ def fragmentation_score_zone(st, z):
     return (free_pages - (suitable << order)) * 100 // free_pages
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def fragmentation_score_node(st, sp, node):
     """fragmentation_score_node(): each zone's score weighted by its share of the node."""
     score = 0
@@ -193,7 +193,7 @@ def fragmentation_score_node(st, sp, node):
     return score
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def fragmentation_score_wmark(sp, low):
     """fragmentation_score_wmark(): 100 - proactiveness (at least 5); high is low + 10."""
     wmark_low = max(100 - sp.cfg[SC_PROACTIVENESS], 5)
@@ -202,7 +202,7 @@ def fragmentation_score_wmark(sp, low):
 
 # ---- deferral (compaction.c:146-213) ---------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def defer_compaction(sp, z, order):
     sp.zc[z, ZC_CONSIDERED] = 0
     sp.zc[z, ZC_DEFER_SHIFT] = min(sp.zc[z, ZC_DEFER_SHIFT] + 1, COMPACT_MAX_DEFER_SHIFT)
@@ -210,7 +210,7 @@ def defer_compaction(sp, z, order):
         sp.zc[z, ZC_ORDER_FAILED] = order
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def compaction_deferred(sp, z, order):
     limit = 1 << sp.zc[z, ZC_DEFER_SHIFT]
     if order < sp.zc[z, ZC_ORDER_FAILED]:
@@ -223,7 +223,7 @@ def compaction_deferred(sp, z, order):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def compaction_defer_reset(sp, z, order, alloc_success):
     if alloc_success:
         sp.zc[z, ZC_CONSIDERED] = 0
@@ -232,7 +232,7 @@ def compaction_defer_reset(sp, z, order, alloc_success):
         sp.zc[z, ZC_ORDER_FAILED] = order + 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def compaction_restarting(sp, z, order):
     if order < sp.zc[z, ZC_ORDER_FAILED]:
         return False
@@ -242,7 +242,7 @@ def compaction_restarting(sp, z, order):
 
 # ---- suitability (compaction.c:2169-2255) ----------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def compaction_suitable(st, sp, z, order, alloc_flags, highest):
     """compaction_suitable(): SUCCESS when the allocation would already succeed, SKIPPED when
     the zone lacks the order-0 pages compaction needs (compact_gap), or a costly order whose
@@ -265,7 +265,7 @@ def compaction_suitable(st, sp, z, order, alloc_flags, highest):
 
 # ---- skip bits and cached pfns ---------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def __reset_isolation_suitable(st, sp, z):
     """__reset_isolation_suitable(): clear the zone's skip bits, restart both scanners at the
     zone ends (compact_init_free_pfn as compaction.py's reset finds it)."""
@@ -283,7 +283,7 @@ def __reset_isolation_suitable(st, sp, z):
     sp.zc[z, ZC_INIT_FREE_PFN] = init_free if init_free >= 0 else sp.zc[z, ZC_CACHED_FREE_PFN]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def reset_isolation_suitable(st, sp, node):
     """reset_isolation_suitable(): for the node's zones a direct compaction left flagged."""
     for z in range(st.zone_node.shape[0]):
@@ -291,14 +291,14 @@ def reset_isolation_suitable(st, sp, node):
             __reset_isolation_suitable(st, sp, z)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def isolation_suitable(st, sp, cc, pfn):
     if cc[0, CC_IGNORE_SKIP] == 1:
         return True
     return sp.pb_skip[pfn >> st.config[CFG_PAGEBLOCK_ORDER]] == 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def update_cached_migrate(st, sp, cc, pfn):
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
     if cc[0, CC_IGNORE_SKIP] == 1:  # no_set_skip_hint is not modelled: ignore_skip_hint runs
@@ -311,7 +311,7 @@ def update_cached_migrate(st, sp, cc, pfn):
         sp.zc[z, ZC_CACHED_MIGRATE_SYNC] = pfn
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def update_pageblock_skip(st, sp, cc, pfn):
     sp.pb_skip[pfn >> st.config[CFG_PAGEBLOCK_ORDER]] = 1
     z = cc[0, CC_ZONE]
@@ -321,7 +321,7 @@ def update_pageblock_skip(st, sp, cc, pfn):
 
 # ---- the free scanner: targets ---------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def add_freepages(st, sp, cc, head, order):
     """The pages of a taken block onto cc->freepages, ascending (split_map_pages). Counted in
     compact_isolated, as isolate_freepages_block() and fast_isolate_freepages() count them."""
@@ -335,7 +335,7 @@ def add_freepages(st, sp, cc, head, order):
     sp.cfg[SC_NFREE] = n
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def isolate_freepages_block(st, sp, cc, start, end, stride):
     """isolate_freepages_block() (not strict): the free blocks whose head the walk visits at
     `stride`, until enough pages are isolated; returns where it stopped."""
@@ -367,7 +367,7 @@ def isolate_freepages_block(st, sp, cc, start, end, stride):
     return p
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def suitable_migration_target(st, cc, pfn):
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
     if st.pg_state[pfn] == PG_BUDDY and st.pg_order[pfn] >= pbo:
@@ -377,7 +377,7 @@ def suitable_migration_target(st, cc, pfn):
     return st.pb_mt[pfn >> pbo] == MIGRATE_MOVABLE
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def fast_isolate_around(st, sp, cc, pfn):
     """fast_isolate_around(): the rest of the fast search's pageblock, at stride 1."""
     if cc[0, CC_NR_FREEPAGES] >= cc[0, CC_NR_MIGRATEPAGES]:
@@ -392,7 +392,7 @@ def fast_isolate_around(st, sp, cc, pfn):
         sp.pb_skip[start >> pbo] = 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def isolate_freepages(st, sp, cc):
     """isolate_freepages(): the fast free-list search, else the linear scanner walking down
     pageblock by pageblock from cc->free_pfn to the migrate scanner's block."""
@@ -435,7 +435,7 @@ def isolate_freepages(st, sp, cc):
     cc[0, CC_FREE_PFN] = isolate_start
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def compaction_alloc(st, sp, cc):
     """compaction_alloc(): the next isolated target, isolating more when the list is empty."""
     if sp.cfg[SC_FREE_HEAD] >= sp.cfg[SC_NFREE]:
@@ -448,7 +448,7 @@ def compaction_alloc(st, sp, cc):
     return page
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def release_freepages(st, sp, cpu, out, req, counters):
     """release_freepages(): unused targets back through __free_page (mm_page_free each);
     returns the highest pfn released (-1: none)."""
@@ -465,7 +465,7 @@ def release_freepages(st, sp, cpu, out, req, counters):
 
 # ---- the migrate scanner and migration -------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def suitable_migration_source(st, cc, pfn):
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
     comp = st.pg_comp[pfn]
@@ -479,14 +479,14 @@ def suitable_migration_source(st, cc, pfn):
     return block_mt == cc[0, CC_MIGRATETYPE]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def putback_movable_pages(sp):
     for k in range(sp.cfg[SC_NMIGRATE]):
         sp.pg_lru[sp.migratepages[k]] = 1
     sp.cfg[SC_NMIGRATE] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def isolate_migratepages_block(st, sp, cc, low_pfn, end_pfn):
     """isolate_migratepages_block(): LRU pages onto cc->migratepages (up to
     COMPACT_CLUSTER_MAX unless rescanning); a block found skip-marked at its first pfn is
@@ -567,7 +567,7 @@ def isolate_migratepages_block(st, sp, cc, low_pfn, end_pfn):
     cc[0, CC_NR_MIGRATEPAGES] = sp.cfg[SC_NMIGRATE]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def fast_find_migrateblock(st, sp, cc):
     """fast_find_migrateblock(): for a costly order (direct compaction for a movable request,
     or kcompactd), a MOVABLE free block low in the zone (first half of the scan space at the
@@ -633,7 +633,7 @@ def fast_find_migrateblock(st, sp, cc):
     return pfn
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def isolate_migratepages(st, sp, cc):
     """isolate_migratepages(): from the block fast_find_migrateblock() picks, or linearly,
     the next suitable pageblock below the free scanner."""
@@ -660,7 +660,7 @@ def isolate_migratepages(st, sp, cc):
     return ISOLATE_SUCCESS if sp.cfg[SC_NMIGRATE] > 0 else ISOLATE_NONE
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def migrate_page(st, sp, src, dst, cpu, out, req, counters):
     """One successful migration: the data (and the trace page it stands for) moves to dst,
     which becomes the LRU page; src is freed (put_page -> mm_page_free)."""
@@ -680,7 +680,7 @@ def migrate_page(st, sp, src, dst, cpu, out, req, counters):
     sp.vm[VM_PGMIGRATE_SUCCESS] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def migrate_pages(st, sp, cc, cpu, out, req, counters):
     """migrate_pages() with compaction_alloc(): returns False when targets ran out (-ENOMEM;
     the sources left are put back)."""
@@ -701,7 +701,7 @@ def migrate_pages(st, sp, cc, cpu, out, req, counters):
 
 # ---- compact_zone ----------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def __compact_finished(st, sp, cc):
     """__compact_finished(): the scanners met, the proactive score is low enough, or a block
     of the order is free on a list the request may take (or steal whole)."""
@@ -740,7 +740,7 @@ def __compact_finished(st, sp, cc):
     return COMPACT_CONTINUE  # COMPACT_NO_SUITABLE_PAGE
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def compact_zone(st, sp, cc, capture, cpu, out, req, counters):  # noqa: PLR0912, PLR0915
     """compact_zone(): migrate LRU pages from the zone's low end into free pages taken from its
     high end until __compact_finished(); drain this CPU's pcp lists whenever the migrate
@@ -852,7 +852,7 @@ def compact_zone(st, sp, cc, capture, cpu, out, req, counters):  # noqa: PLR0912
     return ret
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def setup_cc(cc, z, order, mode, direct, mt, alloc_flags, highest, full):
     """A fresh compact_control (compact_zone_order, kcompactd_do_work, proactive_compact_node)."""
     for k in range(cc.shape[1]):
@@ -873,7 +873,7 @@ def setup_cc(cc, z, order, mode, direct, mt, alloc_flags, highest, full):
 
 # ---- direct compaction -----------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def compact_zone_order(st, sp, z, order, prio, mt, alloc_flags, highest, cpu, out, req,
                        counters):
     """compact_zone_order(): one zone for a direct compaction, with capture. Returns
@@ -890,7 +890,7 @@ def compact_zone_order(st, sp, z, order, prio, mt, alloc_flags, highest, cpu, ou
     return ret, -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def try_to_compact_pages(st, sp, gfp, order, alloc_flags, zonelist, nz, highest, prio, mt,
                          cpu, out, req, counters):
     """try_to_compact_pages(): each zone of the zonelist unless deferred, until one succeeds;
@@ -920,13 +920,13 @@ def try_to_compact_pages(st, sp, gfp, order, alloc_flags, zonelist, nz, highest,
 
 # ---- kcompactd and proactive compaction ------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def node_zones_up_to(st, node, classzone, z):
     return st.zone_node[z] == node and st.zone_type[z] <= classzone and st.zone_param[
         z, ZP_MANAGED] > 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def kcompactd_node_suitable(st, sp, node):
     order = sp.node[node, ND_KCOMPACTD_ORDER]
     classzone = sp.node[node, ND_KCOMPACTD_CLASSZONE]
@@ -937,7 +937,7 @@ def kcompactd_node_suitable(st, sp, node):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def kcompactd_do_work(st, sp, node, cpu, out, req, counters):
     """kcompactd_do_work(): sync-light compaction of each suitable, undeferred zone for the
     highest order asked for (as GFP_KERNEL, so for an UNMOVABLE block)."""
@@ -966,7 +966,7 @@ def kcompactd_do_work(st, sp, node, cpu, out, req, counters):
         sp.node[node, ND_KCOMPACTD_CLASSZONE] = -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def wakeup_kcompactd(st, sp, node, order, classzone, cpu, out, req, counters):
     """wakeup_kcompactd(): raise the node's order and lower its classzone; kcompactd runs at
     once (the model has no scheduler) when some zone is suitable."""
@@ -982,7 +982,7 @@ def wakeup_kcompactd(st, sp, node, order, classzone, cpu, out, req, counters):
     kcompactd_do_work(st, sp, node, cpu, out, req, counters)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def proactive_compact_node(st, sp, node, cpu, out, req, counters):
     """proactive_compact_node(): every zone of the node, order -1, until its score is low."""
     sp.vm[VM_PROACTIVE_RUNS] += 1
@@ -994,7 +994,7 @@ def proactive_compact_node(st, sp, node, cpu, out, req, counters):
         compact_zone(st, sp, sp.cc, False, cpu, out, req, counters)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def compact_nodes(st, sp, cpu, out, req, counters):
     """compact_nodes() (a write to /proc/sys/vm/compact_memory): every populated zone of every
     node, whole, synchronously, ignoring the skip hints, for no particular order."""
@@ -1007,7 +1007,7 @@ def compact_nodes(st, sp, cpu, out, req, counters):
         compact_zone(st, sp, sp.cc, False, cpu, out, req, counters)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def kcompactd_timer(st, sp, now_ns, cpu, out, req, counters):
     """kcompactd's timeout (HPAGE_FRAG_CHECK_INTERVAL_MSEC, 32 times longer after a run that
     did not lower the score): proactive compaction when the node's fragmentation score is

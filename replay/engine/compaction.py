@@ -68,13 +68,13 @@ def new_compaction_tables(nzones: int) -> tuple[np.ndarray, np.ndarray]:
     return cc, zc
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def pageblock_start_pfn(st, pfn):
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
     return (pfn >> pbo) << pbo
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def pageblock_end_pfn(st, pfn):
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
     return ((pfn >> pbo) + 1) << pbo
@@ -82,14 +82,14 @@ def pageblock_end_pfn(st, pfn):
 
 # ---- taking free pages ------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def isolate_watermark_ok(st, z, order):
     """__isolate_free_page()'s check: the unboosted min mark plus the block, order 0, classzone
     0 (so no lowmem reserve), the highatomic reserve not usable."""
     return zone_watermark_ok(st, z, 0, st.zone_param[z, ZP_MIN] + (1 << order), 0, 0)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def __isolate_free_page(st, z, head, inferred):
     """__isolate_free_page(): take a free block for compaction (no tracepoint). A block of at
     least half a pageblock re-types the mergeable pageblocks it covers to MOVABLE. The pages
@@ -115,7 +115,7 @@ def __isolate_free_page(st, z, head, inferred):
     return 1 << order
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def revert_inferred_target(st, pfn):
     """Later evidence shows the kernel still had this page free: the inferred fast-search take
     of its block did not happen. The block's pages still marked inferred go back to the buddy
@@ -135,7 +135,7 @@ def revert_inferred_target(st, pfn):
     return back
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def visit_freepages_block(st, start, end, blk_end, stride, heads, scratch_n):
     """isolate_freepages_block()'s walk over [start, blk_end) at `stride`, stopping where the
     traced event stopped (`end`): returns (nr_scanned, pages taken, where it stopped). Free
@@ -179,7 +179,7 @@ def visit_freepages_block(st, start, end, blk_end, stride, heads, scratch_n):
 
 # ---- free-list rotations of the fast searches ------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def move_freelist_head(st, z, order, mt, page):
     """move_freelist_head(): the entries before `page` move, in order, to the tail, so `page`
     becomes the head (nothing moves when `page` is the last entry)."""
@@ -196,7 +196,7 @@ def move_freelist_head(st, z, order, mt, page):
     st.fl_tail[z, order, mt] = before
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def move_freelist_tail(st, z, order, mt, page):
     """move_freelist_tail(): the entries up to and including `page` move, in order, to the
     tail (nothing moves when `page` is the first entry)."""
@@ -213,14 +213,14 @@ def move_freelist_tail(st, z, order, mt, page):
     st.fl_tail[z, order, mt] = page
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def freelist_scan_limit(cc, r):
     """freelist_scan_limit(): (COMPACT_CLUSTER_MAX >> fast_search_fail) + 1."""
     fail = min(cc[r, CC_FAST_FAIL], 63)
     return (COMPACT_CLUSTER_MAX >> fail) + 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def next_search_order(cc, r, order):
     """next_search_order(): round-robin over the orders below cc->order; -1 when it wrapped."""
     order -= 1
@@ -234,7 +234,7 @@ def next_search_order(cc, r, order):
     return order
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def fast_isolate_freepages(st, cc, zc, r):
     """fast_isolate_freepages(): walk the MOVABLE free lists of the orders below cc->order from
     the tail for a block in the top quarter of the scan space (else the highest in the top
@@ -324,7 +324,7 @@ def fast_isolate_freepages(st, cc, zc, r):
     return page, around
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def fast_find_migrateblock_rotate(st, cc, r, found_block_start, high_pfn):
     """fast_find_migrateblock()'s rotations of the MOVABLE lists (orders cc->order-1 down to
     3, walked from the head). `found_block_start` is the pageblock the trace shows the migrate
@@ -358,7 +358,7 @@ def fast_find_migrateblock_rotate(st, cc, r, found_block_start, high_pfn):
 
 # ---- the skip-hint reset ---------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def reset_isolation_free_pfn(st, z):
     """__reset_isolation_suitable()'s new compact_init_free_pfn: walking down from the zone's
     last pfn a pageblock at a time (until the migrate side's walk up meets it), the first
@@ -383,7 +383,7 @@ def reset_isolation_free_pfn(st, z):
 
 # ---- capture ---------------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def compaction_capture_ok(st, order, migratetype, capture_order):
     """compaction_capture(): a merging block of the compacting task's order is taken for it,
     unless it goes to an ISOLATE list, or to a MOVABLE one below pageblock_order."""

@@ -132,14 +132,14 @@ C_REVERTED, C_CONFIRMED, C_INFERRED_FREE, C_ROTATED, C_INFERRED_TAKE = 21, 22, 2
 C_EXTFRAG_TAKES = 26
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def zone_of(st, pfn):
     if pfn < 0 or pfn >= st.pg_zone.shape[0]:
         return -1
     return st.pg_zone[pfn]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def fix_list_type(st, z, head, mt, counters):
     """The kernel took `head` from the `mt` list: if the model had it elsewhere, move it there
     and move a cold block of the same order the other way, so per-type counts stay right.
@@ -165,7 +165,7 @@ def fix_list_type(st, z, head, mt, counters):
     add_to_free_list(st, z, head, order, mt, False)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def fix_pageblock_type(st, z, pfn, mt, counters):
     """The kernel shows pfn's pageblock has type mt (a take from list mt, or a drain's type,
     where list type = pageblock type): re-type the model's pageblock, moving its free blocks."""
@@ -173,7 +173,7 @@ def fix_pageblock_type(st, z, pfn, mt, counters):
         counters[C_PBFIX] += move_freepages_pageblock(st, z, pfn, mt)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def extfrag_take(st, z, pfn, order, ford, start_mt, fmt, cpu, counters):
     """A 6.12 extfrag with no zone_locked: a claim of a block of pageblock_order or more
     (try_to_steal_block: the block is re-typed start_mt, expand() puts the rest on start_mt's
@@ -203,7 +203,7 @@ def extfrag_take(st, z, pfn, order, ford, start_mt, fmt, cpu, counters):
         st.pg_mt[pfn] = start_mt
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def free_pcp_pages_in(st, lo, hi, counters):
     """Pages of [lo, hi) that the model thinks are on pcp lists went to buddy directly."""
     p = lo
@@ -221,7 +221,7 @@ def free_pcp_pages_in(st, lo, hi, counters):
             p += 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def rmqueue_smallest_head(st, z, order, mt):
     """The block __rmqueue_smallest() would take: the head of the first non-empty list of
     type mt at order or above."""
@@ -232,7 +232,7 @@ def rmqueue_smallest_head(st, z, order, mt):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def take(st, z, pfn, order, mt, counters):
     """A traced take of [pfn, pfn + 2^order) from the buddy lists (zone_locked); returns
     whether the block taken had been placed by the trace (warm)."""
@@ -267,7 +267,7 @@ def take(st, z, pfn, order, mt, counters):
     return warm
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def steal(st, z, pfn, alloc_order, fallback_order, start_mt, fallback_mt, chown, counters):
     """A traced mm_page_alloc_extfrag: steal_suitable_fallback() on the block at pfn."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
@@ -299,7 +299,7 @@ def steal(st, z, pfn, alloc_order, fallback_order, start_mt, fallback_mt, chown,
         counters[C_PBFIX] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def carve_out(st, pfn, order, counters):
     """A page the model has free is freed (or drained) again: after compaction, the untraced
     fast search took it as a target. Take [pfn, pfn + 2^order) off the free lists, allocated,
@@ -321,7 +321,7 @@ def carve_out(st, pfn, order, counters):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def infer_fast_search_move(st, z, h, p, m, counters):
     """After compaction, the kernel took p where the model predicted h: an untraced move of
     fast_isolate_freepages(). If p's block is on h's list, the kernel had rotated it to the head
@@ -337,7 +337,7 @@ def infer_fast_search_move(st, z, h, p, m, counters):
         counters[C_INFERRED_TAKE] += __isolate_free_page(st, z, h, True)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def any_active_run(cc):
     for k in range(K_RUNS):
         if cc[k, CC_ACTIVE] == 1:
@@ -345,7 +345,7 @@ def any_active_run(cc):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def claim_capture(cc, pid, pfn):
     """The task's mm_page_alloc of the block its compaction captured: True (and forget it)."""
     for k in range(K_RUNS):
@@ -355,7 +355,7 @@ def claim_capture(cc, pid, pfn):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def free_to_buddy(st, cc, r, z, p, o, m, kc):
     """A block returned to the buddy lists (drain or direct free); the compacting task's own
     frees (r >= 0) may be captured by its direct compaction."""
@@ -372,7 +372,7 @@ def free_to_buddy(st, cc, r, z, p, o, m, kc):
     return captured
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)  # no allocation inside: no reference counting
 def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i0, i1,
                   counters, pred, pred_warm, taken_warm, fallback_flag, pid, irq, gfp, cidx,
                   cev, cc, zc, kc, heads, nh, base, carry):

@@ -142,7 +142,7 @@ KCOUNTER_NAMES: tuple[str, ...] = (
 assert len(KCOUNTER_NAMES) == N_KCOUNTERS
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def task_run(cc, pid):
     """The row of the task's open compaction run, or -1."""
     for k in range(K_RUNS):
@@ -151,7 +151,7 @@ def task_run(cc, pid):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def task_row(cc, pid, stamp):
     """The task's row (a free or the least recently used closed one for a new task)."""
     best = -1
@@ -172,7 +172,7 @@ def task_row(cc, pid, stamp):
     return best
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def isolate_freepages_call(st, cc, zc, r, kc):
     """A new isolate_freepages() call (the task's target list ran empty): the fast search
     first for runs with an order; fast_isolate_around's scan, when it runs, is the next traced
@@ -196,7 +196,7 @@ def isolate_freepages_call(st, cc, zc, r, kc):
         cc[r, CC_AROUND] = max(pageblock_start_pfn(st, around), st.zone_param[z, ZP_START])
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def fast_isolate_freepages_event(st, cc, zc, r, min_pfn, free_pfn, nr_taken, kc):
     """6.12's traced mm_compaction_fast_isolate_freepages (range = min_pfn ~ cc->free_pfn,
     nr_taken = pages of the one block taken): the start of an isolate_freepages() call. The
@@ -239,13 +239,13 @@ def fast_isolate_freepages_event(st, cc, zc, r, min_pfn, free_pfn, nr_taken, kc)
         cc[r, CC_AROUND] = max(pageblock_start_pfn(st, around), st.zone_param[z, ZP_START])
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def resolve_pending(st, cc, zc, r, kc):
     if cc[r, CC_NEED_ISOLATE] == 1:
         isolate_freepages_call(st, cc, zc, r, kc)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _try_strides(st, start, end, blk_end, stride, want_taken, want_scanned, heads, nh):
     """The stride whose visit reproduces the event (the run's own first, then 1..32):
     returns (stride, matched both counts)."""
@@ -272,7 +272,7 @@ def _try_strides(st, start, end, blk_end, stride, want_taken, want_scanned, head
     return -1, False
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def reconcile_scanned_range(st, z, start, end, blk_end, stride, nr_taken, heads, nh, kc):
     """The scanner's visit shows the kernel's free set there (every head, at stride 1): blocks
     the model inferred as fast-search targets in the range were free after all (reverted);
@@ -299,7 +299,7 @@ def reconcile_scanned_range(st, z, start, end, blk_end, stride, nr_taken, heads,
     return changed
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def isolate_freepages_event(st, cc, zc, r, start, end, nr_scanned, nr_taken, heads, nh, kc):
     """A traced mm_compaction_isolate_freepages: take what the free scanner took."""
     z = st.pg_zone[start] if 0 <= start < st.pg_zone.shape[0] else -1
@@ -359,7 +359,7 @@ def isolate_freepages_event(st, cc, zc, r, start, end, nr_scanned, nr_taken, hea
     cc[r, CC_STRIDE] = 1 if nr_taken else min(COMPACT_CLUSTER_MAX, 2 * stride)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def isolate_migratepages_event(st, cc, r, start, end, nr_taken, kc):
     """A traced mm_compaction_isolate_migratepages: the rotations of fast_find_migrateblock()
     (when it ran), the migrate scanner's position, and a new round of sources."""
@@ -393,7 +393,7 @@ def isolate_migratepages_event(st, cc, r, start, end, nr_taken, kc):
             cc[r, CC_NEED_ISOLATE] = 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def begin_run(st, cc, zc, r, zone_start, migrate_pfn, free_pfn, sync, task, kc):
     """mm_compaction_begin: a compact_control for the run."""
     z = st.pg_zone[zone_start] if 0 <= zone_start < st.pg_zone.shape[0] else -1
@@ -437,7 +437,7 @@ def begin_run(st, cc, zc, r, zone_start, migrate_pfn, free_pfn, sync, task, kc):
     kc[K_RUNS_SEEN] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def reset_isolation_suitable(st, zc, z, kc):
     """__reset_isolation_suitable(): only after a direct compaction's scanners met."""
     if zc[z, ZC_BLOCKSKIP_FLUSH] != 1:
@@ -450,7 +450,7 @@ def reset_isolation_suitable(st, zc, z, kc):
     kc[K_RESETS] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def compaction_event(st, cc, zc, e, row, pid, gfp, order, stamp, heads, nh, kc):
     """Apply one traced compaction event (row: its CE_* fields)."""
     if e == EV_COMPACT_SUITABLE:
@@ -516,7 +516,7 @@ def compaction_event(st, cc, zc, e, row, pid, gfp, order, stamp, heads, nh, kc):
         cc[r, CC_NEED_ISOLATE] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def zone_of_event(st, row):
     """The engine's zone index of an event's printed node and zone name, or -1."""
     for z in range(st.zone_type.shape[0]):
@@ -525,7 +525,7 @@ def zone_of_event(st, row):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def defer_event(zc, z, considered, limit, order_failed):
     """The zone's deferral state as a defer event prints it."""
     if z < 0:
@@ -539,7 +539,7 @@ def defer_event(zc, z, considered, limit, order_failed):
     zc[z, ZC_ORDER_FAILED] = order_failed
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def task_event(cc, zc, st, r, task_context, kc):
     """Any non-compaction event of a compacting task: a new isolate_freepages() call starts
     with the next traced free-scanner event."""
@@ -547,7 +547,7 @@ def task_event(cc, zc, st, r, task_context, kc):
         cc[r, CC_IN_CALL] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def source_freed(st, cc, zc, r, pfn, order, kc):
     """A page freed by the compacting task: a migrated source consumes a target (the target
     list running empty starts a new isolate_freepages() call for the next source)."""
@@ -567,7 +567,7 @@ def source_freed(st, cc, zc, r, pfn, order, kc):
         cc[r, CC_NEED_ISOLATE] = 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def capture_order_of(cc, r, z):
     """The order a direct compaction run would capture in zone z, or -1."""
     if r < 0 or cc[r, CC_DIRECT] != 1 or cc[r, CC_ZONE] != z or cc[r, CC_CAPTURE] >= 0:
@@ -575,6 +575,6 @@ def capture_order_of(cc, r, z):
     return cc[r, CC_ORDER]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def is_free(st, pfn):
     return find_free_block(st, pfn) >= 0

@@ -13,7 +13,7 @@ from numba import njit
 from replay.engine.slow_state import SC_LRU_HEAD, SC_LRU_TAIL, SC_STAMP
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def lru_add(st, sp, pfn):
     """folio_add_lru(): the page becomes the youngest on its zone's LRU."""
     if sp.pg_lru[pfn] == 0:
@@ -31,7 +31,7 @@ def lru_add(st, sp, pfn):
     sp.cfg[SC_LRU_TAIL] = tail + 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def lru_del(st, sp, pfn):
     """The page leaves the LRU (freed): its ring entry goes stale."""
     if sp.pg_lru[pfn] != 0:
@@ -39,7 +39,7 @@ def lru_del(st, sp, pfn):
         sp.zone_lru[st.pg_zone[pfn]] -= 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def lru_oldest(st, sp, highest):
     """Pop the oldest LRU page in a zone of type <= highest (-1: none). Pages of higher zones
     are rotated to the tail, as isolate_lru_folios() skips them."""
@@ -62,7 +62,7 @@ def lru_oldest(st, sp, highest):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def lru_add_many(st, sp, pfns):
     """The LRU pages a snapshot shows, oldest first."""
     for k in range(pfns.shape[0]):

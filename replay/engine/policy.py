@@ -140,7 +140,7 @@ class _EmitterFields(NamedTuple):
     n: np.ndarray  # int64[2]: [events written, overflowed]
 
 
-@structref.register
+@register_struct(_EmitterFields)
 class EmitterRef(ArraysRef):
     """Emitter as compiled code takes it (replay/engine/structs.py)."""
 
@@ -149,7 +149,8 @@ class _EmitterProxy(structref.StructRefProxy):
     pass
 
 
-register_struct(EmitterRef, _EmitterProxy, _EmitterFields)
+structref.define_constructor(_EmitterProxy, EmitterRef, list(_EmitterFields._fields))
+structref.define_boxing(EmitterRef, _EmitterProxy)
 
 
 @njit(cache=True)
@@ -158,7 +159,7 @@ def _new_emitter_ref(*arrays):  # noqa: ANN002, ANN201
 
 
 class Emitter(ArrayStruct, _EmitterFields):
-    """The emitted events' columns; compiled code gets them as one pointer."""
+    """The emitted events' columns; compiled code gets it as one pointer."""
 
     _new_ref = staticmethod(_new_emitter_ref)
 
@@ -171,7 +172,7 @@ def new_emitter(capacity: int) -> Emitter:
                    np.zeros(2, np.int64))
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def emit(out, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, req):
     i = out.n[0]
     if i >= out.ev.shape[0]:
@@ -192,7 +193,7 @@ def emit(out, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, req):
 
 # ---- allocation ------------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def __rmqueue_smallest(st, z, order, mt, out, cpu, req):
     """Find a page of the appropriate size in the preferred list; split it with expand()."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
@@ -208,7 +209,7 @@ def __rmqueue_smallest(st, z, order, mt, out, cpu, req):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def can_steal_fallback(st, order, start_mt):
     """can_steal_fallback(): take the whole pageblock when the block is large or the request
     is not movable. `order` is the fallback block's order, not the request's."""
@@ -223,7 +224,7 @@ def can_steal_fallback(st, order, start_mt):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def find_suitable_fallback(st, z, order, start_mt):
     """find_suitable_fallback(): the first fallback type with a free block at this order;
     returns (fallback type or -1, can_steal)."""
@@ -242,7 +243,7 @@ def find_suitable_fallback(st, z, order, start_mt):
     return -1, False
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def boost_watermark(st, z):
     """boost_watermark(): a fragmenting steal raises the zone's watermarks for a while."""
     factor = st.config[CFG_BOOST_FACTOR]
@@ -257,7 +258,7 @@ def boost_watermark(st, z):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def count_movable_pages(st, start, end):
     """move_freepages_block()'s movable_pages: allocated pages that are LRU or movable (the
     model's record of the requested type, or kpageflags' LRU bit for older pages)."""
@@ -279,7 +280,7 @@ def count_movable_pages(st, start, end):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def steal_suitable_fallback(st, z, page, alloc_flags, start_mt, whole_block, current_order):
     """steal_suitable_fallback(): move this block, or every free block of its pageblock, to
     start_mt's lists; re-type the pageblock when at least half of it is free or alike."""
@@ -312,7 +313,7 @@ def steal_suitable_fallback(st, z, page, alloc_flags, start_mt, whole_block, cur
         st.pb_mt[page >> pbo] = start_mt
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def __rmqueue_fallback(st, z, order, start_mt, alloc_flags, out, cpu, req, counters):
     """__rmqueue_fallback(): steal the largest suitable block of another type (or, for movable
     requests that cannot steal, the smallest), emitting mm_page_alloc_extfrag."""
@@ -352,7 +353,7 @@ def __rmqueue_fallback(st, z, order, start_mt, alloc_flags, out, cpu, req, count
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def prep_move_freepages_block(st, z, page):
     """prep_move_freepages_block() (6.12 page_alloc.c:1722): (False, ...) unless the whole
     pageblock lies in the zone; else (True, start, free pages, movable pages)."""
@@ -372,7 +373,7 @@ def prep_move_freepages_block(st, z, page):
     return True, start, free, count_movable_pages(st, start, end)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def try_to_steal_block(st, z, page, current_order, order, start_mt, alloc_flags, out, cpu,
                        req):
     """try_to_steal_block() (6.12 page_alloc.c:1955): a block of pageblock_order or more is
@@ -406,7 +407,7 @@ def try_to_steal_block(st, z, page, current_order, order, start_mt, alloc_flags,
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def emit_extfrag(st, page, order, current_order, start_mt, fmt, out, cpu, req, counters):
     """trace_mm_page_alloc_extfrag(): change_ownership and fragmenting as the event computes
     them (the page's pageblock type now; the fallback block below pageblock_order)."""
@@ -418,7 +419,7 @@ def emit_extfrag(st, page, order, current_order, start_mt, fmt, out, cpu, req, c
     counters[S_CHOWN] += chown
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def __rmqueue_claim(st, z, order, start_mt, alloc_flags, out, cpu, req, counters):
     """__rmqueue_claim() (6.12 page_alloc.c:2217): from the largest order down, try to claim
     the pageblock of the first fallback type's head block; the first order where no claim
@@ -442,7 +443,7 @@ def __rmqueue_claim(st, z, order, start_mt, alloc_flags, out, cpu, req, counters
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def __rmqueue_steal(st, z, order, start_mt, out, cpu, req, counters):
     """__rmqueue_steal() (6.12 page_alloc.c:2269): the smallest fallback block, split with
     its rest left on its own pageblock's lists; the pageblock keeps its type."""
@@ -461,7 +462,7 @@ def __rmqueue_steal(st, z, order, start_mt, out, cpu, req, counters):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def __rmqueue(st, z, order, mt, alloc_flags, mode, out, cpu, req, counters):
     """__rmqueue(): the preferred list, else a fallback type. 6.1: __rmqueue_fallback steals
     and the search restarts. 6.12: claim, else steal, from where `mode` says the previous
@@ -488,7 +489,7 @@ def __rmqueue(st, z, order, mt, alloc_flags, mode, out, cpu, req, counters):
             return -1, mode
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def rmqueue_bulk(st, z, order, count, mt, alloc_flags, cpu, out, req, counters):
     """rmqueue_bulk(): `count` blocks onto the pcp list's tail, in the order they came off
     (one rmqueue_mode for the whole refill)."""
@@ -504,7 +505,7 @@ def rmqueue_bulk(st, z, order, count, mt, alloc_flags, cpu, out, req, counters):
     return got
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def pcp_high_clamped(st, cpu, z):
     """pcp->high = clamp(pcp->high, high_min, high_max), as 6.12 reads it."""
     high = min(max(st.pcp_high[cpu, z], st.pcp_high_min[cpu, z]), st.pcp_high_max[cpu, z])
@@ -512,7 +513,7 @@ def pcp_high_clamped(st, cpu, z):
     return high
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def nr_pcp_alloc(st, cpu, z, order):
     """nr_pcp_alloc() (6.12 page_alloc.c:3021): batch << alloc_factor pages for order 0
     (alloc_factor grows on each refill with no free between), capped by high - count - batch;
@@ -536,7 +537,7 @@ def nr_pcp_alloc(st, cpu, z, order):
     return batch
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu, out, req, counters):
     """rmqueue_pcplist(): the head of this CPU's list, refilled if empty (6.1: batch >> order
     blocks; 6.12: nr_pcp_alloc's). Each allocation halves free_factor (6.1) / free_count."""
@@ -566,7 +567,7 @@ def rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu, out, req, counters):
     return page
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def rmqueue_buddy(st, z, order, alloc_flags, mt, cpu, out, req, counters):
     """rmqueue_buddy(): the HIGHATOMIC reserve first for ALLOC_HIGHATOMIC, then __rmqueue."""
     page = -1
@@ -583,7 +584,7 @@ def rmqueue_buddy(st, z, order, alloc_flags, mt, cpu, out, req, counters):
     return page
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def rmqueue(st, z, order, alloc_flags, mt, cpu, out, req, counters):
     """rmqueue(): pcp for pcp orders, else (or on pcp failure) the buddy lists."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
@@ -601,14 +602,14 @@ def rmqueue(st, z, order, alloc_flags, mt, cpu, out, req, counters):
     return page
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags):
     """zone_watermark_ok(): __zone_watermark_ok() with the zone's NR_FREE_PAGES."""
     return __zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags,
                                st.nr_free_pages[z])
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def __zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags, free_pages):
     """__zone_watermark_ok(): enough free pages above the mark and the lowmem reserve, and for
     order > 0 a free block big enough on a list this request may use."""
@@ -638,7 +639,7 @@ def __zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags, free_p
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def nr_free_highatomic(st, z):
     """zone->nr_free_highatomic (6.12): pages free on the HIGHATOMIC lists."""
     n = 0
@@ -647,7 +648,7 @@ def nr_free_highatomic(st, z):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def zone_watermark_fast(st, z, order, mark, highest, alloc_flags, gfp):
     """zone_watermark_fast(): __zone_watermark_ok, else for order 0 at the min mark a
     recheck without the boost for __GFP_ATOMIC (6.1) / ALLOC_MIN_RESERVE (6.12) requests."""
@@ -662,7 +663,7 @@ def zone_watermark_fast(st, z, order, mark, highest, alloc_flags, gfp):
             and zone_watermark_ok(st, z, order, st.zone_param[z, ZP_MIN], highest, alloc_flags))
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def wmark_of(st, z, alloc_flags):
     w = alloc_flags & ALLOC_WMARK_MASK
     base = st.zone_param[z, ZP_MIN] if w == ALLOC_WMARK_MIN else (
@@ -670,7 +671,7 @@ def wmark_of(st, z, alloc_flags):
     return base + st.zone_param[z, ZP_BOOST]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def zone_above_high(st, z, order, highest, alloc_flags, gfp):
     """6.12 get_page_from_freelist (page_alloc.c:3499-3508): unless ZONE_BELOW_HIGH is set,
     a zone above its high watermark is used at once; one below it gets the flag (which
@@ -684,7 +685,7 @@ def zone_above_high(st, z, order, highest, alloc_flags, gfp):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def node_has_dma32(st, node):
     """alloc_flags_nofragment(): on NUMA, Normal gets NOFRAGMENT only if its node has DMA32
     (on one node, DMA32 is assumed)."""
@@ -697,13 +698,13 @@ def node_has_dma32(st, node):
     return not multi_node
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def gfp_zone(st, gfp):
     """gfp_zone(): the highest zone type the request may use (GFP_ZONE_TABLE of the arch)."""
     return st.gfpzone[gfp & 0xF]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def get_page_from_freelist(st, zonelist, nz, order, alloc_flags, highest, mt, cpu, out, req,
                            counters, no_watermarks, gfp):
     """get_page_from_freelist(): the zonelist from the preferred zone down; a remote node while
@@ -739,7 +740,7 @@ def get_page_from_freelist(st, zonelist, nz, order, alloc_flags, highest, mt, cp
         return -1, -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def reserve_highatomic_pageblock(st, z, page, order, counters):
     """reserve_highatomic_pageblock(): up to ~1% of the zone becomes the HIGHATOMIC reserve
     (6.1: managed/100 + a pageblock; 6.12: managed/100 aligned to pageblocks, none in a zone
@@ -807,7 +808,7 @@ def build_zonelists(zone_node: np.ndarray, zone_type: np.ndarray, nodes: int
 
 # ---- free --------------------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def nr_pcp_free(st, cpu, z, high, batch, free_high):
     """nr_pcp_free(): how many pages to drain. 6.1: batch << free_factor (doubling on repeated
     frees), everything when free_high. 6.12: free_count (the consecutive freed pages), at most
@@ -830,7 +831,7 @@ def nr_pcp_free(st, cpu, z, high, batch, free_high):
     return min(max(n, min_nr), max_nr)  # clamp()
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def nr_pcp_high(st, cpu, z, batch, free_high):
     """nr_pcp_high(): the count at which a free drains. 6.1: the static high (0 when
     free_high; batch << 2 under reclaim). 6.12 (page_alloc.c:2628): also tunes pcp->high:
@@ -867,7 +868,7 @@ def nr_pcp_high(st, cpu, z, batch, free_high):
     return high
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def free_pcppages_bulk(st, z, count, cpu, pindex, out, req, counters):
     """free_pcppages_bulk(): round-robin over the lists from the freed page's, each drained
     from its tail (oldest first) into __free_one_page, on the list of the type cached at free
@@ -913,14 +914,14 @@ def free_pcppages_bulk(st, z, count, cpu, pindex, out, req, counters):
         counters[S_DRAINS] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def drain_pages_zone(st, cpu, z, out, req, counters):
     """drain_pages_zone(): everything on this CPU's pcp lists of the zone goes back."""
     if st.pcp_count[cpu, z] > 0:
         free_pcppages_bulk(st, z, st.pcp_count[cpu, z], cpu, 0, out, req, counters)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def drain_all_pages(st, zone, out, req, counters):
     """drain_all_pages(): every CPU's pcp lists of the zone (-1: of every zone)."""
     for cpu in range(st.pcp_count.shape[0]):
@@ -929,7 +930,7 @@ def drain_all_pages(st, zone, out, req, counters):
                 drain_pages_zone(st, cpu, z, out, req, counters)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def free_unref_page_commit(st, z, page, order, mt, cpu, out, req, counters):
     """free_unref_page_commit(): onto this CPU's list head; drain when the list reaches high.
     6.1 (L3469): free_high when free_factor > 0 and order 1-3. 6.12 (page_alloc.c:2676):
@@ -970,7 +971,7 @@ def free_unref_page_commit(st, z, page, order, mt, cpu, out, req, counters):
             st.zone_param[z, ZP_FLAGS] &= ~ZONE_BELOW_HIGH
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def free_unref_page(st, z, page, order, cpu, direct, out, req, counters):
     """free_unref_page(): onto this CPU's pcp list (free_unref_page_commit), or straight to
     the buddy lists for an isolated pageblock or a failed pcp trylock (`direct`)."""
@@ -983,7 +984,7 @@ def free_unref_page(st, z, page, order, cpu, direct, out, req, counters):
     free_unref_page_commit(st, z, page, order, mt, cpu, out, req, counters)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def decay_pcp_high(st, z, cpu, out, req, counters):
     """decay_pcp_high() (6.12 page_alloc.c:2412), from vmstat_update about once a second:
     pcp->high falls by an eighth (not below high_min, nor below count - batch << 5) and what
@@ -1002,7 +1003,7 @@ def decay_pcp_high(st, z, cpu, out, req, counters):
         to_drain -= n
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def vmstat_update(st, cpu, out, req, counters):
     """vmstat_update() -> refresh_cpu_vm_stats(true): decay_pcp_high for every zone's pcp
     of the CPU (6.12; nothing under 6.1's rules)."""
@@ -1012,7 +1013,7 @@ def vmstat_update(st, cpu, out, req, counters):
         decay_pcp_high(st, z, cpu, out, req, counters)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def free_the_page(st, z, page, order, cpu, direct, out, req, counters):
     """free_the_page() / 6.12 free_unref_page(): pcp orders to free_unref_page, others
     straight to the buddy lists (free_one_page, split into pageblocks under 6.12)."""

@@ -88,7 +88,7 @@ from replay.errors import SettingsError
 from replay.trace.schema import EV_ALLOC, EV_FREE, EV_FREE_BATCHED, EVENT_NAMES
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def simulate_requests(st, sp, ev, pfn, order, mt, cpu, gfp, disp, ts, i0, i1, cpu_map,  # noqa: PLR0912
                       cpu_node, mobility, out, counters, zonelists, zl_len, vm_t, vm_cpu,
                       vm_pos, cm_idx, cm_pos):
@@ -186,7 +186,7 @@ def simulate_requests(st, sp, ev, pfn, order, mt, cpu, gfp, disp, ts, i0, i1, cp
     return 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def forget_trace_page(sp, p, o, why):
     """The trace's block at p no longer maps to a model page (freed, or MAP_* why not)."""
     if p < 0:
@@ -196,7 +196,7 @@ def forget_trace_page(sp, p, o, why):
             sp.pfn_map[p + k] = why
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def log_failure(sp, i, o, g):
     n = sp.cfg[SC_NFAIL]
     if n < sp.fail_log.shape[0]:
@@ -838,7 +838,7 @@ def slow_state(st: State, machine: Machine, recorded: dict, bundle) -> SlowState
     return sp
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def alloc_one(st, sp, gfp, order, cpu, node, out, counters, zonelists, zl_len):
     """One __alloc_pages() call (the Python API's entry); returns the pfn or -1."""
     mt = ((gfp & 0x18) >> 3) if st.config[CFG_MOBILITY] else 0
@@ -856,7 +856,7 @@ def alloc_one(st, sp, gfp, order, cpu, node, out, counters, zonelists, zl_len):
     return page
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def free_one(st, page, order, cpu, out, counters):
     """One __free_pages() call; returns False for a page that is not allocated."""
     if page < 0 or page >= st.pg_state.shape[0] or st.pg_zone[page] < 0:

@@ -104,7 +104,7 @@ class _SlowStateFields(NamedTuple):
     run_log: np.ndarray  # int64 [RUN_LOG, N_RUN]: the first compact_zone() runs (RUN_* columns)
 
 
-@structref.register
+@register_struct(_SlowStateFields)
 class SlowStateRef(ArraysRef):
     """SlowState as compiled code takes it (replay/engine/structs.py)."""
 
@@ -113,7 +113,8 @@ class _SlowStateProxy(structref.StructRefProxy):
     pass
 
 
-register_struct(SlowStateRef, _SlowStateProxy, _SlowStateFields)
+structref.define_constructor(_SlowStateProxy, SlowStateRef, list(_SlowStateFields._fields))
+structref.define_boxing(SlowStateRef, _SlowStateProxy)
 
 
 @njit(cache=True)

@@ -76,7 +76,7 @@ MIGRATE_MOVABLE = 1
 SLOWPATH_LOOPS = 64  # the model's bound on the retry loop (the kernel's is the retry counters)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def gfp_to_alloc_flags(gfp, order):
     """gfp_to_alloc_flags() (6.1.116+): the min watermark, __GFP_HIGH's reserve, kswapd; an
     allocation that cannot reclaim may dip further (ALLOC_NON_BLOCK) and a high-order atomic
@@ -93,7 +93,7 @@ def gfp_to_alloc_flags(gfp, order):
     return alloc_flags
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def wake_all_kswapds(st, sp, order, gfp, zonelist, nz, highest, cpu, out, req, counters):
     """wake_all_kswapds(): wakeup_kswapd() once per node of the zonelist."""
     last_node = -1
@@ -105,7 +105,7 @@ def wake_all_kswapds(st, sp, order, gfp, zonelist, nz, highest, cpu, out, req, c
             last_node = node
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def __alloc_pages_direct_compact(st, sp, gfp, order, alloc_flags, zonelist, nz, highest, prio,
                                  mt, cpu, out, req, counters, prev_result):
     """__alloc_pages_direct_compact(): compact, then take the captured block or retry the
@@ -132,7 +132,7 @@ def __alloc_pages_direct_compact(st, sp, gfp, order, alloc_flags, zonelist, nz, 
     return -1, -1, rc
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def __alloc_pages_direct_reclaim(st, sp, gfp, order, alloc_flags, zonelist, nz, highest, mt,
                                  cpu, out, req, counters):
     """__alloc_pages_direct_reclaim(): reclaim, retry; once more after draining every pcp
@@ -151,7 +151,7 @@ def __alloc_pages_direct_reclaim(st, sp, gfp, order, alloc_flags, zonelist, nz, 
     return page, z, progress
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def should_reclaim_retry(st, sp, order, zonelist, nz, highest, alloc_flags, progress, loops):
     """should_reclaim_retry(): while some zone would meet the min watermark with all of its
     reclaimable (LRU) pages freed, up to MAX_RECLAIM_RETRIES loops without progress."""
@@ -170,7 +170,7 @@ def should_reclaim_retry(st, sp, order, zonelist, nz, highest, alloc_flags, prog
     return False, loops
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def compaction_zonelist_suitable(st, sp, order, alloc_flags, zonelist, nz, highest):
     for k in range(nz):
         if compaction_suitable(st, sp, zonelist[k], order, alloc_flags,
@@ -179,7 +179,7 @@ def compaction_zonelist_suitable(st, sp, order, alloc_flags, zonelist, nz, highe
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def should_compact_retry(st, sp, order, alloc_flags, result, prio, retries, zonelist, nz,
                          highest):
     """should_compact_retry(): returns (retry, priority, retries). 6.1: failed (complete) or
@@ -212,7 +212,7 @@ def should_compact_retry(st, sp, order, alloc_flags, result, prio, retries, zone
     return False, prio, retries
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def __alloc_pages_slowpath(st, sp, gfp, order, mt, cpu, zonelist, nz, highest, out, req,  # noqa: PLR0912
                            counters):
     """__alloc_pages_slowpath(): returns (page, zone); (-1, -1) is a failure."""
@@ -298,7 +298,7 @@ def __alloc_pages_slowpath(st, sp, gfp, order, mt, cpu, zonelist, nz, highest, o
     return -1, -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def __alloc_pages(st, sp, gfp, order, mt, cpu, node, out, req, counters, zonelists, zl_len):
     """__alloc_pages(): the fast path at the low watermark (ALLOC_NOFRAGMENT when the preferred
     zone is Normal), then __alloc_pages_slowpath()."""

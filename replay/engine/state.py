@@ -75,7 +75,7 @@ class _StateFields(NamedTuple):
     pcp_flags: np.ndarray  # int64 [CPUS, Z]: PCPF_PREV_FREE_HIGH_ORDER, PCPF_FREE_HIGH_BATCH
 
 
-@structref.register
+@register_struct(_StateFields)
 class StateRef(ArraysRef):
     """State as compiled code takes it (replay/engine/structs.py)."""
 
@@ -84,7 +84,8 @@ class _StateProxy(structref.StructRefProxy):
     pass
 
 
-register_struct(StateRef, _StateProxy, _StateFields)
+structref.define_constructor(_StateProxy, StateRef, list(_StateFields._fields))
+structref.define_boxing(StateRef, _StateProxy)
 
 
 @njit(cache=True)

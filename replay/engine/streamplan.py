@@ -37,7 +37,7 @@ IRQ_LOOKBACK = 4096  # _other_zone_irq_frees looks this many events back (exclus
 _EMPTY = -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _probe(keys, key):
     mask = keys.shape[0] - 1
     h = (key * 0x5BD1E995 + (key >> 29)) & mask
@@ -46,7 +46,7 @@ def _probe(keys, key):
     return h
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def rehash(keys, vals, new_keys, new_vals):
     """Move a full table into a larger one (sizes are powers of two)."""
     for h in range(keys.shape[0]):
@@ -56,7 +56,7 @@ def rehash(keys, vals, new_keys, new_vals):
             new_vals[g] = vals[h]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def free_batched_orders_batch(ev, slot, order, cpu, j0, keys, vals, used, cpu_span):
     """follow.free_batched_orders over batch rows [j0, n): a free_batched takes the order of
     the mm_page_free just before it on the same page and CPU. The table maps slot * cpu_span +
@@ -80,7 +80,7 @@ def free_batched_orders_batch(ev, slot, order, cpu, j0, keys, vals, used, cpu_sp
     return n
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def claims_batch(ev, pfn, cpu, ford, chown, pageblock_order, j0, g0, out):
     """follow.plan_claims over buffer rows [j0, n) (buffer row 0 is trace row g0; the rows
     before j0 are the look-back): (zone_locked row, extfrag row) pairs into `out`; returns
@@ -101,7 +101,7 @@ def claims_batch(ev, pfn, cpu, ford, chown, pageblock_order, j0, g0, out):
     return k
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def first_events_batch(ev, slot, j0, seen, out):
     """seed_initial_pcp's first event per page (allocs, frees, takes and drains) over rows
     [j0, n): rows whose page is first seen here and that are an alloc or a drain, into
@@ -122,7 +122,7 @@ def first_events_batch(ev, slot, j0, seen, out):
     return k
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def vmstat_runs_batch(ev, cpu, kworker, j0, seen, broken, out):
     """vmstat_runs over rows [j0, n): the first kworker pcpu_drain of each run on a CPU (no
     other event of that CPU between two of them) into `out`; returns their count."""
@@ -143,7 +143,7 @@ def vmstat_runs_batch(ev, cpu, kworker, j0, seen, broken, out):
     return k
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def first_refills_batch(ev, pfn, cpu, refill, order, pfn_zone, j0, frees, state, nrun,
                         frees_at, active):
     """_seed_alloc_factor's scan over rows [j0, n): per CPU the frees before its first order-0
@@ -180,7 +180,7 @@ def first_refills_batch(ev, pfn, cpu, refill, order, pfn_zone, j0, frees, state,
         active[c] += 1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def next_kinds_backward(ev, slot, nxt_kind, out):
     """Walking rows from the last to the first: out[j] = the kind of the next event of the
     same page (valid pfn, not extfrag) after row j, or -1; nxt_kind[slot] carries it across
@@ -194,7 +194,7 @@ def next_kinds_backward(ev, slot, nxt_kind, out):
         nxt_kind[p] = ev[j]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def dispositions_batch(ev, pfn, order, irq, preempt, cpu, nev, pfn_zone, pageblock_order,
                        j0, disp):
     """plan_free_dispositions for rows [j0, n), given nev (the next same-page event's kind,
@@ -232,7 +232,7 @@ def dispositions_batch(ev, pfn, order, irq, preempt, cpu, nev, pfn_zone, pageblo
         disp[j] = d
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def evidence_backward(ev, pfn, mt, fmt, ford, takes, j_lo, pageblock_order, out):
     """initial.pageblock_evidence walked backwards over rows [j_lo, n): each evidence event
     overwrites its pageblocks' entry, so after the first row of the trace (walked last) each
@@ -256,14 +256,14 @@ def evidence_backward(ev, pfn, mt, fmt, ford, takes, j_lo, pageblock_order, out)
                 out[pb] = typ
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def assign_in_order(dst, idx, vals):
     """dst[idx[j]] = vals[j] for j in order (the last of repeated indices wins)."""
     for j in range(idx.shape[0]):
         dst[idx[j]] = vals[j]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def compact_memory_batch(ev, pid, task, j0, last, open_run, out):
     """simulate.compact_memory_writes over rows [j0, n): the first mm_compaction_begin of a run
     of them by a task that is neither kcompactd nor kswapd nor compacting for its own

@@ -1,25 +1,18 @@
 """Named groups of arrays (State, SlowState, Emitter) as compiled code takes them: one pointer.
 
 In Python these are NamedTuples of numpy arrays. Passed as tuples, numba flattens every array
-(pointer, shape, strides...) into each compiled function's arguments: some 250 values per call
-for State, in all of the engine's ~200 functions, which made the first compile take minutes.
-`ArrayStruct` gives the tuple a numba StructRef twin holding the very same arrays (no copy:
-writes in compiled code land in the tuple's arrays), built once per tuple and passed as one
-pointer. Python code keeps the NamedTuple (`st.pg_state`, `_replace`, pickling); compiled code
-reads the same attribute names.
+(pointers, shape, strides) into each compiled function's arguments: some 250 values per call for
+State, in each of the engine's ~200 compiled functions, which made the first compile take
+minutes. `ArrayStruct` gives such a tuple a twin that compiled code takes as one pointer: a numba
+StructRef holding the very same arrays (no copy: writes in compiled code land in the tuple's
+arrays), built once per tuple. Python code keeps the NamedTuple (`st.pg_state`, `_replace`,
+pickling); compiled code reads the same attribute names.
 
-A struct kind is declared as::
-
-    @structref.register
-    class StateRef(ArraysRef): ...
-    class _StateProxy(structref.StructRefProxy): ...
-    register_struct(StateRef, _StateProxy, _StateFields)
-
-    @njit(cache=True)
-    def _new_state_ref(*arrays): return _StateProxy(*arrays)
-
-    class State(ArrayStruct, _StateFields):
-        _new_ref = staticmethod(_new_state_ref)
+Reading a field costs no reference counting: the engine compiles without numba's runtime
+(`_nrt=False`) and the tuple keeps the arrays alive while compiled code runs, so the attribute
+loads below take the payload pointer straight from the StructRef's MemInfo (what
+NRT_MemInfo_data_fast does) and hand the array over untracked. Only the constructor, compiled
+with the runtime, counts references.
 """
 
 from __future__ import annotations
@@ -27,9 +20,17 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numba
-from numba.core import types
-from numba.experimental import structref
-from numba.extending import typeof_impl
+from llvmlite import ir
+from numba.core import cgutils, imputils, types
+from numba.core.datamodel import models
+from numba.core.extending import (
+    infer_getattr,
+    lower_getattr_generic,
+    lower_setattr_generic,
+    register_model,
+    typeof_impl,
+)
+from numba.core.typing.templates import AttributeTemplate
 
 
 class ArraysRef(types.StructRef):
@@ -41,18 +42,64 @@ class ArraysRef(types.StructRef):
 
 _REF_TYPES: dict[type, type] = {}  # NamedTuple fields class -> its ArraysRef subclass
 
+# struct MemInfo (numba/core/runtime/nrt.cpp): refct, dtor, dtor_info, data, ...
+_MEMINFO = ir.LiteralStructType([cgutils.intp_t, cgutils.voidptr_t, cgutils.voidptr_t,
+                                 cgutils.voidptr_t])
 
-def register_struct(ref_type: type, proxy: type, fields: type) -> None:
-    """Give compiled code a constructor for `proxy` and its boxing, and record that tuples of
-    `fields` type as `ref_type`."""
-    structref.define_constructor(proxy, ref_type, list(fields._fields))
-    structref.define_boxing(ref_type, proxy)
-    _REF_TYPES[fields] = ref_type
+
+def _payload(context, builder, typ, val):  # noqa: ANN001, ANN202 - numba codegen
+    """The StructRef's payload struct (its fields), read through the MemInfo's data pointer."""
+    ref = cgutils.create_struct_proxy(typ)(context, builder, value=val)
+    meminfo = builder.bitcast(ref.meminfo, _MEMINFO.as_pointer())
+    data = builder.load(cgutils.gep_inbounds(builder, meminfo, 0, 3))
+    payload_type = typ.get_data_type()
+    llty = context.data_model_manager[payload_type].get_value_type()
+    return cgutils.create_struct_proxy(payload_type)(
+        context, builder, ref=builder.bitcast(data, llty.as_pointer()))
+
+
+def register_struct(fields: type):
+    """Class decorator for the ArraysRef subclass that stands for NamedTuples of `fields`:
+    its data model, its attributes (read without reference counting) and the typeof of the
+    tuples. The proxy's constructor and boxing come from numba.experimental.structref."""
+
+    def register(ref_type: type) -> type:
+        register_model(ref_type)(models.StructRefModel)
+
+        @infer_getattr
+        class _Attributes(AttributeTemplate):
+            key = ref_type
+
+            def generic_resolve(self, typ, attr):  # noqa: ANN001, ANN202
+                return typ.field_dict.get(attr)
+
+        @lower_getattr_generic(ref_type)
+        def _getattr(context, builder, typ, val, attr):  # noqa: ANN001, ANN202
+            value = getattr(_payload(context, builder, typ, val), attr)
+            return imputils.impl_ret_untracked(context, builder, typ.field_dict[attr], value)
+
+        @lower_setattr_generic(ref_type)
+        def _setattr(context, builder, sig, args, attr):  # noqa: ANN001, ANN202
+            # the constructor's only (compiled with the runtime)
+            inst_type, val_type = sig.args
+            instance, val = args
+            payload = _payload(context, builder, inst_type, instance)
+            value = context.cast(builder, val, val_type, inst_type.field_dict[attr])
+            old = getattr(payload, attr)
+            context.nrt.incref(builder, val_type, value)
+            context.nrt.decref(builder, val_type, old)
+            setattr(payload, attr, value)
+
+        _REF_TYPES[fields] = ref_type
+        return ref_type
+
+    return register
 
 
 class ArrayStruct:
-    """Mixin for a NamedTuple of arrays: numba sees it as its StructRef twin (`_meminfo` is
-    what numba's StructRef unboxing reads), built on first use and kept with the tuple."""
+    """Mixin for a NamedTuple of arrays: numba types it as its ArraysRef twin and unboxes it
+    through `_meminfo` (what structref's unboxing reads), built on first use and kept with the
+    tuple."""
 
     _new_ref: ClassVar[Any]
 
@@ -75,9 +122,6 @@ class ArrayStruct:
 
     def __reduce__(self) -> tuple:
         return (type(self), tuple(self))  # the arrays only (the compiled twin is rebuilt)
-
-    def __copy__(self):  # noqa: ANN204
-        return type(self)(*self)
 
 
 @typeof_impl.register(ArrayStruct)

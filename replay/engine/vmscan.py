@@ -50,7 +50,7 @@ MAX_RECLAIM_RETRIES = 16
 __GFP_DIRECT_RECLAIM = 0x400
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def pgdat_balanced(st, node, order, classzone):
     """pgdat_balanced(): some managed zone up to classzone meets high + boost at the order."""
     for z in range(st.zone_node.shape[0]):
@@ -64,7 +64,7 @@ def pgdat_balanced(st, node, order, classzone):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def pgdat_watermark_boosted(st, node, classzone):
     for z in range(st.zone_node.shape[0]):
         if (st.zone_node[z] == node and st.zone_type[z] <= classzone
@@ -73,7 +73,7 @@ def pgdat_watermark_boosted(st, node, classzone):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def set_reclaim_active(st, node, classzone, on):
     """set_reclaim_active() / clear_reclaim_active() on the node's zones up to classzone."""
     for z in range(st.zone_node.shape[0]):
@@ -84,7 +84,7 @@ def set_reclaim_active(st, node, classzone, on):
                 st.zone_param[z, ZP_FLAGS] &= ~ZONE_RECLAIM_ACTIVE
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def wakeup_kswapd(st, sp, z, gfp, order, classzone, cpu, out, req, counters):
     """wakeup_kswapd(): raise the order and classzone kswapd balances for; a balanced,
     unboosted node wakes kcompactd instead (for requests that cannot reclaim directly)."""
@@ -111,7 +111,7 @@ def wakeup_kswapd(st, sp, z, gfp, order, classzone, cpu, out, req, counters):
     set_reclaim_active(st, node, classzone, True)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def kswapd_freed(st, sp, z, pages):
     """A traced free while kswapd balances the node: reclaim progress (sc->nr_reclaimed)."""
     node = st.zone_node[z]
@@ -119,7 +119,7 @@ def kswapd_freed(st, sp, z, pages):
         sp.node[node, ND_KSWAPD_FREED] += pages
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def kswapd_balance_check(st, sp, cpu, out, req, counters):
     """The end of balance_pgdat(): once a node is balanced (at order 0 when kswapd has
     reclaimed compact_gap(order) pages, kswapd_shrink_node), clear ZONE_RECLAIM_ACTIVE and go to
@@ -143,7 +143,7 @@ def kswapd_balance_check(st, sp, cpu, out, req, counters):
         wakeup_kcompactd(st, sp, node, order, classzone, cpu, out, req, counters)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def reclaim_page(st, sp, pfn, cpu, out, req, counters):
     """shrink_folio_list() for one LRU page: it is freed (mm_page_free), and the trace page
     it stands for is marked reclaimed so that the trace's own later free is skipped."""
@@ -157,7 +157,7 @@ def reclaim_page(st, sp, pfn, cpu, out, req, counters):
     free_the_page(st, st.pg_zone[pfn], pfn, 0, cpu, False, out, req, counters)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def compaction_ready(st, sp, z, order, classzone):
     """compaction_ready(): a costly request's zone has enough free memory for compaction to
     work, so reclaim leaves it alone."""
@@ -170,7 +170,7 @@ def compaction_ready(st, sp, z, order, classzone):
     return zone_watermark_ok(st, z, 0, mark, classzone, 0)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def try_to_free_pages(st, sp, zonelist, nz, order, classzone, cpu, out, req, counters):
     """try_to_free_pages(): reclaim SWAP_CLUSTER_MAX of the oldest LRU pages of the zonelist's
     zones (none when every zone is ready for a costly order's compaction). Returns progress."""

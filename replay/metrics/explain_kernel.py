@@ -128,7 +128,7 @@ def new_arrays(pb_mt: np.ndarray, npfn: int, pbo: int, cpus: int, buckets: int,
     )
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def overlap(a0, a1, b0, b1):
     """Length of [a0, a1] inside [b0, b1] (0 when apart)."""
     lo = a0 if a0 > b0 else b0
@@ -136,7 +136,7 @@ def overlap(a0, a1, b0, b1):
     return hi - lo if hi > lo else 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def note_poll_pages(A, pb):
     b = A.scal[S_BUCKET]
     v = A.pb_poll_pages[pb]
@@ -144,7 +144,7 @@ def note_poll_pages(A, pb):
         A.grid_mixed[b, pb] = min(v, 2147483647)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def start_poll(A, p, t, g, cause):
     pbo = A.conf[C_PBO]
     pb = p >> pbo
@@ -160,7 +160,7 @@ def start_poll(A, p, t, g, cause):
     note_poll_pages(A, pb)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def stop_poll(A, p, t, g, end):
     pbo = A.conf[C_PBO]
     pb = p >> pbo
@@ -187,7 +187,7 @@ def stop_poll(A, p, t, g, end):
         A.pb_mixed_t0[pb] = -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def end_live(A, p, t, g, end):
     """The live block headed at p ends (freed, allocated again, or drained)."""
     if A.poll_t0[p] >= 0:
@@ -197,7 +197,7 @@ def end_live(A, p, t, g, end):
     A.live_key[p] = -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def set_pageblock_type(A, pb, mt, t, g):
     """Re-type pageblock pb; its live blocks start or stop polluting. Returns 1 if it changed."""
     if A.pb_mt[pb] == mt:
@@ -218,7 +218,7 @@ def set_pageblock_type(A, pb, mt, t, g):
     return 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def can_steal_fallback(A, fallback_order, start_mt):
     """6.1's can_steal_fallback() (mm/page_alloc.c L2725): a whole-pageblock steal?"""
     pbo = A.conf[C_PBO]
@@ -232,7 +232,7 @@ def can_steal_fallback(A, fallback_order, start_mt):
     return 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def flush_pending(A, c, slot):
     """Write pending steal `slot` of CPU c to the output and close the gap."""
     k = A.scal[S_NSTEAL]
@@ -246,7 +246,7 @@ def flush_pending(A, c, slot):
     A.pend_n[c] = n - 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def steal(A, g, t, c, pid, p, aord, ford, amt, fmt, chown, comm):
     """mm_page_alloc_extfrag: re-type as the kernel did and queue the steal for its requester."""
     pbo = A.conf[C_PBO]
@@ -302,7 +302,7 @@ def steal(A, g, t, c, pid, p, aord, ford, amt, fmt, chown, comm):
     A.scal[S_EXTFRAG] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def advance_buckets(A, t):
     """Close the map's buckets before time t (each records the pageblock types at its end)."""
     nb = A.conf[C_BUCKETS]
@@ -325,7 +325,7 @@ def advance_buckets(A, t):
                 A.grid_mixed[cur, q] = min(A.pb_poll_pages[q], 2147483647)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def explain_events(A, ev, ts, pfn, order, mt, cpu, pid, ford, fmt, chown, key, comm, i0, i1,
                    base):
     """Events [i0, i1) of a chunk whose row 0 is event `base` (key: the culprit key of

@@ -12,14 +12,14 @@ from numba import njit
 _EMPTY = -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _slot(tk, k0, k1):
     mask = tk.shape[0] - 1
     h = ((k0 * 0x5BD1E995) ^ (k1 * 0x2545F491) ^ (k0 >> 31)) & mask
     return h
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _assign(tk, tv, used, keys, out, new, nnew, j0):
     """Ids of keys[j0:] into out; new keys into new[nnew]. Returns the row to resume from
     after the table grows (when half full), or the row count when done."""
@@ -48,7 +48,7 @@ def _assign(tk, tv, used, keys, out, new, nnew, j0):
     return keys.shape[0]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _rehash(tk, tv, nk, nv):
     mask = nk.shape[0] - 1
     for h in range(tk.shape[0]):

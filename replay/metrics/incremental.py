@@ -40,7 +40,7 @@ SEVERE_MAX = 3
 N_TOTALS = 21
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _token(e, refill, order, mt):
     """fallbacks.pcp_token: 0 other, 1 drain, 2 + 8 * order + migratetype a refill, -1 extfrag."""
     if e == EV_EXTFRAG:
@@ -52,7 +52,7 @@ def _token(e, refill, order, mt):
     return 0
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def metrics_batch(ev, slot, pid, cpu, key, order, mt, refill, ford, frag, chown, failed,  # noqa: PLR0912, PLR0915
                   tot, by_om, cpu_tok, cpu_pid, key_tok, psums, pf_kind, pf_pid, pf_key,
                   pk_kind, per_process):

@@ -285,7 +285,7 @@ def _open_stack(cpu_v, line, nrow, cpu, seq, fence, stk, n):
     return i
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def scan_block(  # noqa: C901 - one pass per line, kept in one function so numba inlines it all
     buf, words, nbytes, names, name_lens, name_event, required,
     seq, ts, cpu, pid, tgid, comm, irq, preempt, migdis, event, pfn, order, mt, gfp, refill,
