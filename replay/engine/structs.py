@@ -112,9 +112,12 @@ class ArrayStruct:
         return ref._meminfo
 
     def numba_type(self) -> types.Type:
+        """The twin's type; the twin is built here, in typing, so that unboxing (inside a
+        compiled function's entry) only reads it."""
         d = self.__dict__
         t = d.get("_numba_type")
         if t is None:
+            self._meminfo  # noqa: B018 - builds the twin
             ref_type = next(_REF_TYPES[c] for c in type(self).__mro__ if c in _REF_TYPES)
             t = d["_numba_type"] = ref_type(
                 [(name, numba.typeof(a)) for name, a in zip(self._fields, self, strict=True)])

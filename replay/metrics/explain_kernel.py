@@ -24,7 +24,9 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import njit
+from numba.experimental import structref
 
+from replay.engine.structs import ArraysRef, ArrayStruct, register_struct
 from replay.trace.schema import EV_ALLOC, EV_EXTFRAG, EV_FREE, EV_FREE_BATCHED, EV_PCPU_DRAIN
 
 MIGRATE_TYPES = 5
@@ -66,7 +68,7 @@ CAUSE_NAMES = ("allocated into a pageblock of another type",
                "its pageblock was re-typed by a steal")
 
 
-class ExplainArrays(NamedTuple):
+class _ExplainArraysFields(NamedTuple):
     """Everything the loop keeps between calls."""
 
     conf: np.ndarray  # int64[8]
@@ -99,6 +101,31 @@ class ExplainArrays(NamedTuple):
     # output buffers
     out_steal: np.ndarray  # int64 [cap, N_STEAL_FIELDS]
     out_int: np.ndarray  # int64 [cap, N_INTERVAL_FIELDS]
+
+
+@register_struct(_ExplainArraysFields)
+class ExplainArraysRef(ArraysRef):
+    """ExplainArrays as compiled code takes it (replay/engine/structs.py)."""
+
+
+class _ExplainArraysProxy(structref.StructRefProxy):
+    pass
+
+
+structref.define_constructor(_ExplainArraysProxy, ExplainArraysRef,
+                             list(_ExplainArraysFields._fields))
+structref.define_boxing(ExplainArraysRef, _ExplainArraysProxy)
+
+
+@njit(cache=True)
+def _new_explain_arrays_ref(*arrays):  # noqa: ANN002, ANN201
+    return _ExplainArraysProxy(*arrays)
+
+
+class ExplainArrays(ArrayStruct, _ExplainArraysFields):
+    """Everything the loop keeps between calls; compiled code gets it as one pointer."""
+
+    _new_ref = staticmethod(_new_explain_arrays_ref)
 
 
 def new_arrays(pb_mt: np.ndarray, npfn: int, pbo: int, cpus: int, buckets: int,

@@ -120,6 +120,8 @@ class _GzipReader(io.RawIOBase):
         readinto would drop the bytes of a call that ends in the error)."""
         while not self._pending and not self._done:
             self._inflate_more()
+        if not self._pending and self._problem is not None:
+            raise self._problem.__cause__ or self._problem  # damaged from the start
         return bytes(self._pending[: max(size, 1)])
 
     def readinto(self, b) -> int:  # type: ignore[override]
@@ -151,6 +153,7 @@ class _GzipReader(io.RawIOBase):
             out = decoder.decompress(data, self._OUT)
         except self._errors as exc:
             self._problem = OSError(f"corrupt gzip data: {exc}")
+            self._problem.__cause__ = exc
             self._done = True
             return
         if decoder.eof:
