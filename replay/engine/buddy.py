@@ -7,8 +7,7 @@ Names follow mm/page_alloc.c (6.1) so the two can be read side by side.
 
 from __future__ import annotations
 
-from numba import njit
-
+from replay.engine.jit import njit
 from replay.engine.profile import CFG_MERGE_RETYPE, CFG_SPLIT_LARGE_FREE
 from replay.engine.state import (
     CFG_CAPC_MOVABLE,

@@ -13,8 +13,8 @@ kept. Traces without such contradictions are left as they are.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from replay.engine.jit import njit
 from replay.trace.schema import (
     EV_EXTFRAG,
     EV_FIRST_COMPACTION,

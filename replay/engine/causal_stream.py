@@ -15,9 +15,9 @@ go back is counted in `clock_steps_back` and may differ by the events within the
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from replay.engine.causal import SKEW_NS
+from replay.engine.jit import njit
 from replay.trace.schema import EV_EXTFRAG, EV_FIRST_COMPACTION, EV_PCPU_DRAIN, EV_ZONE_LOCKED
 
 _NONE = -1

@@ -15,8 +15,6 @@ dirty or writeback pages in the model), compound pages are never migrated.
 
 from __future__ import annotations
 
-from numba import njit
-
 from replay.engine.buddy import MIGRATE_MOVABLE
 from replay.engine.compaction import (
     CC_DIRECT,
@@ -52,6 +50,7 @@ from replay.engine.compaction import (
     move_freelist_tail,
     reset_isolation_free_pfn,
 )
+from replay.engine.jit import njit
 from replay.engine.lru import lru_add
 from replay.engine.policy import (
     __zone_watermark_ok,

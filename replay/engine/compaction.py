@@ -14,7 +14,6 @@ compaction events (follow_compaction.py). docs/kernel-6.1-compaction.md is the s
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from replay.engine.buddy import (
     MIGRATE_HIGHATOMIC,
@@ -23,6 +22,7 @@ from replay.engine.buddy import (
     move_freepages_pageblock,
     take_free_block,
 )
+from replay.engine.jit import njit
 from replay.engine.policy import zone_watermark_ok
 from replay.engine.profile import CFG_COMPACTION
 from replay.engine.state import (

@@ -10,7 +10,6 @@ Before each take, the model predicts the block __rmqueue_smallest() would take (
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from replay.engine.buddy import (
     MIGRATE_HIGHATOMIC,
@@ -55,6 +54,7 @@ from replay.engine.follow_compaction import (
     task_event,
     task_run,
 )
+from replay.engine.jit import njit
 from replay.engine.policy import can_steal_fallback
 from replay.engine.profile import (
     CFG_COMPACTION,

@@ -19,8 +19,6 @@ mm_compaction_end (docs/kernel-6.1-compaction.md A11):
 
 from __future__ import annotations
 
-from numba import njit
-
 from replay.engine.buddy import MIGRATE_MOVABLE, find_free_block
 from replay.engine.compaction import (
     CC_ACTIVE,
@@ -95,6 +93,7 @@ from replay.engine.events import (
     TASK_KSWAPD,
     TASK_OTHER,
 )
+from replay.engine.jit import njit
 from replay.engine.profile import CFG_COMPACTION
 from replay.engine.state import PG_ALLOC, PG_BUDDY, ZP_END, ZP_START
 from replay.trace.schema import (

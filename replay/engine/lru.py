@@ -8,8 +8,7 @@ entry whose page has since left the LRU (freed, migrated, re-added) is stale and
 
 from __future__ import annotations
 
-from numba import njit
-
+from replay.engine.jit import njit
 from replay.engine.slow_state import SC_LRU_HEAD, SC_LRU_TAIL, SC_STAMP
 
 

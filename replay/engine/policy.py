@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 from numba.experimental import structref
 
 from replay.engine.buddy import (
@@ -32,6 +31,7 @@ from replay.engine.buddy import (
     pcp_add,
     pcp_allowed_order,
 )
+from replay.engine.jit import njit
 from replay.engine.profile import (
     CFG_BELOW_HIGH,
     CFG_BOOST_WAKE_KSWAPD,

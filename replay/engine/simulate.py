@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
-from numba import njit
 
 from replay.engine.buddy import find_free_block
 from replay.engine.compact_model import compact_nodes, kcompactd_timer
@@ -25,6 +24,7 @@ from replay.engine.follow import (
     D_DIRECT_UNEXPLAINED,
     plan_free_dispositions,
 )
+from replay.engine.jit import njit
 from replay.engine.lru import lru_add, lru_del
 from replay.engine.machine import Machine, recompute_pcp, recompute_watermarks
 from replay.engine.policy import (

@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 from numba.experimental import structref
 
 from replay.engine.compaction import N_CC, ZC_ORDER_FAILED, new_compaction_tables
+from replay.engine.jit import njit
 from replay.engine.structs import ArraysRef, ArrayStruct, register_struct
 
 # sysctls and model switches (cfg)

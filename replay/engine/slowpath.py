@@ -11,8 +11,6 @@ gfp); `__GFP_NOFAIL` ones are served ignoring the watermarks (counted).
 
 from __future__ import annotations
 
-from numba import njit
-
 from replay.engine.compact_model import (
     COMPACT_COMPLETE,
     COMPACT_CONTENDED,
@@ -29,6 +27,7 @@ from replay.engine.compact_model import (
     try_to_compact_pages,
 )
 from replay.engine.compaction import ZC_BLOCKSKIP_FLUSH
+from replay.engine.jit import njit
 from replay.engine.policy import (
     __GFP_DIRECT_RECLAIM,
     __GFP_HIGH,

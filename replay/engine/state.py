@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 from numba.experimental import structref
 
+from replay.engine.jit import njit
 from replay.engine.machine import Machine
 from replay.engine.profile import N_CONFIG, apply_profile, get_profile
 from replay.engine.structs import ArraysRef, ArrayStruct, register_struct

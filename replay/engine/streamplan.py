@@ -10,8 +10,6 @@ is in the arrays it passes.
 
 from __future__ import annotations
 
-from numba import njit
-
 from replay.engine.events import TASK_OTHER
 from replay.engine.follow import (
     D_DEFER,
@@ -21,6 +19,7 @@ from replay.engine.follow import (
     D_DIRECT_UNEXPLAINED,
     D_PCP,
 )
+from replay.engine.jit import njit
 from replay.trace.schema import (
     EV_ALLOC,
     EV_COMPACT_BEGIN,

@@ -13,8 +13,6 @@ reclaim's frees are traced, and the model applies them like any other. What the 
 
 from __future__ import annotations
 
-from numba import njit
-
 from replay.engine.compact_model import (
     COMPACT_SKIPPED,
     COMPACT_SUCCESS,
@@ -22,6 +20,7 @@ from replay.engine.compact_model import (
     reset_isolation_suitable,
     wakeup_kcompactd,
 )
+from replay.engine.jit import njit
 from replay.engine.lru import lru_del, lru_oldest
 from replay.engine.policy import free_the_page, zone_watermark_ok
 from replay.engine.slow_state import (

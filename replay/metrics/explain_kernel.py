@@ -23,9 +23,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 from numba.experimental import structref
 
+from replay.engine.jit import njit
 from replay.engine.structs import ArraysRef, ArrayStruct, register_struct
 from replay.trace.schema import EV_ALLOC, EV_EXTFRAG, EV_FREE, EV_FREE_BATCHED, EV_PCPU_DRAIN
 
