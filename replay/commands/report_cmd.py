@@ -57,6 +57,7 @@ def run_report(source: str, outdir: Path | None, time_window: str | None,
                machine: str | None, sets: list[str] | None, compare: bool,
                out: Console, err: Console, kernel: str | None = None,
                symbols: Path | None = None, progress=None) -> int:
+    from replay import _warmup
     from replay.stream.runs import StreamJob, report
 
     if window_ms is not None and window_ms <= 0:
@@ -68,6 +69,8 @@ def run_report(source: str, outdir: Path | None, time_window: str | None,
     if kernel is not None and settings.get("kernel") not in (None, kernel):
         raise SettingsError(f"--kernel {kernel} and --set kernel={settings.get('kernel')}: "
                             "give one")
+    if compare:
+        _warmup.start()  # a cold cache: simulate's engine compiles on the other core meanwhile
     t0 = time.perf_counter()
     with StreamJob(source, machine, kernel or settings.get("kernel"),
                    follow="trace" if compare else "requested", window=window,

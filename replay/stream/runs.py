@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from replay import _warmup
 from replay.engine.reconstruct import ReconstructResult, bundle_machine
 from replay.engine.sampling import Sampler, sample_points
 from replay.engine.simulate import Settings, SimulateResult
@@ -307,6 +308,7 @@ class StreamJob:
 def both(job: StreamJob, settings: Settings, samples: bool, explain: bool, symbols=None,
          writer=None, threads: bool = True) -> tuple[Observed, Simulated]:
     """Observe and simulate over the same spool, on two threads (numba releases the GIL)."""
+    _warmup.start()  # a cold cache: simulate's engine compiles in a helper process
     obs_capture = job.capture() if explain else None
     sim_capture = job.capture() if explain else None
     job.sample_points() if samples else None
@@ -314,6 +316,7 @@ def both(job: StreamJob, settings: Settings, samples: bool, explain: bool, symbo
 
     def run_sim() -> None:
         try:
+            _warmup.wait()
             box["sim"] = job.simulate(settings, samples, sim_capture, explain, symbols, writer)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
             box["error"] = exc
