@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -64,35 +63,29 @@ def wait() -> None:
         proc.wait()
 
 
-TINY_TRACE = "".join(
-    f"            warm-1       [000] .....     1.{i:06d}: {line}\n" for i, line in enumerate((
-        "mm_page_alloc_zone_locked: page=0000000000000000 pfn=0x2000 order=0 migratetype=1 "
-        "percpu_refill=1",
-        "mm_page_alloc: page=0000000000000000 pfn=0x2000 order=0 migratetype=1 "
-        "gfp_flags=GFP_HIGHUSER_MOVABLE",
-        "mm_page_alloc: page=0000000000000000 pfn=0x3000 order=2 migratetype=0 "
-        "gfp_flags=GFP_KERNEL",
-        "mm_page_free: page=0000000000000000 pfn=0x2000 order=0",
-        "mm_page_free: page=0000000000000000 pfn=0x3000 order=2",
-        "mm_page_pcpu_drain: page=0000000000000000 pfn=0x2000 order=0 migratetype=1",
-    ), start=1))
-
-
 def main() -> int:
-    """Simulate a tiny trace on a small machine: every function simulate's loop calls gets
-    compiled and cached, with the argument types a real run uses."""
-    from replay.cli import app
+    """One request through simulate's loop on a small machine: the loop and every function it
+    calls get compiled and cached, with the argument types a real run passes (the same
+    constructors make them)."""
+    import numpy as np
 
-    with tempfile.TemporaryDirectory(prefix="pagereplay-warmup-") as tmp:
-        trace = Path(tmp) / "trace.txt"
-        trace.write_text("# tracer: nop\n#\n" + TINY_TRACE)
-        try:
-            app(["simulate", str(trace), "--machine", "mem=64M,cpus=1", "-o",
-                 str(Path(tmp) / "out")], standalone_mode=False)
-        except SystemExit as exc:
-            return int(exc.code or 0)
-        except Exception:  # noqa: BLE001 - a helper: the caller compiles for itself
-            return 1
+    from replay.engine.events import EventArrays
+    from replay.engine.machine import machine_from_description
+    from replay.engine.simulate import Settings, SimulationRun, VmstatEvidence
+    from replay.engine.state import new_state
+    from replay.trace.schema import EV_ALLOC
+
+    try:
+        machine = machine_from_description("mem=64M,cpus=1")
+        st = new_state(machine)
+        empty = np.zeros(0, np.int64)
+        run = SimulationRun(st, machine, Settings(), 0, 1, VmstatEvidence(0, 0, empty, empty))
+        one = lambda v: np.array([v], np.int64)  # noqa: E731
+        e = EventArrays(*(one(v) for v in (0, 0, EV_ALLOC, 0x2000, 0, 1, 0, -1, -1, -1, -1,
+                                             0, 0, 0x100cca, 1)))
+        run.feed(e, 0, np.ones(1, np.int8), e.gfp, 1)
+    except Exception:  # noqa: BLE001 - a helper: the caller compiles for itself
+        return 1
     return 0
 
 
