@@ -4,10 +4,10 @@ On a first run (a cold numba cache), a command that replays both ways (compare, 
 compiles two engines: reconstruct's and simulate's. numba compiles one function at a time per
 process, so they would take turns on one core. `start()` launches `python -m replay._warmup`,
 which passes one request through simulate's loop (SimulationRun, with the argument types a real
-run has) and so compiles and caches simulate's engine on the other core; `wait()`, called by the simulating
-thread before it first enters the engine, blocks until that process is done, after which the
-compiled code loads from the cache. A warm cache, an unwritable one or a failed helper cost
-nothing but the check: the caller then compiles what it needs itself.
+run has) and so compiles and caches simulate's engine on the other core; `wait()`, called by the
+simulating thread before it first enters the engine, blocks until that process is done, after
+which the compiled code loads from the cache. A warm cache, an unwritable one or a failed helper
+cost nothing but the check: the caller then compiles what it needs itself.
 """
 
 from __future__ import annotations

@@ -140,17 +140,13 @@ class _EmitterFields(NamedTuple):
     n: np.ndarray  # int64[2]: [events written, overflowed]
 
 
-@register_struct(_EmitterFields)
-class EmitterRef(ArraysRef):
-    """Emitter as compiled code takes it (replay/engine/structs.py)."""
-
-
 class _EmitterProxy(structref.StructRefProxy):
     pass
 
 
-structref.define_constructor(_EmitterProxy, EmitterRef, list(_EmitterFields._fields))
-structref.define_boxing(EmitterRef, _EmitterProxy)
+@register_struct(_EmitterFields, _EmitterProxy)
+class EmitterRef(ArraysRef):
+    """Emitter as compiled code takes it (replay/engine/structs.py)."""
 
 
 @njit(cache=True)

@@ -104,17 +104,13 @@ class _SlowStateFields(NamedTuple):
     run_log: np.ndarray  # int64 [RUN_LOG, N_RUN]: the first compact_zone() runs (RUN_* columns)
 
 
-@register_struct(_SlowStateFields)
-class SlowStateRef(ArraysRef):
-    """SlowState as compiled code takes it (replay/engine/structs.py)."""
-
-
 class _SlowStateProxy(structref.StructRefProxy):
     pass
 
 
-structref.define_constructor(_SlowStateProxy, SlowStateRef, list(_SlowStateFields._fields))
-structref.define_boxing(SlowStateRef, _SlowStateProxy)
+@register_struct(_SlowStateFields, _SlowStateProxy)
+class SlowStateRef(ArraysRef):
+    """SlowState as compiled code takes it (replay/engine/structs.py)."""
 
 
 @njit(cache=True)

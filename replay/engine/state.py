@@ -75,17 +75,13 @@ class _StateFields(NamedTuple):
     pcp_flags: np.ndarray  # int64 [CPUS, Z]: PCPF_PREV_FREE_HIGH_ORDER, PCPF_FREE_HIGH_BATCH
 
 
-@register_struct(_StateFields)
-class StateRef(ArraysRef):
-    """State as compiled code takes it (replay/engine/structs.py)."""
-
-
 class _StateProxy(structref.StructRefProxy):
     pass
 
 
-structref.define_constructor(_StateProxy, StateRef, list(_StateFields._fields))
-structref.define_boxing(StateRef, _StateProxy)
+@register_struct(_StateFields, _StateProxy)
+class StateRef(ArraysRef):
+    """State as compiled code takes it (replay/engine/structs.py)."""
 
 
 @njit(cache=True)

@@ -31,6 +31,7 @@ from numba.core.extending import (
     unbox,
 )
 from numba.core.typing.templates import AttributeTemplate
+from numba.experimental import structref
 
 
 class ArraysRef(types.StructRef):
@@ -75,12 +76,18 @@ def _unbox_arrays_ptr(typ, obj, c):  # noqa: ANN001, ANN202 - numba codegen
     return NativeValue(ptr, is_error=c.pyapi.c_api_error())
 
 
-@infer_getattr
-class _PtrAttributes(AttributeTemplate):
-    key = ArraysPtr
+def _typed_fields(key: type) -> None:
+    """Attribute typing for `key`'s instances: each field has its array type."""
 
-    def generic_resolve(self, typ, attr):  # noqa: ANN001, ANN202
-        return typ.field_dict.get(attr)
+    @infer_getattr
+    class _Fields(AttributeTemplate):
+        def generic_resolve(self, typ, attr):  # noqa: ANN001, ANN202
+            return typ.field_dict.get(attr)
+
+    _Fields.key = key
+
+
+_typed_fields(ArraysPtr)
 
 
 @lower_getattr_generic(ArraysPtr)
@@ -103,20 +110,14 @@ def _payload(context, builder, typ, val):  # noqa: ANN001, ANN202 - numba codege
         context, builder, ref=builder.bitcast(data, llty.as_pointer()))
 
 
-def register_struct(fields: type):
+def register_struct(fields: type, proxy: type):
     """Class decorator for the ArraysRef subclass that holds NamedTuples of `fields` for
-    compiled code: its data model and the field stores of its constructor. The proxy's
-    constructor and boxing come from numba.experimental.structref."""
+    compiled code: its data model, the field stores of its constructor, and `proxy` (a
+    structref.StructRefProxy subclass) as the Python class its constructor returns."""
 
     def register(ref_type: type) -> type:
         register_model(ref_type)(models.StructRefModel)
-
-        @infer_getattr
-        class _Attributes(AttributeTemplate):
-            key = ref_type
-
-            def generic_resolve(self, typ, attr):  # noqa: ANN001, ANN202
-                return typ.field_dict.get(attr)
+        _typed_fields(ref_type)
 
         @lower_setattr_generic(ref_type)
         def _setattr(context, builder, sig, args, attr):  # noqa: ANN001, ANN202
@@ -129,6 +130,8 @@ def register_struct(fields: type):
             context.nrt.decref(builder, val_type, old)
             setattr(payload, attr, value)
 
+        structref.define_constructor(proxy, ref_type, list(fields._fields))
+        structref.define_boxing(ref_type, proxy)
         _REF_TYPES[fields] = ref_type
         return ref_type
 

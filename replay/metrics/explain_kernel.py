@@ -103,18 +103,13 @@ class _ExplainArraysFields(NamedTuple):
     out_int: np.ndarray  # int64 [cap, N_INTERVAL_FIELDS]
 
 
-@register_struct(_ExplainArraysFields)
-class ExplainArraysRef(ArraysRef):
-    """ExplainArrays as compiled code takes it (replay/engine/structs.py)."""
-
-
 class _ExplainArraysProxy(structref.StructRefProxy):
     pass
 
 
-structref.define_constructor(_ExplainArraysProxy, ExplainArraysRef,
-                             list(_ExplainArraysFields._fields))
-structref.define_boxing(ExplainArraysRef, _ExplainArraysProxy)
+@register_struct(_ExplainArraysFields, _ExplainArraysProxy)
+class ExplainArraysRef(ArraysRef):
+    """ExplainArrays as compiled code takes it (replay/engine/structs.py)."""
 
 
 @njit(cache=True)
