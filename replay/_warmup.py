@@ -12,6 +12,7 @@ cost nothing but the check: the caller then compiles what it needs itself.
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
@@ -52,6 +53,16 @@ def start() -> None:
                                      stderr=subprocess.DEVNULL)
         except OSError:
             _proc = None
+        else:
+            atexit.register(_stop_unused)
+
+
+def _stop_unused() -> None:
+    """At exit, a helper nobody waited for (the command failed first) is stopped."""
+    with _lock:
+        proc = _proc
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
 
 
 def wait() -> None:

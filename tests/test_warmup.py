@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +39,20 @@ def test_helper_fills_an_empty_cache(tmp_path):
     r = subprocess.run([sys.executable, "-m", "replay._warmup"], env=env, timeout=1800)
     assert r.returncode == 0
     assert list(tmp_path.glob("*/replay_engine/simulate.simulate_requests-*.nbi"))
+
+
+def test_a_helper_nobody_waited_for_is_stopped_at_exit(tmp_path):
+    """A command that fails before it simulates does not leave a compiler running."""
+    env = dict(os.environ, PAGEREPLAY_NUMBA_BASE=str(tmp_path))
+    env.pop("NUMBA_CACHE_DIR", None)
+    env.pop("PAGEREPLAY_NO_WARMUP", None)
+    code = "from replay import _warmup; _warmup.start(); print(_warmup._proc.pid)"
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    status = Path(f"/proc/{int(r.stdout)}/status")
+    for _ in range(50):
+        if not status.exists() or "zombie" in status.read_text():
+            break
+        time.sleep(0.1)
+    assert not status.exists() or "zombie" in status.read_text()
