@@ -226,6 +226,19 @@ def test_gzip_cut_inside_its_first_block_keeps_its_lines(tmp_path, traces):
     assert d.events.num_rows == expected > 9000
 
 
+def test_truncated_zstd_says_so_and_keeps_its_lines(tmp_path, traces):
+    """zstandard's stream reader ended a cut .zst silently; the cut is an error now."""
+    text = gzip.decompress((traces / "frag-a" / "trace.txt.gz").read_bytes())
+    src = zstandard.ZstdCompressor().compress(text)[:100_000]
+    cut = tmp_path / "cut.txt.zst"
+    cut.write_bytes(src)
+    got = zstandard.ZstdDecompressor().decompressobj().decompress(src)
+    complete = got[: got.rfind(b"\n") + 1].splitlines()
+    d = read_trace(cut)
+    assert d.stats.error and "the zstd stream is truncated" in d.stats.error
+    assert d.events.num_rows == sum(b": mm_" in ln for ln in complete) > 8000
+
+
 def test_concatenated_gzip_members(tmp_path, traces):
     src = (traces / "frag-a" / "trace.txt.gz").read_bytes()
     two = tmp_path / "two.txt.gz"

@@ -89,27 +89,43 @@ def resolve(source: str | os.PathLike) -> tuple[Path | None, Path | None]:
     return path, None
 
 
-class _GzipReader(io.RawIOBase):
-    """Concatenated gzip members inflated as a stream, handing on every byte that inflated
-    before a truncation or corruption (the error is raised only once they are read): a trace
-    cut inside its first deflate block keeps its first lines. gzip.GzipFile and isal's IGzipFile
-    raise from the read that hits the damage and drop what that read had inflated."""
+def _gzip_codec() -> tuple:
+    try:
+        from isal import isal_zlib as zmod
+    except ImportError:  # pragma: no cover - isal is a dependency
+        zmod = zlib
+    return (lambda: zmod.decompressobj(31)), (zmod.error, zlib.error), _GZIP
+
+
+def _zstd_codec() -> tuple:
+    import zstandard
+
+    return zstandard.ZstdDecompressor().decompressobj, (zstandard.ZstdError,), _ZSTD
+
+
+_CODECS = {"gzip": _gzip_codec, "zstd": _zstd_codec}
+
+
+class _InflateReader(io.RawIOBase):
+    """Concatenated gzip members or zstd frames inflated as a stream, handing on every byte
+    that inflated before a truncation or corruption (the error is raised only once they are
+    read): a trace cut inside its first deflate block keeps its first lines, and a cut .zst
+    says it was cut. gzip.GzipFile and isal's IGzipFile raise from the read that hits the
+    damage and drop what that read had inflated; zstandard's stream reader ends silently."""
 
     _IN = 1 << 18  # compressed bytes per read
-    _OUT = 1 << 22  # at most this many inflated bytes per decompress call (bounded memory)
+    _OUT = 1 << 22  # at most this many inflated bytes per zlib call (bounded memory)
 
-    def __init__(self, raw: BinaryIO) -> None:
-        try:
-            from isal import isal_zlib as zmod
-        except ImportError:  # pragma: no cover - isal is a dependency
-            zmod = zlib
-        self._zmod = zmod
-        self._errors = (zmod.error, zlib.error)
+    def __init__(self, raw: BinaryIO, kind: str) -> None:
+        self._new_decoder, self._errors, self._magic = _CODECS[kind]()
+        self._kind = kind
+        self._bounded = kind == "gzip"  # zlib's decompress takes max_length
         self._raw = raw
-        self._decoder = zmod.decompressobj(31)
+        self._decoder = self._new_decoder()
         self._input = b""  # compressed bytes not yet given to the decoder
         self._pending = memoryview(b"")
         self._problem: Exception | None = None
+        self._cause: Exception | None = None  # the codec's own error, for damage at the start
         self._done = False
 
     def readable(self) -> bool:
@@ -121,7 +137,7 @@ class _GzipReader(io.RawIOBase):
         while not self._pending and not self._done:
             self._inflate_more()
         if not self._pending and self._problem is not None:
-            raise self._problem.__cause__ or self._problem  # damaged from the start
+            raise self._cause or self._problem  # damaged from the start
         return bytes(self._pending[: max(size, 1)])
 
     def readinto(self, b) -> int:  # type: ignore[override]
@@ -139,40 +155,37 @@ class _GzipReader(io.RawIOBase):
 
     def _inflate_more(self) -> None:
         decoder = self._decoder
-        data = decoder.unconsumed_tail or self._input
+        data = getattr(decoder, "unconsumed_tail", b"") or self._input
         self._input = b""
         if not data:
             data = self._raw.read(self._IN)
             if not data:  # the file ends
                 if not decoder.eof:
-                    self._problem = EOFError("the gzip stream is truncated (no end-of-stream "
-                                             "marker)")
+                    self._problem = EOFError(f"the {self._kind} stream is truncated")
                 self._done = True
                 return
         try:
-            out = decoder.decompress(data, self._OUT)
+            out = decoder.decompress(data, self._OUT) if self._bounded else \
+                decoder.decompress(data)
         except self._errors as exc:
-            self._problem = OSError(f"corrupt gzip data: {exc}")
-            self._problem.__cause__ = exc
+            self._problem = OSError(f"the {self._kind} stream is corrupt ({exc})")
+            self._cause = exc
             self._done = True
             return
         if decoder.eof:
             rest = decoder.unused_data
-            if rest[:2] == _GZIP:  # another member follows (concatenated .gz)
-                self._decoder = self._zmod.decompressobj(31)
+            if rest[: len(self._magic)] == self._magic:  # another member or frame follows
+                self._decoder = self._new_decoder()
                 self._input = rest
             else:
-                self._done = True  # the end, or trailing bytes that are no gzip member (ignored)
+                self._done = True  # the end, or trailing bytes that are no member (ignored)
         self._pending = memoryview(out)
 
 
-def _decompressor(raw: BinaryIO, kind: str) -> BinaryIO:
-    if kind == "gzip":
-        return _GzipReader(raw)  # type: ignore[return-value]
-    if kind == "zstd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 20)  # type: ignore
+def inflating_reader(raw: BinaryIO, kind: str) -> BinaryIO:
+    """The decompressed stream of `raw`, compressed as `kind` (sniff_compression's names)."""
+    if kind in _CODECS:
+        return _InflateReader(raw, kind)  # type: ignore[return-value]
     if kind == "xz":
         return lzma.LZMAFile(raw)  # type: ignore[return-value]
     if kind == "bz2":
@@ -215,7 +228,7 @@ def open_source(source: str | os.PathLike) -> Source:
     if path is None:
         raw = io.BufferedReader(_Peekable(head, raw))  # type: ignore[arg-type]
     kind = sniff_compression(head)
-    stream = _decompressor(raw, kind)
+    stream = inflating_reader(raw, kind)
     if kind != "none":
         stream = io.BufferedReader(stream, 1 << 20) if not hasattr(stream, "peek") else stream
     try:
@@ -228,45 +241,17 @@ def open_source(source: str | os.PathLike) -> Source:
     return Source(name, stream, kind, is_dat, path, bundle, inner.startswith(PERFDATA_MAGICS))
 
 
-def _inflate_stream(data: bytes, new_decoder, errors: tuple[type[Exception], ...], magic: bytes,
-                    name: str) -> tuple[bytes, str | None]:
-    """Decompress concatenated gzip or zstd members; keep what precedes a truncation or error."""
+def _inflate_whole(data: bytes, kind: str) -> tuple[bytes, str | None]:
+    """Decompress concatenated gzip members or zstd frames held in memory; keep what precedes
+    a truncation or error, and say what cut it short."""
+    reader = _InflateReader(io.BytesIO(data), kind)
     parts: list[bytes] = []
-    rest = data
-    step = 1 << 22
-    while rest:
-        decoder = new_decoder()
-        try:
-            for start in range(0, len(rest), step):
-                parts.append(decoder.decompress(rest[start : start + step]))
-                if decoder.eof:
-                    break
-        except errors as exc:
-            return b"".join(parts), f"the {name} stream is corrupt ({exc})"
-        if not decoder.eof:
-            return b"".join(parts), f"the {name} stream is truncated"
-        rest = decoder.unused_data
-        if rest[: len(magic)] != magic:
-            break
-    return b"".join(parts), None
-
-
-def _gunzip(data: bytes) -> tuple[bytes, str | None]:
-    """Decompress gzip data (isal when available)."""
     try:
-        from isal import isal_zlib as zmod
-    except ImportError:  # pragma: no cover
-        zmod = zlib
-    return _inflate_stream(data, lambda: zmod.decompressobj(31), (zmod.error, zlib.error),
-                           _GZIP, "gzip")
-
-
-def _unzstd(data: bytes) -> tuple[bytes, str | None]:
-    """Decompress zstd data."""
-    import zstandard
-
-    dctx = zstandard.ZstdDecompressor()
-    return _inflate_stream(data, dctx.decompressobj, (zstandard.ZstdError,), _ZSTD, "zstd")
+        while part := reader.read(_InflateReader._OUT):
+            parts.append(part)
+    except (EOFError, OSError) as exc:
+        return b"".join(parts), str(exc)
+    return b"".join(parts), None
 
 
 def read_whole(source: str | Path | BinaryIO | bytes) -> tuple[bytes, str, str, str | None]:
@@ -284,10 +269,8 @@ def read_whole(source: str | Path | BinaryIO | bytes) -> tuple[bytes, str, str, 
     else:
         name = str(getattr(source, "name", "<stream>"))
         raw = source.read()
-    if raw[:2] == _GZIP:
-        data, problem = _gunzip(raw)
-        return data, name, "gzip", problem
-    if raw[:4] == _ZSTD:
-        data, problem = _unzstd(raw)
-        return data, name, "zstd", problem
+    kind = "gzip" if raw[:2] == _GZIP else "zstd" if raw[:4] == _ZSTD else None
+    if kind is not None:
+        data, problem = _inflate_whole(raw, kind)
+        return data, name, kind, problem
     return raw, name, "none", None

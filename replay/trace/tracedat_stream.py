@@ -25,6 +25,7 @@ import pyarrow as pa
 from replay.errors import InputError
 from replay.trace.result import TraceStats
 from replay.trace.schema import EVENT_NAMES, LOST_SCHEMA
+from replay.trace.sources import inflating_reader
 from replay.trace.tracedat import (
     _LOST_NONE,
     _PAGE_PROBLEMS,
@@ -199,21 +200,9 @@ class TraceDatReader:
         problem = None
         try:
             with open(path, "rb") as raw, open(out, "wb") as dst:
-                if kind == "gzip":
-                    try:
-                        from isal import igzip as gz
-                    except ImportError:  # pragma: no cover - isal is a dependency
-                        import gzip as gz
-                    src = gz.GzipFile(fileobj=raw, mode="rb")
-                else:
-                    import zstandard
-
-                    src = zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 20)
-                shutil.copyfileobj(src, dst, 1 << 20)
-        except (EOFError, OSError, zlib.error, ValueError) as exc:
-            problem = f"the {kind} stream is truncated or corrupt ({exc})"
-        except Exception as exc:  # noqa: BLE001 - zstd errors
-            problem = f"the {kind} stream is corrupt ({exc})"
+                shutil.copyfileobj(inflating_reader(raw, kind), dst, 1 << 20)
+        except (EOFError, OSError) as exc:  # what inflated before the damage is kept
+            problem = str(exc)
         return out, kind, problem
 
     def _open_metadata(self) -> None:
