@@ -203,7 +203,6 @@ class Follower(SampledFollower):
         self.nh = np.zeros(1, np.int64)
         self.carry = np.zeros(1, np.int64)  # a fallback in progress between calls
 
-
     def _run(self, i0: int, i1: int) -> None:
         if i1 <= i0:
             return

@@ -87,7 +87,6 @@ class StreamFollower(SampledFollower):
         self._per_event: tuple | None = None
         self.on_chunk = on_chunk  # sees each chunk as the follower enters it
 
-
     def _enter(self, i: int) -> Chunk:
         chunk = self.reader.get(i)
         if chunk is not self._chunk:
