@@ -4,10 +4,13 @@ On a first run (a cold numba cache), a command that replays both ways (compare, 
 compiles two engines: reconstruct's and simulate's. numba compiles one function at a time per
 process, so they would take turns on one core. `start()` launches `python -m replay._warmup`,
 which passes one request through simulate's loop (SimulationRun, with the argument types a real
-run has) and so compiles and caches simulate's engine on the other core; `wait()`, called by the
-simulating thread before it first enters the engine, blocks until that process is done, after
-which the compiled code loads from the cache. A warm cache, an unwritable one or a failed helper
-cost nothing but the check: the caller then compiles what it needs itself.
+run has) and so compiles and caches simulate's fast tier on the other core, then goes on with
+the whole loop (the slow path's tier, simulate_loop). `wait()`, called by the simulating thread
+before it first enters the engine, blocks until the fast tier is cached; `wait_full()`, called
+when a replay first needs the slow path, until the helper is done. The compiled code then
+loads from the cache. A warm cache, an unwritable one or a failed helper cost nothing but the
+check: the caller then compiles what it needs itself. A helper still compiling when the
+command ends is stopped.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 _lock = threading.Lock()
 _proc: subprocess.Popen | None = None
 
-# the engine entry whose cached code says simulate's engine is compiled
-_MARK = ("replay_engine", "simulate.simulate_requests-*.nbi")
+# the engine entries whose cached code says simulate's tiers are compiled
+_FAST_MARK = ("replay_engine", "simulate_loop.simulate_requests_fast-*.nbi")
+_FULL_MARK = ("replay_engine", "simulate_loop.simulate_requests-*.nbi")
 
 
 def _cache_folder() -> Path | None:
@@ -31,12 +36,13 @@ def _cache_folder() -> Path | None:
     return Path(folder) if folder else None
 
 
-def is_warm() -> bool:
-    """True when simulate's engine is in the compiled cache (or there is no cache to fill)."""
+def is_warm(mark: tuple[str, str] = _FAST_MARK) -> bool:
+    """True when simulate's fast tier (or `mark`) is in the compiled cache (or there is no
+    cache to fill)."""
     folder = _cache_folder()
     if folder is None or os.environ.get("PAGEREPLAY_NO_WARMUP"):
         return True
-    sub, pattern = _MARK
+    sub, pattern = mark
     return any((folder / sub).glob(pattern))
 
 
@@ -66,7 +72,15 @@ def _stop_unused() -> None:
 
 
 def wait() -> None:
-    """Block until the helper (if any) has compiled and cached simulate's engine."""
+    """Block until simulate's fast tier is cached, or the helper (if any) has ended."""
+    with _lock:
+        proc = _proc
+    while proc is not None and proc.poll() is None and not is_warm(_FAST_MARK):
+        time.sleep(0.05)
+
+
+def wait_full() -> None:
+    """Block until the helper (if any) has compiled and cached the whole loop."""
     global _proc
     with _lock:
         proc, _proc = _proc, None
@@ -75,14 +89,15 @@ def wait() -> None:
 
 
 def main() -> int:
-    """One request through simulate's loop on a small machine: the loop and every function it
-    calls get compiled and cached, with the argument types a real run passes (the same
-    constructors make them)."""
+    """One request through simulate's loop on a small machine: the fast tier and every
+    function it calls get compiled and cached, with the argument types a real run passes (the
+    same constructors make them); then the whole loop, with the same types."""
     import numpy as np
 
     from replay.engine.events import EventArrays
     from replay.engine.machine import machine_from_description
     from replay.engine.simulate import Settings, SimulationRun, VmstatEvidence
+    from replay.engine.simulate_loop import simulate_requests, simulate_requests_fast
     from replay.engine.state import new_state
     from replay.trace.schema import EV_ALLOC
 
@@ -95,6 +110,8 @@ def main() -> int:
         e = EventArrays(*(one(v) for v in (0, 0, EV_ALLOC, 0x2000, 0, 1, 0, -1, -1, -1, -1,
                                              0, 0, 0x100cca, 1)))
         run.feed(e, 0, np.ones(1, np.int8), e.gfp, 1)
+        for sig in simulate_requests_fast.signatures:  # the slow path's tier, same types
+            simulate_requests.compile(sig)
     except Exception:  # noqa: BLE001 - a helper: the caller compiles for itself
         return 1
     return 0

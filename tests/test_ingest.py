@@ -272,3 +272,26 @@ def test_trace_pipe_and_trace_cmd_preambles(tmp_path, data_dir):
     per_cpu = tmp_path / "cpu1.txt"
     per_cpu.write_text("\n".join(cpu1) + "\n")
     assert set(read_trace(per_cpu).events["cpu"].to_pylist()) == {1}
+
+
+@pytest.mark.parametrize("command", ["reconstruct", "simulate", "compare", "report", "explain",
+                                     "check"])
+def test_text_without_events_is_refused_by_every_replay(tmp_path, traces, command):
+    """A bundle whose trace holds no page-allocator event: the replaying commands say so and
+    exit 2, as ingest and info do, instead of writing an empty report."""
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    for f in (traces / "mixed-small").iterdir():
+        if f.name.startswith(("start.", "end.")) and not f.name.endswith(".gz"):
+            shutil.copy(f, bundle / f.name)
+    (bundle / "trace.txt").write_text("".join(f"line {k}: nothing a tracer wrote\n"
+                                              for k in range(40)))
+    args = [command, str(bundle)] + (["--baseline", str(bundle)] if command == "check" else [])
+    out = ["--json", str(tmp_path / "out.json")] if command == "reconstruct" else \
+        ["-o", str(tmp_path / "out")]
+    r = run_cli(*args, *out, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert b"no page-allocator events found in 40 lines (40 bad" in r.stderr
+    assert b"Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert not (tmp_path / "out.json").exists()

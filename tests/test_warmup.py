@@ -18,7 +18,8 @@ def test_warm_cache_spawns_nothing(tmp_path, monkeypatch):
     monkeypatch.delenv("PAGEREPLAY_NO_WARMUP", raising=False)
     assert not _warmup.is_warm()
     (tmp_path / "replay_engine").mkdir()
-    (tmp_path / "replay_engine" / "simulate.simulate_requests-91.py311.nbi").write_bytes(b"")
+    mark = "simulate_loop.simulate_requests_fast-91.py311.nbi"
+    (tmp_path / "replay_engine" / mark).write_bytes(b"")
     assert _warmup.is_warm()
     _warmup.start()
     assert _warmup._proc is None
@@ -38,7 +39,8 @@ def test_helper_fills_an_empty_cache(tmp_path):
     env.pop("NUMBA_CACHE_DIR", None)
     r = subprocess.run([sys.executable, "-m", "replay._warmup"], env=env, timeout=1800)
     assert r.returncode == 0
-    assert list(tmp_path.glob("*/replay_engine/simulate.simulate_requests-*.nbi"))
+    for tier in ("simulate_requests_fast", "simulate_requests"):  # fast, then the whole loop
+        assert list(tmp_path.glob(f"*/replay_engine/simulate_loop.{tier}-*.nbi"))
 
 
 def test_a_helper_nobody_waited_for_is_stopped_at_exit(tmp_path):

@@ -1011,17 +1011,30 @@ def kcompactd_timer(st, sp, now_ns, cpu, out, req, counters):
     """kcompactd's timeout (HPAGE_FRAG_CHECK_INTERVAL_MSEC, 32 times longer after a run that
     did not lower the score): proactive compaction when the node's fragmentation score is
     above the high mark and kswapd sleeps."""
+    node = proactive_compaction_due(st, sp, now_ns)
+    while node >= 0:
+        prev = fragmentation_score_node(st, sp, node)
+        proactive_compact_node(st, sp, node, cpu, out, req, counters)
+        nxt = HPAGE_FRAG_CHECK_INTERVAL_NS
+        if fragmentation_score_node(st, sp, node) >= prev:
+            nxt = HPAGE_FRAG_CHECK_INTERVAL_NS << COMPACT_MAX_DEFER_SHIFT
+        sp.node[node, ND_PROACTIVE_NEXT_NS] = now_ns + nxt
+        node = proactive_compaction_due(st, sp, now_ns)
+
+
+@njit(cache=True, _nrt=False)
+def proactive_compaction_due(st, sp, now_ns):
+    """kcompactd_timer's test without its work: the first node whose timeout has come and
+    whose score is above the high mark while kswapd sleeps (-1: none); the nodes before it
+    whose timeout came with nothing to do are rescheduled, as kcompactd_timer does."""
     if sp.cfg[SC_PROACTIVENESS] <= 0 or sp.cfg[SC_COMPACTION] == 0:
-        return
+        return -1
     for node in range(sp.node.shape[0]):
         if now_ns < sp.node[node, ND_PROACTIVE_NEXT_NS]:
             continue
-        nxt = HPAGE_FRAG_CHECK_INTERVAL_NS
         if (sp.node[node, ND_KSWAPD_ACTIVE] == 0
                 and fragmentation_score_node(st, sp, node) > fragmentation_score_wmark(sp,
                                                                                        False)):
-            prev = fragmentation_score_node(st, sp, node)
-            proactive_compact_node(st, sp, node, cpu, out, req, counters)
-            if fragmentation_score_node(st, sp, node) >= prev:
-                nxt = HPAGE_FRAG_CHECK_INTERVAL_NS << COMPACT_MAX_DEFER_SHIFT
-        sp.node[node, ND_PROACTIVE_NEXT_NS] = now_ns + nxt
+            return node
+        sp.node[node, ND_PROACTIVE_NEXT_NS] = now_ns + HPAGE_FRAG_CHECK_INTERVAL_NS
+    return -1

@@ -48,6 +48,7 @@ from replay.engine.follow_compaction import (
     K_CAPTURES,
     K_COMPACTION_FREE,
     K_RELEASED,
+    acts_without_a_run,
     capture_order_of,
     compaction_event,
     source_freed,
@@ -372,161 +373,217 @@ def free_to_buddy(st, cc, r, z, p, o, m, kc):
     return captured
 
 
-@njit(nogil=True, cache=True, _nrt=False)  # no allocation inside: no reference counting
-def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i0, i1,
-                  counters, pred, pred_warm, taken_warm, fallback_flag, pid, irq, gfp, cidx,
-                  cev, cc, zc, kc, heads, nh, base, carry):
-    """Apply events [i0, i1). For each zone_locked at index i, pred[i] is the pfn the model
-    predicted (-1: none) and pred_warm[i] whether that list position came from the trace.
-    Compaction events drive the cc/zc tables (follow_compaction.py). The arrays may hold a
-    chunk of the trace: `base` is the trace index of its row 0 (compaction's stamps are trace
-    indices), and carry[0] whether a fallback is in progress (kept from call to call)."""
-    pbo = st.config[CFG_PAGEBLOCK_ORDER]
-    in_fallback = carry[0] != 0
-    active = any_active_run(cc)
-    compacted = kc[0] > 0  # a compaction run was seen: untraced fast-search takes possible
-    captures = False
-    for k in range(K_RUNS):
-        if cc[k, CC_CAPTURE] >= 0:
-            captures = True
-    for i in range(i0, i1):
-        e = ev[i]
-        if e >= EV_FIRST_COMPACTION:
-            if cidx[i] >= 0:
-                compaction_event(st, cc, zc, e, cev[cidx[i]], pid[i], gfp[i], order[i],
-                                 base + i, heads, nh, kc)
-                active = any_active_run(cc)
-                compacted = compacted or active
-            continue
-        p = pfn[i]
-        if p < 0:
-            continue  # a failed allocation
-        z = zone_of(st, p)
-        if z < 0:
-            counters[C_OUTSIDE] += 1
-            continue
-        o = order[i]
-        r = task_run(cc, pid[i]) if active else -1
-        task_context = (irq[i] & 0x30) == 0
-        if r >= 0 and not ((e == EV_FREE or e == EV_FREE_BATCHED) and task_context):
-            task_event(cc, zc, st, r, task_context, kc)
-        if e == EV_ZONE_LOCKED:
-            m = mt[i]
-            if disp[i] == D_CLAIM_FIRST:  # 6.12 __rmqueue_claim: the pageblock moves first
-                counters[C_STEALS] += 1
-                counters[C_RETYPE] += move_freepages_pageblock(st, z, p, m)
-                in_fallback = True
-            h = rmqueue_smallest_head(st, z, o, m)
-            pred[i] = h
-            if h >= 0:
-                pred_warm[i] = st.pg_warm[h]
-                if st.config[CFG_LOSSY] != 0 and h != p:
-                    fb = find_free_block(st, p)
-                    if fb >= 0 and fb != h:
-                        # the ring buffer lost events and the kernel took another block the
-                        # model also has free: the skipped head was most likely taken by a lost
-                        # event. If it was free after all, a later take of it resynchronises.
-                        take_free_block(st, st.pg_zone[h], h)
-                        counters[C_RESYNC] += 1
-                elif compacted and h != p:
-                    infer_fast_search_move(st, z, h, p, m, counters)
-            fallback_flag[i] = in_fallback
-            in_fallback = False
-            taken_warm[i] = take(st, z, p, o, m, counters)
-            counters[C_TAKES] += 1
-            if refill[i] == 1:
-                pcp_add(st, cpu[i], z, p, o, m, True)
-            else:
+def _follow_events(full: bool):
+    def follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i0, i1,  # noqa: PLR0912
+                      counters, pred, pred_warm, taken_warm, fallback_flag, pid, irq, gfp, cidx,
+                      cev, cc, zc, kc, heads, nh, base, carry):
+        """Apply events [i0, i1); DONE, or (fast tier) the row where compaction starts. For
+        each zone_locked at index i, pred[i] is the pfn the model predicted (-1: none) and
+        pred_warm[i] whether that list position came from the trace. Compaction events drive
+        the cc/zc tables (follow_compaction.py). The arrays may hold a chunk of the trace:
+        `base` is the trace index of its row 0 (compaction's stamps are trace indices), and
+        carry[0] whether a fallback is in progress (kept from call to call)."""
+        pbo = st.config[CFG_PAGEBLOCK_ORDER]
+        in_fallback = carry[0] != 0
+        active = any_active_run(cc)
+        compacted = kc[0] > 0  # a compaction run was seen: untraced fast-search takes possible
+        captures = False
+        for k in range(K_RUNS):
+            if cc[k, CC_CAPTURE] >= 0:
+                captures = True
+        if not full and (active or compacted or captures):
+            return i0
+        for i in range(i0, i1):
+            e = ev[i]
+            if e >= EV_FIRST_COMPACTION:
+                if cidx[i] >= 0:
+                    if not full:
+                        if acts_without_a_run(e):
+                            carry[0] = 1 if in_fallback else 0
+                            return i
+                        continue
+                    compaction_event(st, cc, zc, e, cev[cidx[i]], pid[i], gfp[i], order[i],
+                                     base + i, heads, nh, kc)
+                    active = any_active_run(cc)
+                    compacted = compacted or active
+                continue
+            p = pfn[i]
+            if p < 0:
+                continue  # a failed allocation
+            z = zone_of(st, p)
+            if z < 0:
+                counters[C_OUTSIDE] += 1
+                continue
+            o = order[i]
+            r = -1  # the compacting task's run this event belongs to
+            task_context = (irq[i] & 0x30) == 0
+            if full:
+                if active:
+                    r = task_run(cc, pid[i])
+                if r >= 0 and not ((e == EV_FREE or e == EV_FREE_BATCHED) and task_context):
+                    task_event(cc, zc, st, r, task_context, kc)
+            if e == EV_ZONE_LOCKED:
+                m = mt[i]
+                if disp[i] == D_CLAIM_FIRST:  # 6.12 __rmqueue_claim: the pageblock moves first
+                    counters[C_STEALS] += 1
+                    counters[C_RETYPE] += move_freepages_pageblock(st, z, p, m)
+                    in_fallback = True
+                h = rmqueue_smallest_head(st, z, o, m)
+                pred[i] = h
+                if h >= 0:
+                    pred_warm[i] = st.pg_warm[h]
+                    if st.config[CFG_LOSSY] != 0 and h != p:
+                        fb = find_free_block(st, p)
+                        if fb >= 0 and fb != h:
+                            # the ring buffer lost events and the kernel took another block the
+                            # model also has free: the skipped head was most likely taken by a lost
+                            # event. If it was free after all, a later take of it resynchronises.
+                            take_free_block(st, st.pg_zone[h], h)
+                            counters[C_RESYNC] += 1
+                    elif full:
+                        if compacted and h != p:
+                            infer_fast_search_move(st, z, h, p, m, counters)
+                fallback_flag[i] = in_fallback
+                in_fallback = False
+                taken_warm[i] = take(st, z, p, o, m, counters)
+                counters[C_TAKES] += 1
+                if refill[i] == 1:
+                    pcp_add(st, cpu[i], z, p, o, m, True)
+                else:
+                    st.pg_state[p] = PG_ALLOC
+                    st.pg_order[p] = o
+                    st.pg_mt[p] = m
+            elif e == EV_ALLOC:
+                s = st.pg_state[p]
+                captured = False
+                if full:
+                    captured = captures and claim_capture(cc, pid[i], p)
+                if captured:
+                    s = PG_ALLOC  # the block its direct compaction captured
+                elif s == PG_PCP:
+                    pcp_del(st, z, p)
+                elif s == PG_BUDDY or (s == PG_NONE and find_free_block(st, p) >= 0):
+                    counters[C_BADALLOC] += 1
+                    take(st, z, p, o, mt[i], counters)
+                elif s == PG_NONE:
+                    counters[C_INITPCP] += 1
+                elif s == PG_ALLOC and pcp_allowed_order(o, pbo):
+                    counters[C_PCPMISS] += 1
                 st.pg_state[p] = PG_ALLOC
                 st.pg_order[p] = o
-                st.pg_mt[p] = m
-        elif e == EV_ALLOC:
-            s = st.pg_state[p]
-            if captures and claim_capture(cc, pid[i], p):
-                s = PG_ALLOC  # the block its direct compaction captured
-            elif s == PG_PCP:
-                pcp_del(st, z, p)
-            elif s == PG_BUDDY or (s == PG_NONE and find_free_block(st, p) >= 0):
-                counters[C_BADALLOC] += 1
-                take(st, z, p, o, mt[i], counters)
-            elif s == PG_NONE:
-                counters[C_INITPCP] += 1
-            elif s == PG_ALLOC and pcp_allowed_order(o, pbo):
-                counters[C_PCPMISS] += 1
-            st.pg_state[p] = PG_ALLOC
-            st.pg_order[p] = o
-            st.pg_mt[p] = mt[i]
-            st.pg_comp[p] = o + 1 if (o > 0 and (gfp[i] & __GFP_COMP) != 0) else 0
-        elif e == EV_FREE or e == EV_FREE_BATCHED:
-            d = disp[i]
-            if d == D_DEFER or d == D_NONE:
-                continue
-            if (r >= 0 and st.config[CFG_COMPACTION] != 0 and st.pg_target[p] != 0
-                    and cc[r, CC_IN_ROUND] == 1):
-                kc[K_COMPACTION_FREE] += 1  # 6.12 compaction_free(): the target stays isolated
-                continue
-            if r >= 0 and task_context:
-                source_freed(st, cc, zc, r, p, o, kc)
-                task_event(cc, zc, st, r, task_context, kc)
-            s = st.pg_state[p]
-            if s == PG_BUDDY or (s == PG_NONE and find_free_block(st, p) >= 0):
-                if not (compacted and carve_out(st, p, o, counters)):
-                    counters[C_DOUBLEFREE] += 1
+                st.pg_mt[p] = mt[i]
+                st.pg_comp[p] = o + 1 if (o > 0 and (gfp[i] & __GFP_COMP) != 0) else 0
+            elif e == EV_FREE or e == EV_FREE_BATCHED:
+                d = disp[i]
+                if d == D_DEFER or d == D_NONE:
                     continue
-                s = PG_ALLOC
-            if s == PG_PCP:
-                pcp_del(st, z, p)  # freed twice without a drain: keep the later placement
-            st.pg_comp[p] = 0
-            if st.pg_target[p] != 0:
-                if st.pg_target[p] >= TARGET_INFERRED:
-                    counters[C_CONFIRMED] += 1
-                if r >= 0:
-                    kc[K_RELEASED] += 1 << o  # release_freepages(): unused targets
-                for q in range(p, p + (1 << o)):  # 6.12 releases them at their order
-                    st.pg_target[q] = 0
-                    st.pg_state[q] = PG_NONE
-            pbmt = st.pb_mt[p >> pbo]
-            if d == D_PCP:
-                pcp_add(st, cpu[i], z, p, o, pbmt, False)
-                counters[C_PCPFREE] += 1
-            else:
-                if d == D_DIRECT_LOOKAHEAD:
-                    counters[C_TRYLOCK] += 1
-                elif d == D_DIRECT_UNEXPLAINED:
-                    counters[C_UNEXPLAINED] += 1
-                elif d == D_DIRECT_IRQ:
-                    counters[C_SOFTIRQ] += 1
+                if (r >= 0 and st.config[CFG_COMPACTION] != 0 and st.pg_target[p] != 0
+                        and cc[r, CC_IN_ROUND] == 1):
+                    kc[K_COMPACTION_FREE] += 1  # 6.12 compaction_free(): the target stays isolated
+                    continue
+                if full:
+                    if r >= 0 and task_context:
+                        source_freed(st, cc, zc, r, p, o, kc)
+                        task_event(cc, zc, st, r, task_context, kc)
+                s = st.pg_state[p]
+                if s == PG_BUDDY or (s == PG_NONE and find_free_block(st, p) >= 0):
+                    carved = False
+                    if full:
+                        carved = compacted and carve_out(st, p, o, counters)
+                    if not carved:
+                        counters[C_DOUBLEFREE] += 1
+                        continue
+                    s = PG_ALLOC
+                if s == PG_PCP:
+                    pcp_del(st, z, p)  # freed twice without a drain: keep the later placement
+                st.pg_comp[p] = 0
+                if st.pg_target[p] != 0:
+                    if st.pg_target[p] >= TARGET_INFERRED:
+                        counters[C_CONFIRMED] += 1
+                    if r >= 0:
+                        kc[K_RELEASED] += 1 << o  # release_freepages(): unused targets
+                    for q in range(p, p + (1 << o)):  # 6.12 releases them at their order
+                        st.pg_target[q] = 0
+                        st.pg_state[q] = PG_NONE
+                pbmt = st.pb_mt[p >> pbo]
+                if d == D_PCP:
+                    pcp_add(st, cpu[i], z, p, o, pbmt, False)
+                    counters[C_PCPFREE] += 1
                 else:
-                    counters[C_DIRECT] += 1
+                    if d == D_DIRECT_LOOKAHEAD:
+                        counters[C_TRYLOCK] += 1
+                    elif d == D_DIRECT_UNEXPLAINED:
+                        counters[C_UNEXPLAINED] += 1
+                    elif d == D_DIRECT_IRQ:
+                        counters[C_SOFTIRQ] += 1
+                    else:
+                        counters[C_DIRECT] += 1
+                    st.pg_state[p] = PG_NONE
+                    if o > pbo and st.config[CFG_SPLIT_LARGE_FREE] != 0:
+                        free_one_page(st, z, p, o)  # 6.12 split_large_buddy: pageblock pieces
+                    elif full:
+                        captures = free_to_buddy(st, cc, r, z, p, o, pbmt, kc) or captures
+                    else:
+                        __free_one_page(st, z, p, o, pbmt, False)
+            elif e == EV_PCPU_DRAIN:
+                s = st.pg_state[p]
+                if s == PG_PCP:
+                    pcp_del(st, z, p)
+                elif s == PG_BUDDY or (s == PG_NONE and find_free_block(st, p) >= 0):
+                    carved = False
+                    if full:
+                        carved = compacted and carve_out(st, p, o, counters)
+                    if not carved:
+                        counters[C_BADDRAIN] += 1
+                        continue
+                else:
+                    counters[C_INITPCP] += 1
                 st.pg_state[p] = PG_NONE
-                if o > pbo and st.config[CFG_SPLIT_LARGE_FREE] != 0:
-                    free_one_page(st, z, p, o)  # 6.12 split_large_buddy: pageblock pieces
-                elif free_to_buddy(st, cc, r, z, p, o, pbmt, kc):
-                    captures = True
-        elif e == EV_PCPU_DRAIN:
-            s = st.pg_state[p]
-            if s == PG_PCP:
-                pcp_del(st, z, p)
-            elif s == PG_BUDDY or (s == PG_NONE and find_free_block(st, p) >= 0):
-                if not (compacted and carve_out(st, p, o, counters)):
-                    counters[C_BADDRAIN] += 1
-                    continue
-            else:
-                counters[C_INITPCP] += 1
-            st.pg_state[p] = PG_NONE
-            if st.config[CFG_LIST_IS_PAGEBLOCK] != 0 and st.pb_mt[p >> pbo] != mt[i]:
-                fix_pageblock_type(st, z, p, mt[i], counters)  # the drain's type is the block's
-            if free_to_buddy(st, cc, r, z, p, o, mt[i], kc):
-                captures = True
-            counters[C_DRAINS] += 1
-        elif e == EV_EXTFRAG:
-            if st.config[CFG_EXTFRAG_TAKES] == 0:
-                steal(st, z, p, o, ford[i], mt[i], fmt[i], chown[i], counters)
-            elif disp[i] != D_CLAIMED:
-                extfrag_take(st, z, p, o, ford[i], mt[i], fmt[i], cpu[i], counters)
-            in_fallback = True
-    carry[0] = 1 if in_fallback else 0
-    return 0
+                if st.config[CFG_LIST_IS_PAGEBLOCK] != 0 and st.pb_mt[p >> pbo] != mt[i]:
+                    fix_pageblock_type(st, z, p, mt[i], counters)  # the drain's type is the block's
+                if full:
+                    captures = free_to_buddy(st, cc, r, z, p, o, mt[i], kc) or captures
+                else:
+                    __free_one_page(st, z, p, o, mt[i], False)
+                counters[C_DRAINS] += 1
+            elif e == EV_EXTFRAG:
+                if st.config[CFG_EXTFRAG_TAKES] == 0:
+                    steal(st, z, p, o, ford[i], mt[i], fmt[i], chown[i], counters)
+                elif disp[i] != D_CLAIMED:
+                    extfrag_take(st, z, p, o, ford[i], mt[i], fmt[i], cpu[i], counters)
+                in_fallback = True
+        carry[0] = 1 if in_fallback else 0
+        return DONE
+
+    # its own name, so each tier has its own entry in numba's cache
+    follow_events.__qualname__ = "follow_events" if full else "follow_events_fast"
+    return njit(nogil=True, cache=True, _nrt=False)(follow_events)  # no allocation inside
+
+
+DONE = -1  # follow_events reached i1
+# follow_events_fast: the trace before compaction first acts (no run, no capture, no untraced
+# fast search yet); its compaction code is not compiled until a trace needs it
+follow_events = _follow_events(True)
+follow_events_fast = _follow_events(False)
+
+
+class FollowLoop:
+    """follow_events_fast until the trace first shows compaction at work, follow_events from
+    there on (the same arguments)."""
+
+    def __init__(self) -> None:
+        self.full = False
+
+    def __call__(self, st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp,
+                 i0: int, i1: int, *rest) -> None:
+        if not self.full:
+            i0 = follow_events_fast(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown,
+                                    disp, i0, i1, *rest)
+            if i0 == DONE:
+                return
+            self.full = True
+        follow_events(st, ev, pfn, order, mt, cpu, refill, ford, fmt, chown, disp, i0, i1,
+                      *rest)
 
 
 def free_batched_orders(ev: np.ndarray, pfn: np.ndarray, order: np.ndarray,

@@ -450,6 +450,15 @@ def reset_isolation_suitable(st, zc, z, kc):
 
 
 @njit(cache=True, _nrt=False)
+def acts_without_a_run(e):
+    """The compaction events compaction_event() applies while no run is active (the others
+    only touch a task's active run); follow_events_fast stops at the first of them."""
+    return (e == EV_COMPACT_SUITABLE or e == EV_TRY_TO_COMPACT or e == EV_COMPACT_DEFERRED
+            or e == EV_DEFER_COMPACTION or e == EV_DEFER_RESET or e == EV_COMPACT_BEGIN
+            or e == EV_ISOLATE_FREE)
+
+
+@njit(cache=True, _nrt=False)
 def compaction_event(st, cc, zc, e, row, pid, gfp, order, stamp, heads, nh, kc):
     """Apply one traced compaction event (row: its CE_* fields)."""
     if e == EV_COMPACT_SUITABLE:

@@ -24,7 +24,7 @@ from replay.engine.follow import (
     D_DIRECT_UNEXPLAINED,
     INCONSISTENCIES,
     N_COUNTERS,
-    follow_events,
+    FollowLoop,
     free_batched_orders,
     plan_claims,
     plan_free_dispositions,
@@ -202,15 +202,16 @@ class Follower(SampledFollower):
         self.heads = np.zeros(1 << 12, np.int64)  # free blocks one scanned pageblock can hold
         self.nh = np.zeros(1, np.int64)
         self.carry = np.zeros(1, np.int64)  # a fallback in progress between calls
+        self.follow_events = FollowLoop()  # the fast tier until compaction acts
 
     def _run(self, i0: int, i1: int) -> None:
         if i1 <= i0:
             return
         e = self.e
-        follow_events(self.st, e.ev, e.pfn, e.order, e.mt, e.cpu, e.refill, e.ford, e.fmt,
-                      e.chown, self.disp, i0, i1, self.counters, self.pred, self.pred_warm,
-                      self.taken_warm, self.fallback, e.pid, e.irq, e.gfp, e.cidx, e.cev,
-                      self.cc, self.zc, self.kc, self.heads, self.nh, 0, self.carry)
+        self.follow_events(self.st, e.ev, e.pfn, e.order, e.mt, e.cpu, e.refill, e.ford, e.fmt,
+                           e.chown, self.disp, i0, i1, self.counters, self.pred, self.pred_warm,
+                           self.taken_warm, self.fallback, e.pid, e.irq, e.gfp, e.cidx, e.cev,
+                           self.cc, self.zc, self.kc, self.heads, self.nh, 0, self.carry)
 
 
 def _zone_keys(machine: Machine) -> list[str]:

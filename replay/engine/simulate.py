@@ -15,17 +15,11 @@ import numpy as np
 import pyarrow as pa
 
 from replay.engine.buddy import find_free_block
-from replay.engine.compact_model import compact_nodes, kcompactd_timer
 from replay.engine.events import EventArrays
 from replay.engine.follow import (
-    D_DEFER,
-    D_DIRECT_IRQ,
-    D_DIRECT_LOOKAHEAD,
-    D_DIRECT_UNEXPLAINED,
     plan_free_dispositions,
 )
 from replay.engine.jit import njit
-from replay.engine.lru import lru_add, lru_del
 from replay.engine.machine import Machine, recompute_pcp, recompute_watermarks
 from replay.engine.policy import (
     FALLBACK_POLICIES,
@@ -33,14 +27,12 @@ from replay.engine.policy import (
     S_DOUBLEFREE,
     S_FAIL,
     S_FREES,
-    S_UNKNOWNFREE,
     SIM_COUNTER_NAMES,
     Emitter,
     build_zonelists,
     emit,
     free_the_page,
     new_emitter,
-    vmstat_update,
 )
 from replay.engine.profile import (
     CFG_FREE_HIGH_BATCH,
@@ -51,22 +43,14 @@ from replay.engine.profile import (
     get_profile,
     trace_profiles,
 )
+from replay.engine.simulate_loop import DONE, simulate_requests, simulate_requests_fast, stop_at
 from replay.engine.slow_state import (
-    MAP_FAILED,
-    MAP_RECLAIMED,
-    MAP_UNKNOWN,
     SC_COMPACTION,
     SC_EXTFRAG_THRESHOLD,
-    SC_KSWAPD_ANY,
     SC_NFAIL,
     SC_PROACTIVENESS,
     SC_RECLAIM,
     THP_DEFRAG_MODES,
-    VM_FREES_FAILED,
-    VM_FREES_RECLAIMED,
-    VM_THP_ALLOC,
-    VM_THP_DROPPED,
-    VM_THP_FAILED,
     SlowState,
     new_slow_state,
     slow_state_for,
@@ -82,129 +66,8 @@ from replay.engine.state import (
     State,
     copy_state,
 )
-from replay.engine.thp import __GFP_COMP, __GFP_MOVABLE, GFP_TRANSHUGE_LIGHT, HPAGE_PMD_ORDER
-from replay.engine.vmscan import kswapd_balance_check, kswapd_freed
 from replay.errors import SettingsError
 from replay.trace.schema import EV_ALLOC, EV_FREE, EV_FREE_BATCHED, EVENT_NAMES
-
-
-@njit(nogil=True, cache=True, _nrt=False)
-def simulate_requests(st, sp, ev, pfn, order, mt, cpu, gfp, disp, ts, i0, i1, cpu_map,  # noqa: PLR0912
-                      cpu_node, mobility, out, counters, zonelists, zl_len, vm_t, vm_cpu,
-                      vm_pos, cm_idx, cm_pos):
-    """Feed requests [i0, i1) through the policy. sp.pfn_map: traced pfn -> model pfn (or a
-    MAP_* reason there is none). gfp < 0 marks a request the what-if drops (a THP fault's
-    second try its defrag mode would not make). vm_t/vm_cpu: the instants (trace clock) and
-    CPUs of vmstat_update runs, in time order; vm_pos[0] the next one (6.12's decay_pcp_high;
-    empty under 6.1's rules). cm_idx: the events where the trace shows a write to
-    compact_memory (the model compacts every zone there); cm_pos[0] the next one."""
-    nvm = vm_t.shape[0]
-    ncm = cm_idx.shape[0]
-    npfn = sp.pfn_map.shape[0]
-    proactive = sp.cfg[SC_PROACTIVENESS] > 0
-    for i in range(i0, i1):
-        e = ev[i]
-        while vm_pos[0] < nvm and vm_t[vm_pos[0]] <= ts[i]:
-            vmstat_update(st, vm_cpu[vm_pos[0]], out, i, counters)
-            vm_pos[0] += 1
-        if proactive:
-            kcompactd_timer(st, sp, ts[i], cpu_map[cpu[i]], out, i, counters)
-        while cm_pos[0] < ncm and cm_idx[cm_pos[0]] <= i:
-            compact_nodes(st, sp, cpu_map[cpu[i]], out, i, counters)
-            cm_pos[0] += 1
-        if e == EV_ALLOC:
-            p = pfn[i]
-            o = order[i]
-            c = cpu_map[cpu[i]]
-            m = mt[i] if mobility else 0
-            g = gfp[i]
-            if g < 0:
-                sp.vm[VM_THP_DROPPED] += 1
-                forget_trace_page(sp, p, o, MAP_FAILED)
-                continue
-            page, z = __alloc_pages(st, sp, g, o, m, c, cpu_node[c], out, i, counters,
-                                    zonelists, zl_len)
-            counters[S_ALLOCS] += 1
-            thp = o == HPAGE_PMD_ORDER and (g & GFP_TRANSHUGE_LIGHT) == GFP_TRANSHUGE_LIGHT
-            if page < 0:
-                counters[S_FAIL] += 1
-                if thp:
-                    sp.vm[VM_THP_FAILED] += 1
-                log_failure(sp, i, o, g)
-                emit(out, EV_ALLOC, -1, o, m, c, -1, -1, -1, -1, i)
-                forget_trace_page(sp, p, o, MAP_FAILED)
-                continue
-            if thp:
-                sp.vm[VM_THP_ALLOC] += 1
-            st.pg_state[page] = PG_ALLOC
-            st.pg_order[page] = o
-            st.pg_mt[page] = m
-            st.pg_comp[page] = o + 1 if (o > 0 and (g & __GFP_COMP) != 0) else 0
-            emit(out, EV_ALLOC, page, o, m, c, -1, -1, -1, -1, i)
-            if o == 0 and (g & __GFP_MOVABLE) != 0:
-                lru_add(st, sp, page)
-            if p >= 0:
-                for k in range(1 << o):
-                    if p + k < npfn:
-                        sp.pfn_map[p + k] = page + k
-                        sp.rev_map[page + k] = p + k
-        elif e == EV_FREE or e == EV_FREE_BATCHED:
-            d = disp[i]
-            if d == D_DEFER or d == 0:
-                continue
-            p = pfn[i]
-            if p < 0 or p >= npfn:
-                continue
-            o = order[i]
-            q = sp.pfn_map[p]
-            if q == MAP_FAILED or q == MAP_RECLAIMED:
-                sp.vm[VM_FREES_FAILED if q == MAP_FAILED else VM_FREES_RECLAIMED] += 1
-                forget_trace_page(sp, p, o, MAP_UNKNOWN)
-                continue
-            if q < 0:
-                q = p
-                counters[S_UNKNOWNFREE] += 1
-            if find_free_block(st, q) >= 0 or st.pg_state[q] == PG_PCP:
-                counters[S_DOUBLEFREE] += 1
-                continue
-            z = st.pg_zone[q]
-            if z < 0:
-                continue
-            c = cpu_map[cpu[i]]
-            direct = d == D_DIRECT_LOOKAHEAD or d == D_DIRECT_IRQ or d == D_DIRECT_UNEXPLAINED
-            for k in range(1 << o):
-                if q + k < npfn:
-                    lru_del(st, sp, q + k)
-                    sp.rev_map[q + k] = -1
-            st.pg_comp[q] = 0
-            free_the_page(st, z, q, o, c, direct, out, i, counters)
-            counters[S_FREES] += 1
-            forget_trace_page(sp, p, o, MAP_UNKNOWN)
-            if sp.cfg[SC_KSWAPD_ANY] > 0:
-                kswapd_freed(st, sp, z, 1 << o)
-                kswapd_balance_check(st, sp, c, out, i, counters)
-    return 0
-
-
-@njit(cache=True, _nrt=False)
-def forget_trace_page(sp, p, o, why):
-    """The trace's block at p no longer maps to a model page (freed, or MAP_* why not)."""
-    if p < 0:
-        return
-    for k in range(1 << o):
-        if p + k < sp.pfn_map.shape[0]:
-            sp.pfn_map[p + k] = why
-
-
-@njit(cache=True, _nrt=False)
-def log_failure(sp, i, o, g):
-    n = sp.cfg[SC_NFAIL]
-    if n < sp.fail_log.shape[0]:
-        sp.fail_log[n, 0] = i
-        sp.fail_log[n, 1] = o
-        sp.fail_log[n, 2] = g
-    sp.cfg[SC_NFAIL] = n + 1
-
 
 SETTINGS_HELP = {
     "pageblock_order": "pageblock order (default 9; 1..max_order-1)",
@@ -422,6 +285,8 @@ class SimulationRun:
         # beyond what is written, so the headroom costs address space only
         self.headroom = 4 * max_high + 20000 + 3 * st.pg_state.shape[0]
         self.pos = i_start
+        self.slow_tier = False  # simulate_requests_fast until the model needs the slow path
+        self.before_slow_tier = None  # called once, before the whole loop first runs
 
     def feed(self, e: EventArrays, base: int, disp: np.ndarray, gfp: np.ndarray, i1: int,
              points=(), sampler=None, capacity: int = 0) -> Emitter:
@@ -438,11 +303,22 @@ class SimulationRun:
             need = int(out.n[0]) + (nxt - self.pos) * 4 + self.headroom
             if need > len(out.ev):
                 out = _grow(out, max(need, 2 * len(out.ev)))
-            simulate_requests(st, sp, e.ev, e.pfn, e.order, e.mt, e.cpu, gfp, disp, e.ts,
-                              self.pos - base, nxt - base, self.cpu_map, self.cpu_node,
-                              bool(self.machine.mobility_grouping), out, self.counters,
-                              self.zonelists, self.zl_len, self.vm_t, self.vm_cpu, self.vm_pos,
-                              cm_local, self.cm_pos)
+            i, slow_at = self.pos - base, -1
+            while True:
+                loop = simulate_requests if self.slow_tier else simulate_requests_fast
+                code = loop(st, sp, e.ev, e.pfn, e.order, e.mt, e.cpu, gfp, disp, e.ts, i,
+                            nxt - base, self.cpu_map, self.cpu_node,
+                            bool(self.machine.mobility_grouping), out, self.counters,
+                            self.zonelists, self.zl_len, self.vm_t, self.vm_cpu, self.vm_pos,
+                            cm_local, self.cm_pos, slow_at)
+                if code == DONE:
+                    break
+                # the model enters the slow path: from here on, the whole loop
+                if self.before_slow_tier is not None:
+                    self.before_slow_tier()
+                self.slow_tier = True
+                i, in_slowpath = stop_at(code)
+                slow_at = i if in_slowpath else -1
             if out.n[1]:
                 raise RuntimeError("simulated event buffer overflowed")
             self.pos = nxt

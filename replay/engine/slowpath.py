@@ -297,10 +297,26 @@ def __alloc_pages_slowpath(st, sp, gfp, order, mt, cpu, zonelist, nz, highest, o
     return -1, -1
 
 
+# __alloc_pages_fastpath's answer when the fast path found nothing: the slow path is next
+NEED_SLOWPATH = -2
+
+
 @njit(cache=True, _nrt=False)
 def __alloc_pages(st, sp, gfp, order, mt, cpu, node, out, req, counters, zonelists, zl_len):
-    """__alloc_pages(): the fast path at the low watermark (ALLOC_NOFRAGMENT when the preferred
-    zone is Normal), then __alloc_pages_slowpath()."""
+    """__alloc_pages(): the fast path at the low watermark, then __alloc_pages_slowpath()."""
+    page, z = __alloc_pages_fastpath(st, gfp, order, mt, cpu, node, out, req, counters,
+                                     zonelists, zl_len)
+    if page != NEED_SLOWPATH:
+        return page, z
+    return __alloc_pages_from_slowpath(st, sp, gfp, order, mt, cpu, node, out, req, counters,
+                                       zonelists, zl_len)
+
+
+@njit(cache=True, _nrt=False)
+def __alloc_pages_fastpath(st, gfp, order, mt, cpu, node, out, req, counters, zonelists,
+                           zl_len):
+    """__alloc_pages() up to its first get_page_from_freelist() (ALLOC_NOFRAGMENT when the
+    preferred zone is Normal): the page, or NEED_SLOWPATH."""
     highest = gfp_zone(st, gfp)
     zonelist = zonelists[node, highest]
     nz = zl_len[node, highest]
@@ -315,5 +331,13 @@ def __alloc_pages(st, sp, gfp, order, mt, cpu, node, out, req, counters, zonelis
                                      out, req, counters, False, gfp)
     if page >= 0:
         return page, z
-    return __alloc_pages_slowpath(st, sp, gfp, order, mt, cpu, zonelist, nz, highest, out, req,
-                                  counters)
+    return NEED_SLOWPATH, -1
+
+
+@njit(cache=True, _nrt=False)
+def __alloc_pages_from_slowpath(st, sp, gfp, order, mt, cpu, node, out, req, counters,
+                                zonelists, zl_len):
+    """The rest of __alloc_pages() once its fast path has failed: __alloc_pages_slowpath()."""
+    highest = gfp_zone(st, gfp)
+    return __alloc_pages_slowpath(st, sp, gfp, order, mt, cpu, zonelists[node, highest],
+                                  zl_len[node, highest], highest, out, req, counters)

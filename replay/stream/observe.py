@@ -18,7 +18,7 @@ from replay.engine.follow import (
     D_DIRECT_ORDER,
     D_DIRECT_UNEXPLAINED,
     N_COUNTERS,
-    follow_events,
+    FollowLoop,
 )
 from replay.engine.follow_compaction import KCOUNTER_NAMES, N_KCOUNTERS
 from replay.engine.initial import initial_state_boot, initial_state_from_snapshot
@@ -81,6 +81,7 @@ class StreamFollower(SampledFollower):
         self.heads = np.zeros(1 << 12, np.int64)
         self.nh = np.zeros(1, np.int64)
         self.carry = np.zeros(1, np.int64)
+        self.follow_events = FollowLoop()  # the fast tier until compaction acts
         self.agreement = AgreementCounts()
         self.agreement_from = agreement_from
         self._chunk: Chunk | None = None
@@ -115,10 +116,10 @@ class StreamFollower(SampledFollower):
             j1 = min(i1, c.c1)
             e = c.e
             pred, pred_warm, taken_warm, fallback = self._per_event
-            follow_events(self.st, e.ev, e.pfn, e.order, e.mt, e.cpu, e.refill, e.ford, e.fmt,
-                          e.chown, c.disp, i0 - c.c0, j1 - c.c0, self.counters, pred,
-                          pred_warm, taken_warm, fallback, e.pid, e.irq, e.gfp, e.cidx, e.cev,
-                          self.cc, self.zc, self.kc, self.heads, self.nh, c.c0, self.carry)
+            self.follow_events(self.st, e.ev, e.pfn, e.order, e.mt, e.cpu, e.refill, e.ford, e.fmt,
+                               e.chown, c.disp, i0 - c.c0, j1 - c.c0, self.counters, pred,
+                               pred_warm, taken_warm, fallback, e.pid, e.irq, e.gfp, e.cidx, e.cev,
+                               self.cc, self.zc, self.kc, self.heads, self.nh, c.c0, self.carry)
             i0 = j1
 
     def finish(self):

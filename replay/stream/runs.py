@@ -21,6 +21,7 @@ from replay import _warmup
 from replay.engine.reconstruct import ReconstructResult, bundle_machine
 from replay.engine.sampling import Sampler, sample_points
 from replay.engine.simulate import Settings, SimulateResult
+from replay.errors import InputError
 from replay.metrics.explain import StateCapture, WithCapture, new_explain_state
 from replay.report.build import TraceFacts
 from replay.stream.chunks import CHUNK_ROWS
@@ -157,6 +158,10 @@ class StreamJob:
                                    on_compaction=self.obs_side.on_compaction,
                                    spool_dir=self.spool_dir,
                                    progress=self.progress, prefer_binary=self.prefer_binary)
+        empty = self.trace.stats.nothing_read()
+        if empty:  # as ingest and info say it: exit 2, not an empty report
+            self.close()
+            raise InputError(empty)
         self.obs_side.started(self.trace.plan.i_start)
         return self.trace
 

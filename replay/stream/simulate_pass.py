@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from replay import _warmup
 from replay.engine.policy import Emitter
 from replay.engine.simulate import (
     Settings,
@@ -70,6 +71,7 @@ def simulate_stream(trace, settings: Settings | None = None, points=None,
     rewrite = defrag is not None and defrag != recorded["thp_defrag"]
     cm = plan.compact_memory if plan.i_start == i_start else np.zeros(0, np.int64)
     run = SimulationRun(st, sim_machine, settings, i_start, plan.cpus, vm, sp, cm)
+    run.before_slow_tier = _warmup.wait_full  # the helper may be compiling the slow path
     pts = [int(p) for p in points] if points is not None else [plan.n]
     if sampler is not None:
         sampler(st, i_start)

@@ -46,6 +46,18 @@ class TraceStats:
     def bad_total(self) -> int:
         return sum(self.bad_lines.values())
 
+    def nothing_read(self) -> str | None:
+        """Why there is nothing to replay (no event and no marker), or None."""
+        if self.events or self.markers:
+            return None
+        what = f"no page-allocator events found in {self.lines:,} lines"
+        if self.bad_total:
+            what += f" ({self.bad_total:,} bad: " + ", ".join(
+                f"{n:,} {r}" for r, n in self.bad_lines.items()) + ")"
+        if self.error:
+            what += f"; {self.error}"
+        return f"{self.source}: {what}"
+
     def as_dict(self) -> dict:
         """The accounting as JSON-ready data (CLI --json and Parquet metadata)."""
         return {
