@@ -70,7 +70,7 @@ from replay.trace.result import TraceData, TraceStats
 from replay.trace.schema import EVENTS_SCHEMA, LOST_SCHEMA
 from replay.trace.sources import read_whole
 from replay.trace.tracefmt import FormatError, TraceFile, read_tracing_data
-from replay.trace.tracerecords import Records, common_fields, record_tables
+from replay.trace.tracerecords import Records, as_run, common_fields, record_tables
 
 __all__ = ["looks_like_perfdata", "read_perfdata"]
 
@@ -547,14 +547,15 @@ def _decode(data: bytes, stats: TraceStats) -> TraceData:
         return data_
     tf.cmdlines = {}
     change = _comm_timeline(s, p, delivered)
-    tid = np.where(p.tid[rows] >= 0, p.tid[rows], p.cpid[rows])
+    r = as_run(rows)  # the samples as a run of records (no copies) when they are one
+    tid = np.where(p.tid[r] >= 0, p.tid[r], p.cpid[r])
     rec = Records(
-        buf=p.payload, off=p.payload_at[rows], length=p.payload_len[rows],
-        ts=np.maximum(p.time[rows], 0), cpu=np.maximum(p.cpu[rows], 0).astype(np.int16),
-        type_id=p.type_id[rows], flags=p.flags[rows], preempt=p.pc[rows],
+        buf=p.payload, off=p.payload_at[r], length=p.payload_len[r],
+        ts=np.maximum(p.time[r], 0), cpu=np.maximum(p.cpu[r], 0).astype(np.int16),
+        type_id=p.type_id[r], flags=p.flags[r], preempt=p.pc[r],
         pid=tid.astype(np.int32), order=np.arange(rows.size),
         comm=_comms_of(sample_rank, tid, change[:3]), comm_values=change[3],
-        tgid=np.where(p.pid[rows] >= 0, p.pid[rows], tid).astype(np.int32),
+        tgid=np.where(p.pid[r] >= 0, p.pid[r], tid).astype(np.int32),
     )
     chained = rows.size and any(header_has_chain(header.attrs))
     with ThreadPoolExecutor(1) as pool:  # the call chains while the event columns are read

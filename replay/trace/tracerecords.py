@@ -10,6 +10,7 @@ markers, and counts every other record by event name.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -196,7 +197,7 @@ class Records:
             return _comm_names(self.pid[rows], cmdlines)
         return [self.comm_values[c] if c >= 0 else None for c in self.comm[rows]]
 
-    def comm_array(self, rows: np.ndarray, cmdlines: dict[int, str]) -> pa.Array:
+    def comm_array(self, rows: np.ndarray | slice, cmdlines: dict[int, str]) -> pa.Array:
         """The comm of records `rows` as a dictionary array."""
         if self.comm is None:
             return _comm_array(self.pid[rows], cmdlines)
@@ -204,9 +205,9 @@ class Records:
         valid = codes >= 0
         return _dictionary(np.where(valid, codes, 0), valid, self.comm_values)
 
-    def tgid_array(self, rows: np.ndarray) -> pa.Array:
+    def tgid_array(self, rows: np.ndarray | slice) -> pa.Array:
         if self.tgid is None:
-            return pa.nulls(rows.size, type=pa.int32())
+            return pa.nulls(self.pid[rows].size, type=pa.int32())
         return pa.array(self.tgid[rows], type=pa.int32())
 
 
@@ -355,19 +356,56 @@ def _read_event_columns(rec: Records, tf: TraceFile, idx: np.ndarray, type_ids: 
     return cols, short
 
 
+def as_run(idx: np.ndarray) -> np.ndarray | slice:
+    """idx as a slice when it is a run of consecutive record numbers (the usual case)."""
+    if idx.size and int(idx[-1]) - int(idx[0]) + 1 == idx.size and \
+            (idx.size == 1 or bool((np.diff(idx) == 1).all())):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
+
+
 def _events_table(rec: Records, tf: TraceFile, idx: np.ndarray, code_by_id: dict[int, int],
                   seq0: int = 0) -> tuple[pa.Table, dict[str, int], int]:
     """The events table of the records at merged positions `idx` (seq idx + 1 + seq0); also
     counts by kind and the short-record count."""
     seq = idx + 1 + seq0
     idx = rec.order[idx]  # stream-order record numbers from here on
+    rows = as_run(idx)  # the same records, read without a copy when they are a run
     type_ids = np.array(sorted(code_by_id), dtype=np.int64)
     kind_of_id = np.zeros(int(type_ids.max(initial=0)) + 1, dtype=np.int64)
     kind_of_id[type_ids] = np.arange(type_ids.size)
-    kind = kind_of_id[rec.type_id[idx]]  # every idx record has one of type_ids
+    kind = kind_of_id[rec.type_id[rows]]  # every idx record has one of type_ids
     codes = np.array([code_by_id[int(t)] for t in type_ids], dtype=np.int32)
     names = [EVENT_NAMES[c] for c in codes]
-    cols, short = _read_event_columns(rec, tf, idx, type_ids, kind, names)
+    # the fields' gather (compiled, without the GIL) runs beside the per-record columns
+    box: dict = {}
+
+    def gather() -> None:
+        try:
+            box["cols"] = _read_event_columns(rec, tf, idx, type_ids, kind, names)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            box["error"] = exc
+
+    worker = threading.Thread(target=gather, name="gather-fields")
+    worker.start()
+    try:
+        preempt = rec.preempt[rows]
+        arrays = {
+            "seq": pa.array(seq, type=pa.int64()),
+            "ts_ns": pa.array(rec.ts[rows], type=pa.int64()),
+            "cpu": pa.array(rec.cpu[rows], type=pa.int16()),
+            "pid": pa.array(rec.pid[rows], type=pa.int32()),
+            "tgid": rec.tgid_array(rows),
+            "comm": rec.comm_array(rows, tf.cmdlines),
+            "irq_flags": pa.array(irq_flags_from_trace_flags(rec.flags[rows]), type=pa.uint8()),
+            "preempt_depth": pa.array(preempt & 0xF, type=pa.uint8()),
+            "migrate_disable": pa.array(preempt >> 4, type=pa.uint8()),
+        }
+    finally:
+        worker.join()
+    if "error" in box:
+        raise box["error"]
+    cols, short = box["cols"]
     event_code = codes[kind] if idx.size else np.zeros(0, dtype=np.int32)
     failed = (event_code == EVENT_CODE["mm_page_alloc"]) & ~cols.valid[0]
     failed &= cols.wide[0] != 0  # a valid-but-null pfn, not a record too short to hold one
@@ -375,18 +413,8 @@ def _events_table(rec: Records, tf: TraceFile, idx: np.ndarray, code_by_id: dict
     for k, count in enumerate(np.bincount(kind, minlength=len(names))):
         if count:
             by_kind[names[k]] = by_kind.get(names[k], 0) + int(count)
-    preempt = rec.preempt[idx]
     gfp = _arrow(cols.wide[1].astype(np.uint32), cols.valid[1], pa.uint32())
-    arrays = {
-        "seq": pa.array(seq, type=pa.int64()),
-        "ts_ns": pa.array(rec.ts[idx], type=pa.int64()),
-        "cpu": pa.array(rec.cpu[idx], type=pa.int16()),
-        "pid": pa.array(rec.pid[idx], type=pa.int32()),
-        "tgid": rec.tgid_array(idx),
-        "comm": rec.comm_array(idx, tf.cmdlines),
-        "irq_flags": pa.array(irq_flags_from_trace_flags(rec.flags[idx]), type=pa.uint8()),
-        "preempt_depth": pa.array(preempt & 0xF, type=pa.uint8()),
-        "migrate_disable": pa.array(preempt >> 4, type=pa.uint8()),
+    arrays |= {
         "event": _dictionary(event_code, None, list(EVENT_NAMES)),
         "pfn": _arrow(cols.wide[0], cols.valid[0], pa.uint64()),
         "failed": pa.array(failed, type=pa.bool_()),
@@ -535,19 +563,29 @@ def _count_other_events(rec: Records, tf: TraceFile, handled: np.ndarray,
             stats.other_events[fmt.name] = stats.other_events.get(fmt.name, 0) + int(count)
 
 
+def _one_of(types: np.ndarray, ids) -> np.ndarray:
+    """np.isin(types, ids) for event type ids, by a lookup table."""
+    ids = np.fromiter(ids, dtype=np.int64)
+    if not types.size or int(types.min()) < 0:
+        return np.isin(types, ids)
+    lut = np.zeros(max(int(types.max()), int(ids.max(initial=0))) + 1, dtype=bool)
+    lut[ids[ids >= 0]] = True
+    return lut[types]
+
+
 def record_tables(rec: Records, tf: TraceFile, stats: TraceStats,
                   seq0: int = 0) -> tuple[pa.Table, pa.Table]:
     """The events table (kmem and compaction rows, in merged order) and the markers table of
     `rec`; fills stats.events, events_by_kind, markers, other_events and short records."""
     code_by_id = _event_code_by_id(tf)
-    merged_type = rec.type_id[rec.order]
-    is_event = np.isin(merged_type, list(code_by_id))
+    merged_type = rec.type_id[as_run(rec.order)]
+    is_event = _one_of(merged_type, code_by_id)
     marker_ids = [i for i, f in tf.formats.items() if f.system == "ftrace" and f.name == "print"]
-    is_marker = np.isin(merged_type, marker_ids)
+    is_marker = _one_of(merged_type, marker_ids)
     events, by_kind, short = _events_table(rec, tf, np.flatnonzero(is_event), code_by_id, seq0)
     compaction_ids = [i for i, f in tf.formats.items()
                       if f.system == "compaction" and f.name in TRACEDAT_FIELDS]
-    is_compaction = np.isin(merged_type, compaction_ids)
+    is_compaction = _one_of(merged_type, compaction_ids)
     comp = _compaction_rows(rec, tf, np.flatnonzero(is_compaction), seq0)
     if comp is not None:
         for name, count in zip(*np.unique(comp.column("event").to_numpy(zero_copy_only=False)
@@ -574,10 +612,10 @@ def record_columns(rec: Records, tf: TraceFile, stats: TraceStats, seq0: int = 0
     with its compaction rows as a record batch and its markers table; fills the same stats.
     Skipping Arrow for the kmem rows is what makes a trace.dat cheap to replay."""
     code_by_id = _event_code_by_id(tf)
-    merged_type = rec.type_id[rec.order]
-    is_event = np.isin(merged_type, list(code_by_id))
+    merged_type = rec.type_id[as_run(rec.order)]
+    is_event = _one_of(merged_type, code_by_id)
     marker_ids = [i for i, f in tf.formats.items() if f.system == "ftrace" and f.name == "print"]
-    is_marker = np.isin(merged_type, marker_ids)
+    is_marker = _one_of(merged_type, marker_ids)
     pos = np.flatnonzero(is_event)
     idx = rec.order[pos]
     type_ids = np.array(sorted(code_by_id), dtype=np.int64)
@@ -617,7 +655,7 @@ def record_columns(rec: Records, tf: TraceFile, stats: TraceStats, seq0: int = 0
     }
     compaction_ids = [i for i, f in tf.formats.items()
                       if f.system == "compaction" and f.name in TRACEDAT_FIELDS]
-    is_compaction = np.isin(merged_type, compaction_ids)
+    is_compaction = _one_of(merged_type, compaction_ids)
     comp = _compaction_rows(rec, tf, np.flatnonzero(is_compaction), seq0)
     if comp is not None:
         for name, count in zip(*np.unique(comp.column("event").to_numpy(zero_copy_only=False)
