@@ -17,14 +17,18 @@ import html
 import json
 import math
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.offline import get_plotlyjs, get_plotlyjs_version
 from plotly.subplots import make_subplots
+from plotly.utils import PlotlyJSONEncoder
 
 from replay.report.markdown import (
     MIGRATETYPES,
@@ -46,6 +50,7 @@ ZONE_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"
 HEATMAP_SCALE = "Viridis"
 MAX_FALLBACK_POINTS = 5000  # per side, evenly taken
 MAX_PROCESS_ROWS = 100
+TEMPLATE = "plotly_white"  # every figure's template, applied by the page (template_json)
 FONT = dict(family="DejaVu Sans, Helvetica, Arial, sans-serif", size=12)
 CONFIG = {"displaylogo": False, "responsive": True,
           "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
@@ -136,7 +141,7 @@ def _settings_suffix(d: Mapping) -> str:
 
 
 def _layout(fig: go.Figure, height: int, **kw: Any) -> go.Figure:
-    base: dict[str, Any] = dict(template="plotly_white", height=height, font=FONT,
+    base: dict[str, Any] = dict(height=height, font=FONT,
                                 margin=dict(l=70, r=30, t=80, b=60),
                                 legend=dict(orientation="h", yref="container", yanchor="top",
                                             y=1.0, x=0))
@@ -781,8 +786,32 @@ def fig_slow_path(d: Mapping) -> Panel | None:
                  _layout(fig, 80 + 44 * len(rows)), note)
 
 
+@contextmanager
+def _no_default_template():
+    """Figures built without plotly.py's default template: each figure would carry (and copy,
+    and validate) its own copy; the page applies TEMPLATE to every figure instead."""
+    before = pio.templates.default
+    pio.templates.default = None
+    try:
+        yield
+    finally:
+        pio.templates.default = before
+
+
+@lru_cache(maxsize=1)
+def template_json() -> str:
+    """The page's one plotly template (plotly_white) as JSON."""
+    return json.dumps(pio.templates[TEMPLATE].to_plotly_json(), cls=PlotlyJSONEncoder,
+                      separators=(",", ":"))
+
+
 def panels(d: Mapping) -> list[Panel]:
     """Every figure, in page order."""
+    with _no_default_template():
+        return _panels(d)
+
+
+def _panels(d: Mapping) -> list[Panel]:
     zone = busiest_zone(d)
     figures = [fig_free_heatmap(d, zone), fig_unusable(d), fig_compaction(d, zone),
                fig_fallbacks(d), fig_pageblocks(d, zone), fig_pbmap(d), fig_culprits(d),
@@ -828,7 +857,7 @@ window.addEventListener('unhandledrejection', function (e) {
 
 DRAW_SCRIPT = """<script>
 (function () {
-  var figs = %(figs)s, config = %(config)s;
+  var figs = %(figs)s, config = %(config)s, template = %(template)s;
   var status = document.getElementById('dash-status');
   function finish() {
     var drawn = 0;
@@ -865,6 +894,7 @@ DRAW_SCRIPT = """<script>
     var jobs = Object.keys(figs).map(function (id) {
       var el = document.getElementById(id), f = figs[id];
       if (f.perZone) { el.dataset.perZone = '1'; }
+      f.layout.template = f.layout.template || template;
       return Plotly.newPlot(el, f.data, f.layout, config);
     });
     var sel = document.getElementById('zone');
@@ -942,7 +972,8 @@ def render_dashboard(d: Mapping, plotlyjs: str = "inline") -> str:
     n_figs = sum(p.fig is not None for p in ps)
     title = html.escape(f"pagereplay {(d.get('trace') or {}).get('source', '')}")
     draw = DRAW_SCRIPT % {"figs": _script_json(figures_json(ps)),
-                          "config": json.dumps(CONFIG)}
+                          "config": json.dumps(CONFIG),
+                          "template": _script_json(template_json())}
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
