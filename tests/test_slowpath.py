@@ -283,3 +283,26 @@ def test_compare_sets_the_models_slow_path_beside_the_kernels_vmstat(traces):
     assert d["slow_path"]["compaction"]["outcomes"] == {"complete": 2}
     assert "### Slow path" in render_markdown(d)
     assert "slowpath" in [p.key for p in panels(d)]
+
+
+@pytest.mark.parametrize("bundle,sets", [
+    ("compact-frag", []),  # a compact_memory write and kcompactd's timer: stops before events
+    ("frag-a", ["min_free_kbytes=131072"]),  # allocations' slow path: kswapd wakes
+    # 6.12: a failed fast path has side effects (pcp high, alloc_factor): not repeated
+    ("k612-frag", ["min_free_kbytes=131072"]),
+])
+def test_the_fast_tier_hands_over_to_the_whole_loop_without_a_trace(traces, monkeypatch,
+                                                                   bundle, sets):
+    """simulate_requests_fast stops where the slow path begins and the whole loop goes on from
+    there: the run equals one made by the whole loop from the start, event for event."""
+    import replay.engine.simulate as sim_mod
+    from replay.pipeline import load
+
+    run = load(traces / bundle)
+    settings = sim_mod.Settings.parse(sets)
+    tiered = sim_mod.simulate(run.data, run.bundle, settings)
+    assert tiered.counters["compact_runs"] + tiered.counters["kswapd_wakes"] > 0
+    monkeypatch.setattr(sim_mod, "simulate_requests_fast", sim_mod.simulate_requests)
+    whole = sim_mod.simulate(run.data, run.bundle, settings)
+    assert tiered.counters == whole.counters
+    assert tiered.events.equals(whole.events)
