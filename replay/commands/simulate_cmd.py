@@ -59,10 +59,11 @@ class ParquetSink:
     def __init__(self, path: Path, pageblock_order: int) -> None:
         import pyarrow.parquet as pq
 
+        from replay.trace.ingest import PARQUET_OPTIONS
         from replay.trace.schema import EVENTS_SCHEMA
 
         self.pbo = pageblock_order
-        self.writer = pq.ParquetWriter(path, EVENTS_SCHEMA, compression="zstd")
+        self.writer = pq.ParquetWriter(path, EVENTS_SCHEMA, **PARQUET_OPTIONS)  # as ingest's
 
     def __call__(self, out, e, seq0: int) -> None:
         from replay.engine.simulate import emitted_table

@@ -628,7 +628,7 @@ def ingest_to_parquet(source: str | os.PathLike, out: str | os.PathLike, *, stri
         stats.kernel_release = _kernel_release(src)
         _check_text(src)
         batches, asm = iter_batches(src, stats, strict=strict, threads=threads, progress=progress)
-        writer = pq.ParquetWriter(tmp, EVENTS_SCHEMA, **_PARQUET_OPTS)
+        writer = pq.ParquetWriter(tmp, EVENTS_SCHEMA, **PARQUET_OPTIONS)
         try:
             _write_in_background(writer, batches)
         finally:
@@ -654,7 +654,7 @@ def _tracedat_to_parquet(src: Source, out: Path, tmp: Path, strict: bool) -> Tra
     stats = reader.stats
     stats.source = src.name
     stats.kernel_release = stats.kernel_release or _kernel_release(src)
-    writer = pq.ParquetWriter(tmp, EVENTS_SCHEMA, **_PARQUET_OPTS)
+    writer = pq.ParquetWriter(tmp, EVENTS_SCHEMA, **PARQUET_OPTIONS)
     try:
         _write_in_background(writer, (b for t in reader.batches() for b in t.to_batches()))
         lost = reader.lost_table()
@@ -699,7 +699,7 @@ def _write_in_background(writer: pq.ParquetWriter, batches: Iterator[pa.RecordBa
         raise failure[0]
 
 
-_PARQUET_OPTS = dict(
+PARQUET_OPTIONS = dict(  # the events tables pagereplay writes (ingest, simulate -o)
     compression="lz4",
     use_dictionary=["comm", "event", "gfp_text"],
     column_encoding={"seq": "DELTA_BINARY_PACKED", "ts_ns": "DELTA_BINARY_PACKED"},
@@ -717,7 +717,7 @@ def write_tables(data: TraceData, out: str | os.PathLike) -> None:
     out = Path(out)
     table = data.events.replace_schema_metadata(
         {**(data.events.schema.metadata or {}), **parquet_metadata(data.stats)})
-    pq.write_table(table, out, **_PARQUET_OPTS)
+    pq.write_table(table, out, **PARQUET_OPTIONS)
     pq.write_table(data.markers, side_table_path(out, "markers"))
     pq.write_table(data.lost, side_table_path(out, "lost"))
 
