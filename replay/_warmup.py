@@ -26,9 +26,8 @@ from pathlib import Path
 _lock = threading.Lock()
 _proc: subprocess.Popen | None = None
 
-# the engine entries whose cached code says simulate's tiers are compiled
-_FAST_MARK = ("replay_engine", "simulate_loop.simulate_requests_fast-*.nbi")
-_FULL_MARK = ("replay_engine", "simulate_loop.simulate_requests-*.nbi")
+# the engine entry whose cached code says simulate's fast tier is compiled
+_MARK = ("replay_engine", "simulate_loop.simulate_requests_fast-*.nbi")
 
 
 def _cache_folder() -> Path | None:
@@ -36,13 +35,13 @@ def _cache_folder() -> Path | None:
     return Path(folder) if folder else None
 
 
-def is_warm(mark: tuple[str, str] = _FAST_MARK) -> bool:
-    """True when simulate's fast tier (or `mark`) is in the compiled cache (or there is no
-    cache to fill)."""
+def is_warm() -> bool:
+    """True when simulate's fast tier is in the compiled cache (or there is no cache to
+    fill)."""
     folder = _cache_folder()
     if folder is None or os.environ.get("PAGEREPLAY_NO_WARMUP"):
         return True
-    sub, pattern = mark
+    sub, pattern = _MARK
     return any((folder / sub).glob(pattern))
 
 
@@ -75,7 +74,7 @@ def wait() -> None:
     """Block until simulate's fast tier is cached, or the helper (if any) has ended."""
     with _lock:
         proc = _proc
-    while proc is not None and proc.poll() is None and not is_warm(_FAST_MARK):
+    while proc is not None and proc.poll() is None and not is_warm():
         time.sleep(0.05)
 
 

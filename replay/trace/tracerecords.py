@@ -10,7 +10,7 @@ markers, and counts every other record by event name.
 from __future__ import annotations
 
 import re
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -378,17 +378,8 @@ def _events_table(rec: Records, tf: TraceFile, idx: np.ndarray, code_by_id: dict
     codes = np.array([code_by_id[int(t)] for t in type_ids], dtype=np.int32)
     names = [EVENT_NAMES[c] for c in codes]
     # the fields' gather (compiled, without the GIL) runs beside the per-record columns
-    box: dict = {}
-
-    def gather() -> None:
-        try:
-            box["cols"] = _read_event_columns(rec, tf, idx, type_ids, kind, names)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            box["error"] = exc
-
-    worker = threading.Thread(target=gather, name="gather-fields")
-    worker.start()
-    try:
+    with ThreadPoolExecutor(1) as pool:
+        gathered = pool.submit(_read_event_columns, rec, tf, idx, type_ids, kind, names)
         preempt = rec.preempt[rows]
         arrays = {
             "seq": pa.array(seq, type=pa.int64()),
@@ -401,11 +392,7 @@ def _events_table(rec: Records, tf: TraceFile, idx: np.ndarray, code_by_id: dict
             "preempt_depth": pa.array(preempt & 0xF, type=pa.uint8()),
             "migrate_disable": pa.array(preempt >> 4, type=pa.uint8()),
         }
-    finally:
-        worker.join()
-    if "error" in box:
-        raise box["error"]
-    cols, short = box["cols"]
+        cols, short = gathered.result()
     event_code = codes[kind] if idx.size else np.zeros(0, dtype=np.int32)
     failed = (event_code == EVENT_CODE["mm_page_alloc"]) & ~cols.valid[0]
     failed &= cols.wide[0] != 0  # a valid-but-null pfn, not a record too short to hold one
