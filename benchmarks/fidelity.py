@@ -1,5 +1,6 @@
 """Fidelity over every shared bundle: ingest vs grep/awk, reconstruct exactness, agreement,
-simulate-vs-trace gaps.   python benchmarks/fidelity.py [--no-grep]"""
+simulate-vs-trace gaps.   python benchmarks/fidelity.py [--no-grep] [BUNDLE ...]
+(default: every shared bundle; name others, e.g. held-out captures, to measure them)"""
 
 from __future__ import annotations
 
@@ -46,8 +47,9 @@ def ingest_counts(data) -> dict[str, tuple[int, int]]:
 
 def main() -> None:
     do_grep = "--no-grep" not in sys.argv
+    paths = [Path(a) for a in sys.argv[1:] if not a.startswith("--")] or bundles()
     rows = []
-    for b in bundles():
+    for b in paths:
         t0 = time.perf_counter()
         run = load(b)
         t_ingest = time.perf_counter() - t0
