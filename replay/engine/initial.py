@@ -216,9 +216,10 @@ def build_free_lists(st: State, heads: list[np.ndarray], list_types: list[np.nda
 
 def match_list_type_counts(st: State, heads: list[np.ndarray], types: list[np.ndarray],
                            targets: dict[tuple[int, int], np.ndarray],
-                           prefer: list[np.ndarray] | None = None) -> None:
+                           prefer: list[list[np.ndarray]] | None = None) -> None:
     """Move blocks between list types until each (zone, order) has pagetypeinfo's counts:
-    the highest-pfn block of a surplus type first, among the `prefer`red blocks if any."""
+    the highest-pfn block of a surplus type first, from the first tier of `prefer` (masks
+    per order, most preferred first) that holds one."""
     for o in range(MAX_ORDER):
         h = heads[o]
         if not len(h):
@@ -239,30 +240,41 @@ def match_list_type_counts(st: State, heads: list[np.ndarray], types: list[np.nd
                         break
                     m_from = donors[0]
                     cand = sel[t[sel] == m_from]
-                    if prefer is not None and prefer[o][cand].any():
-                        cand = cand[prefer[o][cand]]
+                    for tier in prefer or ():
+                        if tier[o][cand].any():
+                            cand = cand[tier[o][cand]]
+                            break
                     # move the highest-pfn block of the donor type (lists are ascending)
                     t[cand[-1]] = m_to
                     surplus[m_from] -= 1
                     surplus[m_to] += 1
 
 
-def _free_alone_without_evidence(heads: list[np.ndarray], evidence: np.ndarray, pbo: int,
-                                 npb: int) -> list[np.ndarray]:
-    """Per order, the blocks whose pageblock(s) the trace says nothing about and that are
-    their pageblock's only free block: their type can change with their pageblock's."""
+def _free_blocks_per_pageblock(heads: list[np.ndarray], pbo: int, npb: int) -> np.ndarray:
+    """How many free blocks lie in each pageblock (a block above pageblock_order counts in
+    every pageblock it spans)."""
     free_pb = np.zeros(npb, np.int64)
     for o in range(MAX_ORDER):
-        for h in heads[o]:
-            free_pb[(h >> pbo): (h >> pbo) + max(1, (1 << o) >> pbo)] += 1
+        span = max(1, (1 << o) >> pbo)
+        for k in range(span):
+            np.add.at(free_pb, (heads[o] >> pbo) + k, 1)
+    return free_pb
+
+
+def _without_evidence(heads: list[np.ndarray], evidence: np.ndarray, pbo: int,
+                      alone_in: np.ndarray | None = None) -> list[np.ndarray]:
+    """Per order, the blocks whose pageblock(s) the trace says nothing about (and, with
+    `alone_in` the free blocks per pageblock, that are their pageblock's only free block):
+    their type can change with their pageblock's."""
     out = []
     for o in range(MAX_ORDER):
         h = heads[o]
         first = h >> pbo
-        ok = (evidence[first] < 0) & (free_pb[first] == 1)
-        if o > pbo:
-            for k in range(1, 1 << (o - pbo)):
-                ok &= evidence[first + k] < 0
+        ok = evidence[first] < 0
+        if alone_in is not None:
+            ok &= alone_in[first] == 1
+        for k in range(1, max(1, (1 << o) >> pbo)):
+            ok &= evidence[first + k] < 0
         out.append(ok)
     return out
 
@@ -272,15 +284,18 @@ def align_pageblocks_to_lists(machine: Machine, st: State, heads: list[np.ndarra
                               score: np.ndarray) -> int:
     """Where a free block's list is always its pageblock's type (6.12), a block the count
     matching put on another type's list says its pageblock has that type: re-type the
-    pageblock (when the trace has no evidence for it and the block is its only free one) and
+    pageblock (when the trace has no evidence for it and all its free blocks are on that list) and
     give its old type to a pageblock of the new type holding no free page, so the per-type
     pageblock counts stay those of pagetypeinfo. Returns the pageblocks re-typed."""
     pbo = machine.pageblock_order
-    free_pb = np.zeros(len(st.pb_mt), np.int64)
+    free_pb = _free_blocks_per_pageblock(heads, pbo, len(st.pb_mt))
+    # per pageblock, the one list type all its free blocks are on (-1: none or several)
+    lists_pb = np.full(len(st.pb_mt), -2, np.int64)
     for o in range(MAX_ORDER):
-        for h in heads[o]:
-            span = max(1, (1 << o) >> pbo)
-            free_pb[(h >> pbo): (h >> pbo) + span] += 1
+        span = max(1, (1 << o) >> pbo)
+        for h, t in zip(heads[o], types[o], strict=True):
+            for pb in range(h >> pbo, (h >> pbo) + span):
+                lists_pb[pb] = t if lists_pb[pb] in (-2, t) else -1
     changed = 0
     for o in range(MAX_ORDER):
         for h, t in zip(heads[o], types[o], strict=True):
@@ -289,7 +304,7 @@ def align_pageblocks_to_lists(machine: Machine, st: State, heads: list[np.ndarra
             old = st.pb_mt[pbs]
             if (old == t).all():
                 continue
-            if (evidence[pbs] >= 0).any() or (o < pbo and free_pb[h >> pbo] > 1):
+            if (evidence[pbs] >= 0).any() or (lists_pb[pbs] != t).any():
                 continue
             zi = st.pg_zone[h]
             for pb, was in zip(pbs, old, strict=True):
@@ -306,6 +321,28 @@ def align_pageblocks_to_lists(machine: Machine, st: State, heads: list[np.ndarra
                 st.pb_mt[pb] = t
                 changed += 1
     return changed
+
+
+def choose_list_types(machine: Machine, st: State, heads: list[np.ndarray],
+                      evidence: np.ndarray, targets: dict[tuple[int, int], np.ndarray],
+                      list_is_pageblock: bool, score) -> tuple[list[np.ndarray], int]:
+    """Each free block's list type (per order, beside `heads`): its pageblock's, then moved
+    between types to meet pagetypeinfo's (zone, order) counts. Where a list is its
+    pageblock's type (6.12) the blocks moved first are those whose pageblock can follow them
+    (no evidence; alone in it, then with others), and pageblocks are then re-typed to their
+    blocks' lists. `score()` gives movable_scores. Returns the types and the re-typed count."""
+    pbo = machine.pageblock_order
+    types = [st.pb_mt[h >> pbo].astype(np.int64) for h in heads]
+    prefer = None
+    if list_is_pageblock:
+        free_pb = _free_blocks_per_pageblock(heads, pbo, len(st.pb_mt))
+        prefer = [_without_evidence(heads, evidence, pbo, free_pb),
+                  _without_evidence(heads, evidence, pbo)]
+    match_list_type_counts(st, heads, types, targets, prefer)
+    retyped = 0
+    if list_is_pageblock:
+        retyped = align_pageblocks_to_lists(machine, st, heads, types, evidence, score())
+    return types, retyped
 
 
 def initial_state_from_snapshot(machine: Machine, kpf: np.ndarray, pagetypeinfo,
@@ -362,15 +399,8 @@ def initial_state_from_snapshot(machine: Machine, kpf: np.ndarray, pagetypeinfo,
                         arr[MIGRATETYPE_NAMES.index(k)] = v[o]
                 list_targets[(zi, o)] = arr
     assign_pageblock_types(machine, st, kpf, evidence, pb_targets)
-    types = [st.pb_mt[h >> pbo].astype(np.int64) for h in heads]
-    prefer = None
-    if list_is_pageblock:
-        prefer = _free_alone_without_evidence(heads, evidence, pbo, len(st.pb_mt))
-    match_list_type_counts(st, heads, types, list_targets, prefer)
-    retyped = 0
-    if list_is_pageblock:
-        retyped = align_pageblocks_to_lists(machine, st, heads, types, evidence,
-                                            movable_scores(st, kpf, pbo))
+    types, retyped = choose_list_types(machine, st, heads, evidence, list_targets,
+                                       list_is_pageblock, lambda: movable_scores(st, kpf, pbo))
     build_free_lists(st, heads, types)
     # pages not free: remember whether they look movable (LRU), for the steal estimate
     lru = np.zeros(n, bool)
