@@ -367,14 +367,13 @@ def _comm_timeline(s: _Stream, p: _Parsed, delivered: np.ndarray
     """
     raw = s.buf.data
     typ = s.typ[delivered]
-    rows = delivered[(typ == REC_COMM) | (typ == REC_FORK)]
-    rank_of = np.empty(s.typ.size, np.int64)
-    rank_of[delivered] = np.arange(delivered.size)
+    rank_of_row = np.flatnonzero((typ == REC_COMM) | (typ == REC_FORK))  # delivery ranks
+    rows = delivered[rank_of_row]
     names: list[str] = [IDLE_COMM]
     code: dict[str, int] = {IDLE_COMM: 0}
     current: dict[int, int] = {0: 0}
     ranks, tids, codes = [-1], [0], [0]
-    for i in rows:
+    for i, rank in zip(rows, rank_of_row, strict=True):
         start = int(s.off[i]) + 8
         if s.typ[i] == REC_COMM:
             pid, tid = struct.unpack_from("<II", raw, start)
@@ -387,7 +386,7 @@ def _comm_timeline(s: _Stream, p: _Parsed, delivered: np.ndarray
             pid, _ppid, tid, ptid = struct.unpack_from("<IIII", raw, start)
             c = current.get(ptid, -1)
         current[tid] = c
-        ranks.append(rank_of[i])
+        ranks.append(rank)
         tids.append(tid)
         codes.append(c)
     return (np.array(ranks, np.int64), np.array(tids, np.int64), np.array(codes, np.int32),
@@ -432,10 +431,9 @@ def _lost_table(s: _Stream, p: _Parsed, attrs: list[PerfAttr], delivered: np.nda
     the file has them (perf 6.x; they count each event's own losses), else the LOST counts."""
     raw = s.buf.data
     typ = s.typ[delivered]
-    rows = delivered[(typ == REC_LOST) | (typ == REC_LOST_SAMPLES)]
-    rank_of = np.empty(s.typ.size, np.int64)
-    rank_of[delivered] = np.arange(delivered.size)
-    next_sample = np.searchsorted(sample_rank, rank_of[rows])
+    ranks = np.flatnonzero((typ == REC_LOST) | (typ == REC_LOST_SAMPLES))  # delivery ranks
+    rows = delivered[ranks]
+    next_sample = np.searchsorted(sample_rank, ranks)
     cpu_of_id = _id_index(s) if np.any(s.typ[rows] == REC_LOST_SAMPLES) else {}
     by_identifier = all(a.sample_type & SAMPLE_IDENTIFIER for a in attrs)
     table_rows, counted = [], []
@@ -533,8 +531,8 @@ def _decode(data: bytes, stats: TraceStats) -> TraceData:
     delivered = delivery_order(s.typ, p.time)
     is_tp = p.payload_at >= 0
     _count_records(s, p, header.attrs, is_tp, stats)
-    rows = delivered[is_tp[delivered]]  # tracepoint samples, in perf script's order
     sample_rank = np.flatnonzero(is_tp[delivered])
+    rows = delivered[sample_rank]  # tracepoint samples, in perf script's order
     if tf is None:
         if rows.size:
             reason = "tracepoint sample without event formats"
