@@ -22,6 +22,7 @@ from engine_helpers import (
     one_zone_state,
     pcp_list,
     put_free,
+    zone_spec,
 )
 
 from replay.engine import buddy, policy
@@ -56,7 +57,14 @@ from replay.engine.state import (
     ZP_RESERVED_HA,
     new_state,
 )
-from replay.trace.schema import EV_EXTFRAG, EV_FREE, EV_FREE_BATCHED, EV_PCPU_DRAIN, EV_ZONE_LOCKED
+from replay.trace.schema import (
+    EV_ALLOC,
+    EV_EXTFRAG,
+    EV_FREE,
+    EV_FREE_BATCHED,
+    EV_PCPU_DRAIN,
+    EV_ZONE_LOCKED,
+)
 
 S = {name: i for i, name in enumerate(policy.SIM_COUNTER_NAMES)}
 C = {name: i for i, name in enumerate(COUNTER_NAMES)}
@@ -402,9 +410,7 @@ def test_highatomic_reserve_limit(kernel):
     6.12 none at all when managed/100 (81) is under a pageblock (:2081)."""
     st = one_zone_state(kernel=kernel)
     mark_allocated(st, 0, 8, UNMOVABLE)
-    cnt = counters()
-    policy.reserve_highatomic_pageblock(st, 0, 0, 3, cnt)
-    assert cnt[S["highatomic_reserves"]] == (1 if kernel == "6.1" else 0)
+    assert policy.reserve_highatomic_pageblock(st, 0, 0, 3) == (kernel == "6.1")
     assert st.pb_mt[0] == (HIGHATOMIC if kernel == "6.1" else MOVABLE)
 
 
@@ -416,14 +422,15 @@ def _arrays(rows):
     return [np.asarray(c, np.int64) for c in cols]
 
 
-def _follow(st, rows, disp=None):
+def _follow(st, rows, disp=None, gfp=None):
     """reconstruct's follow_events over hand-made events (task context, no compaction)."""
     ev, pfn, order, mt, cpu, refill, ford, fmt, chown = _arrays(rows)
     n = len(ev)
     zeros = np.zeros(n, np.int64)
     e = EventArrays(seq=np.arange(n), ts=zeros, ev=ev, pfn=pfn, order=order, mt=mt, cpu=cpu,
                     refill=refill, ford=ford, fmt=fmt, chown=chown, irq=zeros + 0x80,
-                    preempt=zeros, gfp=zeros, pid=zeros + 1)
+                    preempt=zeros, gfp=zeros if gfp is None else np.asarray(gfp, np.int64),
+                    pid=zeros + 1)
     f = Follower(st, e, disp if disp is not None else np.full(n, D_PCP, np.int8))
     f.run(0, n)
     return f.counters, f.pred
@@ -464,6 +471,30 @@ def test_reconstruct_steal_and_claim_pairs():
     assert st.pb_mt[0] == UNMOVABLE and free_list(st, 3, UNMOVABLE) == [0]
     assert st.pb_mt[2] == MOVABLE and free_list(st, 1, MOVABLE) == [1026]
     assert cnt[C["list_type_corrections"]] == 0 and sum(cnt[i] for i in INCONSISTENCIES) == 0
+
+
+@pytest.mark.parametrize("free_elsewhere,reserved", [(0, True), (8 << 10, False)])
+def test_reconstruct_highatomic_reserve(free_elsewhere, reserved):
+    """An order-3 GFP_ATOMIC allocation that the slow path served (the zone was under its low
+    watermark before the refill) reserves its pageblock, untraced: get_page_from_freelist()
+    calls reserve_highatomic_pageblock() for ALLOC_HIGHATOMIC, and the pageblock's free blocks
+    move to the HIGHATOMIC lists. Above the low watermark the fast path served it: nothing."""
+    st = new_state(machine(zone_spec(pages=65536, wmin=2000, wlow=5000, whigh=6000),
+                           kernel="6.12"))
+    st.pb_mt[:] = UNMOVABLE
+    for pfn, order in ((0, 3), (8, 3), (16, 4)):
+        put_free(st, pfn, order, UNMOVABLE)
+    for k in range(free_elsewhere >> 10):
+        put_free(st, 8192 + (k << 10), 10, UNMOVABLE)
+    rows = [(EV_ZONE_LOCKED, 0, 3, UNMOVABLE, 0, 1, -1, -1, -1),
+            (EV_ALLOC, 0, 3, UNMOVABLE, 0, -1, -1, -1, -1)]
+    gfp_atomic_comp = 0x820 | 0x40000  # GFP_ATOMIC|__GFP_COMP (6.12)
+    cnt, _ = _follow(st, rows, gfp=[-1, gfp_atomic_comp])
+    assert cnt[C["highatomic_reserves"]] == (1 if reserved else 0)
+    assert st.pb_mt[0] == (HIGHATOMIC if reserved else UNMOVABLE)
+    assert st.zone_param[0, ZP_RESERVED_HA] == (512 if reserved else 0)
+    mt = HIGHATOMIC if reserved else UNMOVABLE
+    assert free_list(st, 3, mt) == [8] and free_list(st, 4, mt) == [16]
 
 
 @BOTH

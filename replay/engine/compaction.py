@@ -328,8 +328,9 @@ def fast_isolate_freepages(st, cc, zc, r):
 def fast_find_migrateblock_rotate(st, cc, r, found_block_start, high_pfn):
     """fast_find_migrateblock()'s rotations of the MOVABLE lists (orders cc->order-1 down to
     3, walked from the head). `found_block_start` is the pageblock the trace shows the migrate
-    scanner jumped to (-1: it did not). Entries below high_pfn that the kernel passed were
-    skip-marked. Returns the pfn of the found entry, or -1."""
+    scanner scanning next (-1: unknown); an entry in it below high_pfn is the one found (its
+    skip bit is clear, since the scanner scans it). Entries below high_pfn that the kernel
+    passed were skip-marked. Returns the pfn of the found entry, or -1."""
     z = cc[r, CC_ZONE]
     limit = freelist_scan_limit(cc, r)
     nr_scanned = 0

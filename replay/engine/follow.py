@@ -56,13 +56,22 @@ from replay.engine.follow_compaction import (
     task_run,
 )
 from replay.engine.jit import njit
-from replay.engine.policy import can_steal_fallback
+from replay.engine.policy import (
+    ALLOC_HIGHATOMIC,
+    ALLOC_WMARK_LOW,
+    __zone_watermark_ok,
+    can_steal_fallback,
+    gfp_zone,
+    reserve_highatomic_pageblock,
+    wmark_of,
+)
 from replay.engine.profile import (
     CFG_COMPACTION,
     CFG_EXTFRAG_TAKES,
     CFG_LIST_IS_PAGEBLOCK,
     CFG_SPLIT_LARGE_FREE,
 )
+from replay.engine.slowpath import gfp_to_alloc_flags
 from replay.engine.state import (
     CFG_LOSSY,
     CFG_PAGEBLOCK_ORDER,
@@ -72,6 +81,7 @@ from replay.engine.state import (
     PG_BUDDY,
     PG_NONE,
     PG_PCP,
+    ZP_RESERVED_HA,
 )
 from replay.trace.schema import (
     EV_ALLOC,
@@ -121,6 +131,7 @@ COUNTER_NAMES: tuple[str, ...] = (
     "inferred_list_rotations",  # 24 a compaction fast search's untraced move_freelist_head
     "inferred_fast_takes",  # 25 pages of a block the kernel skipped: taken by a fast search
     "extfrag_takes",  # 26 6.12: claims of whole blocks and steals, traced by extfrag alone
+    "highatomic_reserves",  # 27 pageblocks reserve_highatomic_pageblock() made HIGHATOMIC
 )
 N_COUNTERS = len(COUNTER_NAMES)
 INCONSISTENCIES = (12, 13, 14, 15, 16, 17, 19)
@@ -131,6 +142,7 @@ C_UNEXPLAINED = 19
 C_RESYNC = 20
 C_REVERTED, C_CONFIRMED, C_INFERRED_FREE, C_ROTATED, C_INFERRED_TAKE = 21, 22, 23, 24, 25
 C_EXTFRAG_TAKES = 26
+C_HIGHATOMIC = 27
 
 
 @njit(cache=True, _nrt=False)
@@ -170,8 +182,14 @@ def fix_list_type(st, z, head, mt, counters):
 def fix_pageblock_type(st, z, pfn, mt, counters):
     """The kernel shows pfn's pageblock has type mt (a take from list mt, or a drain's type,
     where list type = pageblock type): re-type the model's pageblock, moving its free blocks."""
-    if st.pb_mt[pfn >> st.config[CFG_PAGEBLOCK_ORDER]] != mt or find_free_block(st, pfn) >= 0:
+    pbo = st.config[CFG_PAGEBLOCK_ORDER]
+    old = st.pb_mt[pfn >> pbo]
+    if old != mt or find_free_block(st, pfn) >= 0:
         counters[C_PBFIX] += move_freepages_pageblock(st, z, pfn, mt)
+    if old != mt and (old == MIGRATE_HIGHATOMIC or mt == MIGRATE_HIGHATOMIC):
+        # a reserve (or unreserve_highatomic_pageblock()) the trace showed only now
+        delta = (1 << pbo) if mt == MIGRATE_HIGHATOMIC else -(1 << pbo)
+        st.zone_param[z, ZP_RESERVED_HA] = max(st.zone_param[z, ZP_RESERVED_HA] + delta, 0)
 
 
 @njit(cache=True, _nrt=False)
@@ -231,6 +249,49 @@ def rmqueue_smallest_head(st, z, order, mt):
         if h != NIL:
             return h
     return -1
+
+
+@njit(cache=True, _nrt=False)
+def pages_taken_for(ev, cpu, order, disp, i):
+    """The pages of the buddy takes (a pcp refill, or the block itself) that served the
+    allocation at i: its CPU's zone_locked (and extfrag-only) events of its order just before
+    it. rmqueue() took them after get_page_from_freelist()'s watermark check."""
+    pages = 0
+    j = i - 1
+    while j >= 0:
+        if cpu[j] == cpu[i]:
+            if not (ev[j] == EV_ZONE_LOCKED or ev[j] == EV_EXTFRAG) or order[j] != order[i]:
+                break
+            if ev[j] == EV_ZONE_LOCKED or disp[j] != D_CLAIMED:
+                pages += 1 << order[j]
+        j -= 1
+    return pages
+
+
+@njit(cache=True, _nrt=False)
+def fast_path_failed(st, z, order, gfp, taken):
+    """__alloc_pages()'s first get_page_from_freelist() (ALLOC_WMARK_LOW) failed in z, the
+    zone the page came from (so in every zone before it in the zonelist): the page came from
+    __alloc_pages_slowpath(). `taken`: the pages rmqueue() took for it after the check."""
+    mark = wmark_of(st, z, ALLOC_WMARK_LOW)
+    highest = gfp_zone(st, gfp)
+    free = st.nr_free_pages[z] + taken
+    if taken > 0:  # rmqueue() found its blocks: only the page count can have failed
+        return not __zone_watermark_ok(st, z, 0, mark, highest, ALLOC_WMARK_LOW,
+                                       free - (1 << order) + 1)
+    return not __zone_watermark_ok(st, z, order, mark, highest, ALLOC_WMARK_LOW, free)
+
+
+@njit(cache=True, _nrt=False)
+def highatomic_alloc(st, z, p, o, gfp, taken, counters):
+    """A traced high-order allocation: if the slow path served it with ALLOC_HIGHATOMIC (order
+    > 0, __GFP_HIGH, no direct reclaim, no __GFP_NOMEMALLOC: gfp_to_alloc_flags()),
+    get_page_from_freelist() then reserved its pageblock (reserve_highatomic_pageblock(), no
+    event): the pageblock and its free blocks become HIGHATOMIC."""
+    if o == 0 or gfp < 0 or not (gfp_to_alloc_flags(gfp, o) & ALLOC_HIGHATOMIC):
+        return
+    if fast_path_failed(st, z, o, gfp, taken) and reserve_highatomic_pageblock(st, z, p, o):
+        counters[C_HIGHATOMIC] += 1
 
 
 @njit(cache=True, _nrt=False)
@@ -473,6 +534,9 @@ def _follow_events(full: bool):
                 st.pg_order[p] = o
                 st.pg_mt[p] = mt[i]
                 st.pg_comp[p] = o + 1 if (o > 0 and (gfp[i] & __GFP_COMP) != 0) else 0
+                if o > 0 and not captured:
+                    highatomic_alloc(st, z, p, o, gfp[i], pages_taken_for(ev, cpu, order, disp, i),
+                                     counters)
             elif e == EV_FREE or e == EV_FREE_BATCHED:
                 d = disp[i]
                 if d == D_DEFER or d == D_NONE:

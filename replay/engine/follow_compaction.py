@@ -372,7 +372,10 @@ def isolate_migratepages_event(st, cc, r, start, end, nr_taken, kc):
         if mpfn != zone_start:
             distance >>= 2
         high_pfn = pageblock_start_pfn(st, mpfn + distance)
-        found = pageblock_start_pfn(st, start) if start != mpfn else -1
+        # the scanner's pageblock, even where it did not move: fast_find_migrateblock() may
+        # find a free page in migrate_pfn's own pageblock (its skip bit is clear, as the scan
+        # of it shows), and then rotates that list, not the one where the limit ran out
+        found = pageblock_start_pfn(st, start)
         got = fast_find_migrateblock_rotate(st, cc, r, found, high_pfn)
         kc[K_ROTATIONS] += 1
         if got >= 0:

@@ -23,12 +23,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from replay.engine.buddy import MIGRATE_HIGHATOMIC
 from replay.engine.machine import Machine
 from replay.engine.state import (
     MAX_ORDER,
     MIGRATE_TYPES,
     NIL,
     PG_BUDDY,
+    ZP_END,
+    ZP_RESERVED_HA,
+    ZP_START,
     State,
     new_state,
     zone_pageblocks,
@@ -402,6 +406,7 @@ def initial_state_from_snapshot(machine: Machine, kpf: np.ndarray, pagetypeinfo,
     types, retyped = choose_list_types(machine, st, heads, evidence, list_targets,
                                        list_is_pageblock, lambda: movable_scores(st, kpf, pbo))
     build_free_lists(st, heads, types)
+    count_highatomic_reserve(machine, st)
     # pages not free: remember whether they look movable (LRU), for the steal estimate
     lru = np.zeros(n, bool)
     lru[:m] = ((kpf[:m] >> np.uint64(KPF_LRU)) & np.uint64(1)) != 0
@@ -412,6 +417,17 @@ def initial_state_from_snapshot(machine: Machine, kpf: np.ndarray, pagetypeinfo,
     if list_is_pageblock:
         info["pageblocks_retyped_to_lists"] = retyped
     return st, info
+
+
+def count_highatomic_reserve(machine: Machine, st: State) -> None:
+    """zone->nr_reserved_highatomic: a pageblock's pages per HIGHATOMIC pageblock of the
+    snapshot (what reserve_highatomic_pageblock() adds per reserve)."""
+    pbo = machine.pageblock_order
+    for zi in range(st.zone_param.shape[0]):
+        pbs = zone_pageblocks(st, int(st.zone_param[zi, ZP_START]),
+                              int(st.zone_param[zi, ZP_END]), zi, pbo)
+        st.zone_param[zi, ZP_RESERVED_HA] = int((st.pb_mt[pbs] == MIGRATE_HIGHATOMIC).sum()
+                                                ) << pbo
 
 
 def mark_compound_heads(st: State, kpf: np.ndarray) -> None:

@@ -724,8 +724,9 @@ def get_page_from_freelist(st, zonelist, nz, order, alloc_flags, highest, mt, cp
                     counters[S_REMOTE] += 1
                 if k > 0 and st.zone_node[z] == local_node:
                     counters[S_LOWERZONE] += 1
-                if alloc_flags & ALLOC_HIGHATOMIC:
-                    reserve_highatomic_pageblock(st, z, page, order, counters)
+                if alloc_flags & ALLOC_HIGHATOMIC and reserve_highatomic_pageblock(st, z, page,
+                                                                                  order):
+                    counters[S_HIGHATOMIC] += 1
                 return page, z
         if restart:
             continue
@@ -737,35 +738,35 @@ def get_page_from_freelist(st, zonelist, nz, order, alloc_flags, highest, mt, cp
 
 
 @njit(cache=True, _nrt=False)
-def reserve_highatomic_pageblock(st, z, page, order, counters):
+def reserve_highatomic_pageblock(st, z, page, order):
     """reserve_highatomic_pageblock(): up to ~1% of the zone becomes the HIGHATOMIC reserve
     (6.1: managed/100 + a pageblock; 6.12: managed/100 aligned to pageblocks, none in a zone
-    under 100 pageblocks, whole-zone pageblocks only, a THP's pageblocks all at once)."""
+    under 100 pageblocks, whole-zone pageblocks only, a THP's pageblocks all at once).
+    Returns whether a pageblock was reserved."""
     pbo = st.config[CFG_PAGEBLOCK_ORDER]
     reserved = st.zone_param[z, ZP_RESERVED_HA]
     pb = 1 << pbo
     if st.config[CFG_HIGHATOMIC_LIMIT] != 0:
         one_pct = st.zone_param[z, ZP_MANAGED] // 100
         if one_pct < pb or reserved >= (one_pct + pb - 1) // pb * pb:
-            return
+            return False
         old = st.pb_mt[page >> pbo]
         if old >= MIGRATE_PCPTYPES:
-            return
+            return False
         if order >= pbo:
             change_pageblock_range(st, page, order, MIGRATE_HIGHATOMIC)
             st.zone_param[z, ZP_RESERVED_HA] += 1 << order
         else:
             ok, start, _, _ = prep_move_freepages_block(st, z, page)
             if not ok:
-                return
+                return False
             move_freepages(st, z, start, start + pb, MIGRATE_HIGHATOMIC)
             st.pb_mt[page >> pbo] = MIGRATE_HIGHATOMIC
             st.zone_param[z, ZP_RESERVED_HA] += pb
-        counters[S_HIGHATOMIC] += 1
-        return
+        return True
     max_managed = st.zone_param[z, ZP_MANAGED] // 100 + pb
     if reserved >= max_managed:
-        return
+        return False
     old = st.pb_mt[page >> pbo]
     if old < MIGRATE_PCPTYPES:
         st.zone_param[z, ZP_RESERVED_HA] += 1 << pbo
@@ -779,7 +780,8 @@ def reserve_highatomic_pageblock(st, z, page, order, counters):
                 p += 1 << o
             else:
                 p += 1
-        counters[S_HIGHATOMIC] += 1
+        return True
+    return False
 
 
 def build_zonelists(zone_node: np.ndarray, zone_type: np.ndarray, nodes: int
