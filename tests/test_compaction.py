@@ -133,7 +133,22 @@ def test_move_freelist_head_and_tail_rotate_as_the_kernel_does():
     assert free_list(st, 0, MOVABLE) == [300, 400, 100, 200]
     move_freelist_tail(st, 0, 0, MOVABLE, 400)
     assert free_list(st, 0, MOVABLE) == [100, 200, 300, 400]
-    move_freelist_head(st, 0, 0, MOVABLE, 400)  # the last entry: nothing moves
+    move_freelist_head(st, 0, 0, MOVABLE, 100)  # already the head: nothing moves
+    assert free_list(st, 0, MOVABLE) == [100, 200, 300, 400]
+    move_freelist_tail(st, 0, 0, MOVABLE, 400)  # already the tail: nothing moves
+    assert free_list(st, 0, MOVABLE) == [100, 200, 300, 400]
+
+
+def test_move_freelist_head_and_tail_move_the_end_entries_too():
+    """The guards skip only the no-op: 6.1's list_is_last(freelist, &freepage->lru) is true
+    for the first entry, list_is_first(freelist, ...) for the last (compaction.c:1323, 1340),
+    so the last entry is rotated to the head and the first one to the tail."""
+    st = one_zone_state()
+    for p in (100, 200, 300, 400):
+        put_free(st, p, 0, MOVABLE, tail=True)
+    move_freelist_head(st, 0, 0, MOVABLE, 400)
+    assert free_list(st, 0, MOVABLE) == [400, 100, 200, 300]
+    move_freelist_tail(st, 0, 0, MOVABLE, 400)
     assert free_list(st, 0, MOVABLE) == [100, 200, 300, 400]
 
 
