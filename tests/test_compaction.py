@@ -23,16 +23,19 @@ from engine_helpers import (
 
 from replay.engine.buddy import free_one_page_capc
 from replay.engine.compaction import (
+    CC_ACTIVE,
     CC_DIRECT,
     CC_FAST_FAIL,
     CC_FREE_PFN,
     CC_MIGRATE_PFN,
     CC_NR_FREEPAGES,
     CC_ORDER,
+    CC_PID,
     CC_SEARCH_ORDER,
     CC_ZONE,
     TARGET_INFERRED,
     TARGET_TRACED,
+    ZC_BLOCKSKIP_FLUSH,
     __isolate_free_page,
     fast_isolate_freepages,
     move_freelist_head,
@@ -41,10 +44,13 @@ from replay.engine.compaction import (
     revert_inferred_target,
     visit_freepages_block,
 )
+from replay.engine.events import CE_STATUS, N_CE
+from replay.engine.follow_compaction import compaction_event, direct_compact_defer_reset
 from replay.engine.state import PG_ALLOC, PG_BUDDY
 from replay.metrics.compaction import compaction_summary, vmstat_deltas
 from replay.pipeline import load, reconstruct_source
 from replay.trace.ingest import read_trace
+from replay.trace.schema import EV_COMPACT_END
 
 HEADS = np.zeros(4096, np.int64)
 NH = np.zeros(1, np.int64)
@@ -133,7 +139,22 @@ def test_move_freelist_head_and_tail_rotate_as_the_kernel_does():
     assert free_list(st, 0, MOVABLE) == [300, 400, 100, 200]
     move_freelist_tail(st, 0, 0, MOVABLE, 400)
     assert free_list(st, 0, MOVABLE) == [100, 200, 300, 400]
-    move_freelist_head(st, 0, 0, MOVABLE, 400)  # the last entry: nothing moves
+    move_freelist_head(st, 0, 0, MOVABLE, 100)  # already the head: nothing moves
+    assert free_list(st, 0, MOVABLE) == [100, 200, 300, 400]
+    move_freelist_tail(st, 0, 0, MOVABLE, 400)  # already the tail: nothing moves
+    assert free_list(st, 0, MOVABLE) == [100, 200, 300, 400]
+
+
+def test_move_freelist_head_and_tail_move_the_end_entries_too():
+    """The guards skip only the no-op: 6.1's list_is_last(freelist, &freepage->lru) is true
+    for the first entry, list_is_first(freelist, ...) for the last (compaction.c:1323, 1340),
+    so the last entry is rotated to the head and the first one to the tail."""
+    st = one_zone_state()
+    for p in (100, 200, 300, 400):
+        put_free(st, p, 0, MOVABLE, tail=True)
+    move_freelist_head(st, 0, 0, MOVABLE, 400)
+    assert free_list(st, 0, MOVABLE) == [400, 100, 200, 300]
+    move_freelist_tail(st, 0, 0, MOVABLE, 400)
     assert free_list(st, 0, MOVABLE) == [100, 200, 300, 400]
 
 
@@ -191,6 +212,35 @@ def test_movable_blocks_below_pageblock_order_are_not_captured():
     put_free(st, 1024, 2, MOVABLE)
     head, captured = free_one_page_capc(st, 0, 1028, 2, MOVABLE, False, 3, False)
     assert not captured and free_list(st, 3, MOVABLE) == [1024]
+
+
+# ---- compact_blockskip_flush ------------------------------------------------------------------
+
+def _end_direct_run(st, cc, zc, status):
+    cc[0, CC_PID], cc[0, CC_ACTIVE], cc[0, CC_ZONE], cc[0, CC_DIRECT] = 7, 1, 0, 1
+    row = np.zeros(N_CE, np.int64)
+    row[CE_STATUS] = status
+    compaction_event(st, cc, zc, EV_COMPACT_END, row, 7, -1, -1, 0, HEADS, NH,
+                     np.zeros(32, np.int64))
+
+
+def test_the_allocation_after_direct_compaction_clears_the_blockskip_flush():
+    """__alloc_pages_direct_compact() clears compact_blockskip_flush when its allocation
+    succeeds, traced as a defer_reset after try_to_compact_pages()'s own (which it emits only
+    for a COMPACT_SUCCESS run): kswapd's next sleep then resets nothing."""
+    st = one_zone_state()
+    cc, zc = new_compaction_tables(1)
+    _end_direct_run(st, cc, zc, 6)  # partial_skipped: the scanners met
+    assert zc[0, ZC_BLOCKSKIP_FLUSH] == 1
+    direct_compact_defer_reset(cc, zc, 7, 0)  # the page came from the free lists after all
+    assert zc[0, ZC_BLOCKSKIP_FLUSH] == 0
+    zc[0, ZC_BLOCKSKIP_FLUSH] = 1
+    _end_direct_run(st, cc, zc, 8)  # success
+    direct_compact_defer_reset(cc, zc, 7, 0)  # try_to_compact_pages(): not yet allocated
+    assert zc[0, ZC_BLOCKSKIP_FLUSH] == 1
+    direct_compact_defer_reset(cc, zc, 7, 0)  # the allocation succeeded
+    assert zc[0, ZC_BLOCKSKIP_FLUSH] == 0
+    direct_compact_defer_reset(cc, zc, 8, 0)  # another task's: nothing of this run
 
 
 # ---- real captures ---------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from replay.engine.compaction import (
     MODE_ASYNC,
     MODE_SYNC,
     MODE_SYNC_LIGHT,
+    N_CC,
     PAGE_ALLOC_COSTLY_ORDER,
     TARGET_INFERRED,
     ZC_BLOCKSKIP_FLUSH,
@@ -132,8 +133,8 @@ ISOLATE_NONE, ISOLATE_SUCCESS = 1, 2
 
 # the model's compact_control columns beyond compaction.py's CC_*
 CCM_PROACTIVE, CCM_RESCAN, CCM_HIGHEST, CCM_ALLOC_FLAGS, CCM_MIGRATE_SCANNED, \
-    CCM_FREE_SCANNED, CCM_FAST_START = 29, 30, 31, 32, 33, 34, 35
-N_CCM = 36
+    CCM_FREE_SCANNED, CCM_FAST_START = range(N_CC, N_CC + 7)
+N_CCM = N_CC + 7
 FAST_START_DONE = -2  # cc->fast_start_pfn == ULONG_MAX
 
 

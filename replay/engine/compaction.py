@@ -49,8 +49,8 @@ TARGET_INFERRED = 2
  CC_MIGRATE_PFN, CC_SEARCH_ORDER, CC_FAST_FAIL, CC_NR_FREEPAGES, CC_NR_MIGRATEPAGES, CC_STRIDE,
  CC_IN_CALL, CC_CAPTURE, CC_ROUND_LO, CC_ROUND_HI, CC_ATTEMPTS, CC_NEXT_ORDER, CC_TRY_ORDER,
  CC_TRY_PRIO, CC_AROUND, CC_NEED_ISOLATE, CC_MIGRATETYPE, CC_LAST_USE, CC_IGNORE_BLOCK,
- CC_WHOLE_ZONE, CC_IN_ROUND) = range(29)
-N_CC = 29
+ CC_WHOLE_ZONE, CC_IN_ROUND, CC_END_SUCCESS, CC_END_RESETS) = range(31)
+N_CC = 31
 # zone compaction fields
 (ZC_INIT_FREE_PFN, ZC_CACHED_FREE_PFN, ZC_BLOCKSKIP_FLUSH, ZC_CONSIDERED, ZC_DEFER_SHIFT,
  ZC_ORDER_FAILED) = range(6)
@@ -182,10 +182,12 @@ def visit_freepages_block(st, start, end, blk_end, stride, heads, scratch_n):
 @njit(cache=True, _nrt=False)
 def move_freelist_head(st, z, order, mt, page):
     """move_freelist_head(): the entries before `page` move, in order, to the tail, so `page`
-    becomes the head (nothing moves when `page` is the last entry)."""
+    becomes the head. Nothing moves only when `page` is already the head: the guard tests for
+    the first entry (6.1 `list_is_last(freelist, &freepage->lru)`, compaction.c:1323; 6.12
+    `list_is_first(&freepage->buddy_list, freelist)`), so the last entry moves too."""
     head = st.fl_head[z, order, mt]
     tail = st.fl_tail[z, order, mt]
-    if page == tail or page == head:
+    if page == head:
         return
     before = st.pg_prev[page]
     st.pg_next[before] = NIL
@@ -199,10 +201,12 @@ def move_freelist_head(st, z, order, mt, page):
 @njit(cache=True, _nrt=False)
 def move_freelist_tail(st, z, order, mt, page):
     """move_freelist_tail(): the entries up to and including `page` move, in order, to the
-    tail (nothing moves when `page` is the first entry)."""
+    tail. Nothing moves only when `page` is already the tail: the guard tests for the last
+    entry (6.1 `list_is_first(freelist, &freepage->lru)`, compaction.c:1340; 6.12
+    `list_is_last(&freepage->buddy_list, freelist)`), so the first entry moves too."""
     head = st.fl_head[z, order, mt]
     tail = st.fl_tail[z, order, mt]
-    if page == head or page == tail:
+    if page == tail:
         return
     after = st.pg_next[page]
     st.pg_prev[after] = NIL

@@ -26,6 +26,8 @@ from replay.engine.compaction import (
     CC_ATTEMPTS,
     CC_CAPTURE,
     CC_DIRECT,
+    CC_END_RESETS,
+    CC_END_SUCCESS,
     CC_FAST_FAIL,
     CC_FREE_PFN,
     CC_IGNORE_SKIP,
@@ -110,7 +112,7 @@ from replay.trace.schema import (
     EV_TRY_TO_COMPACT,
 )
 
-STATUS_COMPLETE, STATUS_PARTIAL_SKIPPED = 5, 6  # enum compact_result
+STATUS_COMPLETE, STATUS_PARTIAL_SKIPPED, STATUS_SUCCESS = 5, 6, 8  # enum compact_result
 
 # compaction counters: indices into the follow counters array (follow.py COUNTER_NAMES)
 (K_RUNS_SEEN, K_FREE_EVENTS, K_FREE_PAGES, K_FREE_MISMATCH, K_FAST_CALLS, K_FAST_PAGES,
@@ -475,13 +477,16 @@ def compaction_event(st, cc, zc, e, row, pid, gfp, order, stamp, heads, nh, kc):
         return
     if e == EV_TRY_TO_COMPACT:
         r = task_row(cc, pid, stamp)
+        cc[r, CC_END_RESETS] = -1
         cc[r, CC_TRY_ORDER] = order
         cc[r, CC_TRY_PRIO] = row[CE_PRIORITY]
         cc[r, CC_MIGRATETYPE] = (gfp & 0x18) >> 3 if gfp >= 0 else MIGRATE_MOVABLE
         return
     if e == EV_COMPACT_DEFERRED or e == EV_DEFER_COMPACTION or e == EV_DEFER_RESET:
-        defer_event(zc, zone_of_event(st, row), row[CE_CONSIDER], row[CE_LIMIT],
-                    row[CE_ORDER_FAILED])
+        z = zone_of_event(st, row)
+        defer_event(zc, z, row[CE_CONSIDER], row[CE_LIMIT], row[CE_ORDER_FAILED])
+        if e == EV_DEFER_RESET and z >= 0:
+            direct_compact_defer_reset(cc, zc, pid, z)
         return
     if e == EV_COMPACT_BEGIN:
         r = task_row(cc, pid, stamp)
@@ -521,10 +526,31 @@ def compaction_event(st, cc, zc, e, row, pid, gfp, order, stamp, heads, nh, kc):
         if cc[r, CC_DIRECT] == 1 and (status == STATUS_COMPLETE
                                       or status == STATUS_PARTIAL_SKIPPED):
             zc[z, ZC_BLOCKSKIP_FLUSH] = 1  # __compact_finished(): the scanners met
+        if cc[r, CC_DIRECT] == 1:
+            cc[r, CC_END_SUCCESS] = 1 if status == STATUS_SUCCESS else 0
+            cc[r, CC_END_RESETS] = 0
         cc[r, CC_ACTIVE] = 0
         cc[r, CC_TRY_ORDER] = -1
         cc[r, CC_NEXT_ORDER] = -1
         cc[r, CC_NEED_ISOLATE] = 0
+
+
+@njit(cache=True, _nrt=False)
+def direct_compact_defer_reset(cc, zc, pid, z):
+    """A task's mm_compaction_defer_reset after its direct compaction. try_to_compact_pages()
+    traces one when the run ended COMPACT_SUCCESS (compaction.c:2605); the next one is
+    __alloc_pages_direct_compact()'s after the allocation succeeded in zone z, which also
+    clears compact_blockskip_flush (page_alloc.c:4592): kswapd's next sleep then resets no
+    skip hints (nor compact_init_free_pfn)."""
+    for k in range(K_RUNS):
+        if cc[k, CC_PID] == pid:
+            if cc[k, CC_ACTIVE] == 1 or cc[k, CC_DIRECT] != 1 or cc[k, CC_END_RESETS] < 0:
+                return
+            cc[k, CC_END_RESETS] += 1
+            if cc[k, CC_END_RESETS] > cc[k, CC_END_SUCCESS]:
+                zc[z, ZC_BLOCKSKIP_FLUSH] = 0
+                cc[k, CC_END_RESETS] = -1
+            return
 
 
 @njit(cache=True, _nrt=False)
