@@ -43,12 +43,20 @@ from replay.engine.slow_state import (
     VM_PGMIGRATE_SUCCESS,
     VM_PGSTEAL_DIRECT,
     VM_PROACTIVE_RUNS,
+    kswapd_node,
+    kswapd_runs_of,
+    merge_kswapd_runs,
     slow_state_for,
 )
 from replay.engine.slowpath import __alloc_pages
 from replay.engine.state import PG_ALLOC, ZONE_RECLAIM_ACTIVE, ZP_FLAGS, new_state
 from replay.engine.thp import thp_defrag_gfp
-from replay.engine.vmscan import kswapd_balance_check, kswapd_freed, wakeup_kswapd
+from replay.engine.vmscan import (
+    kswapd_balance_check,
+    kswapd_freed,
+    traced_kswapd,
+    wakeup_kswapd,
+)
 from replay.trace.gfp import GFP_BY_NAME
 
 GFP_KERNEL = GFP_BY_NAME["GFP_KERNEL"]
@@ -177,12 +185,46 @@ def test_kswapd_caps_the_pcp_lists_while_it_balances_and_sleeps_when_balanced():
     out, cnt = emitter(), counters()
     wakeup_kswapd(st, sp, 0, GFP_KERNEL, 0, 1, 0, out, 0, cnt)
     assert sp.vm[VM_KSWAPD_WAKES] == 1 and st.zone_param[0, ZP_FLAGS] & ZONE_RECLAIM_ACTIVE
-    kswapd_balance_check(st, sp, 0, out, 0, cnt)  # not balanced yet: still reclaiming
+    kswapd_balance_check(st, sp, 0, 0, out, 0, cnt)  # not balanced yet: still reclaiming
     assert st.zone_param[0, ZP_FLAGS] & ZONE_RECLAIM_ACTIVE
     put_free(st, PAGES - 256, 7, MOVABLE)  # the trace's reclaim frees arrive
     kswapd_freed(st, sp, 0, 128)
-    kswapd_balance_check(st, sp, 0, out, 0, cnt)
+    kswapd_balance_check(st, sp, 0, 0, out, 0, cnt)
     assert not st.zone_param[0, ZP_FLAGS] & ZONE_RECLAIM_ACTIVE
+
+
+def test_kswapd_runs_the_trace_shows_keep_it_awake_and_end_in_sleep():
+    """The trace shows kswapd at work from t=100 to t=200 (its own events): the kernel's
+    kswapd is in balance_pgdat() then, its zones ZONE_RECLAIM_ACTIVE. The model's kswapd,
+    asleep and balanced, is woken at the run, stays awake while it lasts, and sleeps after."""
+    st, sp = zone(wmin=64, wlow=80, whigh=96)
+    mark_allocated(st, 0, PAGES - 256, UNMOVABLE)
+    put_free(st, PAGES - 256, 8, MOVABLE)  # balanced: 256 free pages, high 96
+    sp = sp._replace(kswapd_runs=np.array([[0, 100, 200]], np.int64))
+    out, cnt = emitter(), counters()
+    traced_kswapd(st, sp, 50, 0, out, 0, cnt)
+    assert not st.zone_param[0, ZP_FLAGS] & ZONE_RECLAIM_ACTIVE  # not yet
+    traced_kswapd(st, sp, 100, 0, out, 0, cnt)
+    assert st.zone_param[0, ZP_FLAGS] & ZONE_RECLAIM_ACTIVE and sp.vm[VM_KSWAPD_WAKES] == 1
+    kswapd_balance_check(st, sp, 0, 150, out, 0, cnt)  # balanced, but the run goes on
+    assert st.zone_param[0, ZP_FLAGS] & ZONE_RECLAIM_ACTIVE
+    traced_kswapd(st, sp, 201, 0, out, 0, cnt)  # the run is over: kswapd went to sleep
+    assert not st.zone_param[0, ZP_FLAGS] & ZONE_RECLAIM_ACTIVE
+    assert sp.vm[VM_KSWAPD_WAKES] == 1
+
+
+def test_kswapd_runs_split_at_quiet_gaps_and_join_across_pieces():
+    ms = 1_000_000
+    node = np.array([0, 0, 0, 1, 0])
+    ts = np.array([0, ms // 2, 5 * ms, ms, 5 * ms + 10])
+    assert kswapd_runs_of(node, ts, ms).tolist() == [[0, 0, ms // 2], [1, ms, ms],
+                                                     [0, 5 * ms, 5 * ms + 10]]
+    halves = [kswapd_runs_of(node[:2], ts[:2], ms), kswapd_runs_of(node[2:], ts[2:], ms)]
+    assert merge_kswapd_runs(halves, ms).tolist() == kswapd_runs_of(node, ts, ms).tolist()
+    cut = [kswapd_runs_of(np.zeros(2, np.int64), np.array([0, ms // 2]), ms),
+           kswapd_runs_of(np.zeros(1, np.int64), np.array([ms]), ms)]
+    assert merge_kswapd_runs(cut, ms).tolist() == [[0, 0, ms]]  # one run cut by a piece edge
+    assert [kswapd_node(c) for c in ("kswapd0", "kswapd1", "kworker/0:1", None)] == [0, 1, -1, -1]
 
 
 def test_thp_defrag_rewrites_the_gfp_of_thp_faults_only():

@@ -52,6 +52,8 @@ from replay.engine.slow_state import (
     SC_RECLAIM,
     THP_DEFRAG_MODES,
     SlowState,
+    kswapd_node,
+    kswapd_runs_of,
     new_slow_state,
     slow_state_for,
     vm_counters,
@@ -434,6 +436,22 @@ def vmstat_runs(data, e: EventArrays, i_start: int) -> np.ndarray:
     return np.asarray(starts, np.int64)
 
 
+def kswapd_runs_in(data, e: EventArrays, i_start: int) -> np.ndarray:
+    """The spans of the replayed part in which the trace shows a kswapd at work
+    (slow_state.kswapd_runs_of over its own events)."""
+    if "comm" not in data.events.column_names or i_start >= len(e):
+        return np.zeros((0, 3), np.int64)
+    col = data.events.column("comm").slice(i_start).combine_chunks()
+    if isinstance(col, pa.DictionaryArray):
+        nodes = np.array([kswapd_node(c) for c in col.dictionary.to_pylist()] + [-1], np.int64)
+        idx = col.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        node = nodes[idx]
+    else:
+        node = np.array([kswapd_node(c) for c in col.to_pylist()], np.int64)
+    rows = np.flatnonzero(node >= 0)
+    return kswapd_runs_of(node[rows], e.ts[i_start + rows])
+
+
 def vmstat_schedule(e: EventArrays, i_start: int, interval_ms: int, cpu_map: np.ndarray,
                     evidence: np.ndarray | None = None,
                     phase_ms: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -642,7 +660,8 @@ def simulate(data, bundle=None, settings: Settings | None = None,
     sampler = sampler_factory(sim_machine, e) if sampler_factory else None
     evidence = vmstat_runs(data, e, start.i_start) if choice.trace.vmstat_decay else None
     recorded = recorded_vm_settings(bundle)
-    sp = slow_state(st, sim_machine, recorded, bundle)
+    sp = slow_state(st, sim_machine, recorded, bundle)._replace(
+        kswapd_runs=kswapd_runs_in(data, e, start.i_start))
     gfp = e.gfp
     defrag = settings.get("thp_defrag")
     if defrag is not None and defrag != recorded["thp_defrag"]:

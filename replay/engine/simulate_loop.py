@@ -40,6 +40,7 @@ from replay.engine.slow_state import (
     SC_KSWAPD_ANY,
     SC_NFAIL,
     SC_PROACTIVENESS,
+    SC_RECLAIM,
     VM_FREES_FAILED,
     VM_FREES_RECLAIMED,
     VM_THP_ALLOC,
@@ -54,7 +55,12 @@ from replay.engine.slowpath import (
 )
 from replay.engine.state import PG_ALLOC, PG_PCP
 from replay.engine.thp import __GFP_COMP, __GFP_MOVABLE, GFP_TRANSHUGE_LIGHT, HPAGE_PMD_ORDER
-from replay.engine.vmscan import kswapd_balance_check, kswapd_freed
+from replay.engine.vmscan import (
+    kswapd_balance_check,
+    kswapd_freed,
+    kswapd_run_due,
+    traced_kswapd,
+)
 from replay.trace.schema import EV_ALLOC, EV_FREE, EV_FREE_BATCHED
 
 DONE = -1  # the loop reached i1
@@ -81,6 +87,7 @@ def _simulate_requests(full: bool):
         ncm = cm_idx.shape[0]
         npfn = sp.pfn_map.shape[0]
         proactive = sp.cfg[SC_PROACTIVENESS] > 0
+        traced_runs = sp.kswapd_runs.shape[0] > 0 and sp.cfg[SC_RECLAIM] != 0
         for i in range(i0, i1):
             e = ev[i]
             if i != slow_at:
@@ -88,6 +95,8 @@ def _simulate_requests(full: bool):
                     vmstat_update(st, vm_cpu[vm_pos[0]], out, i, counters)
                     vm_pos[0] += 1
                 if full:
+                    if traced_runs:
+                        traced_kswapd(st, sp, ts[i], cpu_map[cpu[i]], out, i, counters)
                     if proactive:
                         kcompactd_timer(st, sp, ts[i], cpu_map[cpu[i]], out, i, counters)
                     while cm_pos[0] < ncm and cm_idx[cm_pos[0]] <= i:
@@ -99,6 +108,8 @@ def _simulate_requests(full: bool):
                     if cm_pos[0] < ncm and cm_idx[cm_pos[0]] <= i:
                         return i << 1
                     if sp.cfg[SC_KSWAPD_ANY] > 0:
+                        return i << 1
+                    if traced_runs and kswapd_run_due(sp, ts[i]):
                         return i << 1
             if e == EV_ALLOC:
                 p = pfn[i]
@@ -182,7 +193,7 @@ def _simulate_requests(full: bool):
                 if full:
                     if sp.cfg[SC_KSWAPD_ANY] > 0:
                         kswapd_freed(st, sp, z, 1 << o)
-                        kswapd_balance_check(st, sp, c, out, i, counters)
+                        kswapd_balance_check(st, sp, c, ts[i], out, i, counters)
         return DONE
 
     # its own name, so each tier has its own entry in numba's cache

@@ -22,8 +22,8 @@ from replay.engine.structs import ArraysRef, ArrayStruct, register_struct
 # sysctls and model switches (cfg)
 (SC_COMPACTION, SC_PROACTIVENESS, SC_EXTFRAG_THRESHOLD, SC_RECLAIM, SC_LRU_HEAD, SC_LRU_TAIL,
  SC_STAMP, SC_NFREE, SC_FREE_HEAD, SC_NMIGRATE, SC_NOW_NS, SC_IN_COMPACTION, SC_KSWAPD_ANY,
- SC_NFAIL, SC_THP_DEFRAG_OBS, SC_THP_DEFRAG, SC_NRUNS) = range(17)
-N_SC = 17
+ SC_NFAIL, SC_THP_DEFRAG_OBS, SC_THP_DEFRAG, SC_NRUNS, SC_KSWAPD_RUN) = range(18)
+N_SC = 18
 
 # per node (pg_data_t): kswapd, kcompactd and the proactive timer
 (ND_KSWAPD_ACTIVE, ND_KSWAPD_ORDER, ND_KSWAPD_CLASSZONE, ND_KSWAPD_FAILURES,
@@ -102,6 +102,7 @@ class _SlowStateFields(NamedTuple):
     fail_log: np.ndarray  # int64 [FAIL_LOG, 3]: event index, order, gfp of each failure
     results: np.ndarray  # int64 [9]: compact_zone() outcomes by enum compact_result
     run_log: np.ndarray  # int64 [RUN_LOG, N_RUN]: the first compact_zone() runs (RUN_* columns)
+    kswapd_runs: np.ndarray  # int64 [K, 3]: the trace's kswapd runs (node, first ts, last ts)
 
 
 class _SlowStateProxy(structref.StructRefProxy):
@@ -164,6 +165,7 @@ def new_slow_state(npfn: int, nzones: int, nodes: int, pageblock_order: int,
         fail_log=np.zeros((FAIL_LOG, 3), np.int64),
         results=np.zeros(len(COMPACT_RESULT_NAMES), np.int64),
         run_log=np.zeros((RUN_LOG, N_RUN), np.int64),
+        kswapd_runs=np.zeros((0, 3), np.int64),
     )
 
 
@@ -177,6 +179,56 @@ def slow_state_for(st, nodes: int | None = None, proactiveness: int = 0) -> Slow
                         st.zone_node)
     sp.cfg[SC_PROACTIVENESS] = proactiveness
     return sp
+
+
+KSWAPD_RUN_GAP_NS = 1_000_000  # a kswapd quiet for longer went back to sleep in between
+
+
+def kswapd_runs_of(node: np.ndarray, ts: np.ndarray,
+                   gap_ns: int = KSWAPD_RUN_GAP_NS) -> np.ndarray:
+    """The spans in which the trace shows each node's kswapd at work (its own events, `ts` in
+    trace order with the node of the kswapd that emitted each): [node, first ts, last ts]
+    rows, by first ts; events of one node less than `gap_ns` apart are one run."""
+    rows = []
+    for n in np.unique(node):
+        t = np.sort(ts[node == n])
+        cut = np.flatnonzero(np.diff(t) > gap_ns) + 1
+        starts, ends = np.r_[0, cut], np.r_[cut, len(t)] - 1
+        rows.append(np.stack([np.full(len(starts), n), t[starts], t[ends]], axis=1))
+    if not rows:
+        return np.zeros((0, 3), np.int64)
+    out = np.concatenate(rows).astype(np.int64)
+    return out[np.argsort(out[:, 1], kind="stable")]
+
+
+def merge_kswapd_runs(parts: list[np.ndarray], gap_ns: int = KSWAPD_RUN_GAP_NS) -> np.ndarray:
+    """kswapd_runs_of over a trace read in pieces: each piece's runs, joined where a node's
+    run ends less than `gap_ns` before its next one starts."""
+    runs = np.concatenate(parts) if parts else np.zeros((0, 3), np.int64)
+    if not len(runs):
+        return np.zeros((0, 3), np.int64)
+    out = []
+    for n in np.unique(runs[:, 0]):
+        r = runs[runs[:, 0] == n]
+        r = r[np.argsort(r[:, 1], kind="stable")]
+        cur = r[0].copy()
+        for row in r[1:]:
+            if row[1] - cur[2] <= gap_ns:
+                cur[2] = max(cur[2], row[2])
+            else:
+                out.append(cur)
+                cur = row.copy()
+        out.append(cur)
+    res = np.array(out, np.int64)
+    return res[np.argsort(res[:, 1], kind="stable")]
+
+
+def kswapd_node(comm: str | None) -> int:
+    """The node of a kswapd thread from its comm (kswapdN), -1 for any other task."""
+    if comm and comm.startswith("kswapd"):
+        digits = comm[len("kswapd"):].split(":")[0]
+        return int(digits) if digits.isdigit() else 0
+    return -1
 
 
 def vm_counters(sp: SlowState) -> dict[str, int]:

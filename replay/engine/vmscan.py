@@ -31,6 +31,7 @@ from replay.engine.slow_state import (
     ND_KSWAPD_FREED,
     ND_KSWAPD_ORDER,
     SC_KSWAPD_ANY,
+    SC_KSWAPD_RUN,
     SC_RECLAIM,
     VM_KSWAPD_WAKES,
     VM_PAGEOUTRUN,
@@ -119,12 +120,75 @@ def kswapd_freed(st, sp, z, pages):
 
 
 @njit(cache=True, _nrt=False)
-def kswapd_balance_check(st, sp, cpu, out, req, counters):
+def kswapd_run_due(sp, now):
+    """A traced kswapd run has begun by `now` (runs that ended before it are passed over)."""
+    runs = sp.kswapd_runs
+    k = sp.cfg[SC_KSWAPD_RUN]
+    while k < runs.shape[0] and runs[k, 2] < now:
+        k += 1
+    sp.cfg[SC_KSWAPD_RUN] = k
+    return k < runs.shape[0] and runs[k, 1] <= now
+
+
+@njit(cache=True, _nrt=False)
+def in_traced_kswapd_run(sp, node, now):
+    """The trace shows the node's kswapd at work around `now` (a run spans it)."""
+    runs = sp.kswapd_runs
+    k = sp.cfg[SC_KSWAPD_RUN]
+    while k < runs.shape[0] and runs[k, 1] <= now:
+        if runs[k, 0] == node and runs[k, 2] >= now:
+            return True
+        k += 1
+    return False
+
+
+@njit(cache=True, _nrt=False)
+def traced_kswapd(st, sp, now, cpu, out, req, counters):
+    """kswapd's own events (its frees, drains, compaction checks) show it inside
+    balance_pgdat(), which set_reclaim_active() on its node's zones: a model kswapd asleep
+    then is woken, to balance the whole node (its highest zone); kswapd_balance_check lets
+    it sleep only after the run, and at the run's end it sleeps (the trace shows no more of
+    it: it went to sleep), to be woken again by the model's own allocations if they need it."""
+    runs = sp.kswapd_runs
+    k = sp.cfg[SC_KSWAPD_RUN]
+    while k < runs.shape[0] and runs[k, 2] < now:
+        node = runs[k, 0]
+        sp.cfg[SC_KSWAPD_RUN] = k + 1
+        if node < sp.node.shape[0] and sp.node[node, ND_KSWAPD_ACTIVE] and \
+                not in_traced_kswapd_run(sp, node, now):
+            kswapd_sleep(st, sp, node, cpu, out, req, counters)
+        k += 1
+    if not kswapd_run_due(sp, now):
+        return
+    runs = sp.kswapd_runs
+    k = sp.cfg[SC_KSWAPD_RUN]
+    while k < runs.shape[0] and runs[k, 1] <= now:
+        node = runs[k, 0]
+        if runs[k, 2] >= now and node < sp.node.shape[0] and not sp.node[node, ND_KSWAPD_ACTIVE]:
+            classzone = -1
+            for z in range(st.zone_node.shape[0]):
+                if st.zone_node[z] == node and st.zone_param[z, ZP_MANAGED] > 0:
+                    classzone = max(classzone, st.zone_type[z])
+            if classzone >= 0:
+                sp.node[node, ND_KSWAPD_ACTIVE] = 1
+                sp.node[node, ND_KSWAPD_ORDER] = 0
+                sp.node[node, ND_KSWAPD_CLASSZONE] = classzone
+                sp.node[node, ND_KSWAPD_FREED] = 0
+                sp.cfg[SC_KSWAPD_ANY] += 1
+                sp.vm[VM_KSWAPD_WAKES] += 1
+                sp.vm[VM_PAGEOUTRUN] += 1
+                set_reclaim_active(st, node, classzone, True)
+        k += 1
+
+
+@njit(cache=True, _nrt=False)
+def kswapd_balance_check(st, sp, cpu, now, out, req, counters):
     """The end of balance_pgdat(): once a node is balanced (at order 0 when kswapd has
-    reclaimed compact_gap(order) pages, kswapd_shrink_node), clear ZONE_RECLAIM_ACTIVE and go to
-    sleep (kswapd_try_to_sleep: reset_isolation_suitable, wakeup_kcompactd)."""
+    reclaimed compact_gap(order) pages, kswapd_shrink_node) and the trace no longer shows its
+    kswapd at work, clear ZONE_RECLAIM_ACTIVE and go to sleep (kswapd_try_to_sleep:
+    reset_isolation_suitable, wakeup_kcompactd)."""
     for node in range(sp.node.shape[0]):
-        if not sp.node[node, ND_KSWAPD_ACTIVE]:
+        if not sp.node[node, ND_KSWAPD_ACTIVE] or in_traced_kswapd_run(sp, node, now):
             continue
         order = sp.node[node, ND_KSWAPD_ORDER]
         classzone = sp.node[node, ND_KSWAPD_CLASSZONE]
@@ -133,13 +197,22 @@ def kswapd_balance_check(st, sp, cpu, out, req, counters):
             reclaim_order = 0
         if not pgdat_balanced(st, node, reclaim_order, classzone):
             continue
-        set_reclaim_active(st, node, classzone, False)
-        sp.node[node, ND_KSWAPD_ACTIVE] = 0
-        sp.node[node, ND_KSWAPD_ORDER] = 0
-        sp.node[node, ND_KSWAPD_CLASSZONE] = -1
-        sp.cfg[SC_KSWAPD_ANY] -= 1
-        reset_isolation_suitable(st, sp, node)
-        wakeup_kcompactd(st, sp, node, order, classzone, cpu, out, req, counters)
+        kswapd_sleep(st, sp, node, cpu, out, req, counters)
+
+
+@njit(cache=True, _nrt=False)
+def kswapd_sleep(st, sp, node, cpu, out, req, counters):
+    """kswapd leaves balance_pgdat() (clear_reclaim_active) and kswapd_try_to_sleep():
+    reset_isolation_suitable, wakeup_kcompactd."""
+    order = sp.node[node, ND_KSWAPD_ORDER]
+    classzone = sp.node[node, ND_KSWAPD_CLASSZONE]
+    set_reclaim_active(st, node, classzone, False)
+    sp.node[node, ND_KSWAPD_ACTIVE] = 0
+    sp.node[node, ND_KSWAPD_ORDER] = 0
+    sp.node[node, ND_KSWAPD_CLASSZONE] = -1
+    sp.cfg[SC_KSWAPD_ANY] -= 1
+    reset_isolation_suitable(st, sp, node)
+    wakeup_kcompactd(st, sp, node, order, classzone, cpu, out, req, counters)
 
 
 @njit(cache=True, _nrt=False)

@@ -21,6 +21,7 @@ import pyarrow as pa
 from replay.engine.causal_stream import CausalStream
 from replay.engine.events import CE_TASK
 from replay.engine.follow import D_CLAIM_FIRST, D_CLAIMED
+from replay.engine.slow_state import kswapd_node, kswapd_runs_of, merge_kswapd_runs
 from replay.engine.streamplan import (
     CLAIM_LOOKBACK,
     assign_in_order,
@@ -64,6 +65,7 @@ class Plan:
     clock_steps_back: int = 0
     seeds: np.ndarray = field(default_factory=lambda: np.zeros((0, 5), np.int64))
     vmstat_runs: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))
+    kswapd_runs: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))
     compact_memory: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     first_refills: list[tuple[int, int, int, int]] = field(default_factory=list)
     pid_comm: dict[int, str] = field(default_factory=dict)
@@ -82,6 +84,7 @@ class _FromStart:
         self.vm_seen = np.zeros(64, np.uint8)
         self.vm_broken = np.zeros(64, np.uint8)
         self.vm: list[np.ndarray] = []
+        self.ks: list[np.ndarray] = []  # kswapd runs of each piece (slow_state.kswapd_runs_of)
         self.frees = np.zeros(64, np.int64)
         self.state = np.zeros((64, max(n_zones, 1)), np.int8)
         self.nrun = np.zeros((64, max(n_zones, 1)), np.int64)
@@ -111,7 +114,7 @@ class _FromStart:
                 pad(self.frees_at)
 
     def run(self, c: dict[str, np.ndarray], slot: np.ndarray, kworker: np.ndarray, j0: int,
-            g: int, pfn_zone: np.ndarray, seeds: bool) -> None:
+            g: int, pfn_zone: np.ndarray, seeds: bool, ks_node: np.ndarray) -> None:
         n = len(c["ev"])
         out = np.zeros(n, np.int64)
         if seeds:
@@ -125,6 +128,9 @@ class _FromStart:
         k = vmstat_runs_batch(c["ev"], c["cpu"], kworker, j0, self.vm_seen, self.vm_broken, out)
         rows = out[:k]
         self.vm.append(np.stack([rows + g, c["ts"][rows], c["cpu"][rows]], axis=1))
+        ks = np.flatnonzero(ks_node[j0:] >= 0) + j0
+        if len(ks):
+            self.ks.append(kswapd_runs_of(ks_node[ks], c["ts"][ks]))
         self.grow_pids(int(c["pid"].max()) + 1)
         k = compact_memory_batch(c["ev"], c["pid"], c["task"], j0, self.cm_last, self.cm_open,
                                  out)
@@ -239,6 +245,7 @@ class Planner:
         src = self._start if found else self._from0
         p.i_start = self._i_start if found else 0
         p.vmstat_runs = _stack(src.vm if src is not None else [], 3)
+        p.kswapd_runs = merge_kswapd_runs(src.ks if src is not None else [])
         cm = [a for a in (src.cm if src is not None else []) if len(a)]
         p.compact_memory = np.concatenate(cm) if cm else np.zeros(0, np.int64)
         if found and p.i_start > 0:
@@ -330,18 +337,21 @@ class Planner:
             c["claim"] = np.zeros(n, np.int8)
         kw = self.comms.starting_with("kworker/")
         kworker = np.zeros(n, bool)
+        ks_node = np.full(n, -1, np.int64)
         if len(kw):
             cm = c["comm"]
             kworker = (cm >= 0) & kw[np.maximum(cm, 0)]
+            node_of = np.array([kswapd_node(name) for name in self.comms.names], np.int64)
+            ks_node = np.where(cm >= 0, node_of[np.maximum(cm, 0)], -1)
         cpus = int(c["cpu"].max()) + 1
         for fs in (self._start, self._from0):
             if fs is not None:
                 fs.grow(self.slots.size, cpus)
         if self._from0 is not None and self._i_start is None:
-            self._from0.run(c, slot, kworker, 0, g, self.pfn_zone, False)
+            self._from0.run(c, slot, kworker, 0, g, self.pfn_zone, False, ks_node)
         if self._i_start is not None and self._i_start < g + n:
             j0 = max(self._i_start - g, 0)
-            self._start.run(c, slot, kworker, j0, g, self.pfn_zone, self._i_start > 0)
+            self._start.run(c, slot, kworker, j0, g, self.pfn_zone, self._i_start > 0, ks_node)
             if self._from0 is not None:
                 self._from0 = None  # the start was found: the fallback is not needed
         self._learn_comms(c)

@@ -66,7 +66,7 @@ def simulate_stream(trace, settings: Settings | None = None, points=None,
         else None
     vm = vmstat_evidence(trace, i_start, bool(choice.trace.vmstat_decay))
     recorded = recorded_vm_settings(bundle)
-    sp = slow_state(st, sim_machine, recorded, bundle)
+    sp = slow_state(st, sim_machine, recorded, bundle)._replace(kswapd_runs=plan.kswapd_runs)
     defrag = settings.get("thp_defrag")
     rewrite = defrag is not None and defrag != recorded["thp_defrag"]
     cm = plan.compact_memory if plan.i_start == i_start else np.zeros(0, np.int64)
