@@ -101,6 +101,12 @@ def wakeup_kswapd(st, sp, z, gfp, order, classzone, cpu, out, req, counters):
         if not (gfp & __GFP_DIRECT_RECLAIM):
             wakeup_kcompactd(st, sp, node, order, classzone, cpu, out, req, counters)
         return
+    kswapd_wake(st, sp, node, order, classzone)
+
+
+@njit(cache=True, _nrt=False)
+def kswapd_wake(st, sp, node, order, classzone):
+    """kswapd wakes into balance_pgdat() for order and classzone: set_reclaim_active()."""
     sp.node[node, ND_KSWAPD_ACTIVE] = 1
     sp.node[node, ND_KSWAPD_ORDER] = order
     sp.node[node, ND_KSWAPD_CLASSZONE] = classzone
@@ -170,14 +176,7 @@ def traced_kswapd(st, sp, now, cpu, out, req, counters):
                 if st.zone_node[z] == node and st.zone_param[z, ZP_MANAGED] > 0:
                     classzone = max(classzone, st.zone_type[z])
             if classzone >= 0:
-                sp.node[node, ND_KSWAPD_ACTIVE] = 1
-                sp.node[node, ND_KSWAPD_ORDER] = 0
-                sp.node[node, ND_KSWAPD_CLASSZONE] = classzone
-                sp.node[node, ND_KSWAPD_FREED] = 0
-                sp.cfg[SC_KSWAPD_ANY] += 1
-                sp.vm[VM_KSWAPD_WAKES] += 1
-                sp.vm[VM_PAGEOUTRUN] += 1
-                set_reclaim_active(st, node, classzone, True)
+                kswapd_wake(st, sp, node, 0, classzone)
         k += 1
 
 
