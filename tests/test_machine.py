@@ -14,6 +14,7 @@ from replay.engine.machine import (
     ZONE_NORMAL,
     Machine,
     ZoneSpec,
+    boot_managed_from_watermarks,
     boot_sizing,
     calculate_min_free_kbytes,
     infer_min_free_kbytes,
@@ -169,6 +170,65 @@ def test_lowmem_reserve_needs_boot_managed(small: Machine) -> None:
     boot = [replace(z, managed=z.managed - BOOT_DEFICIT) if z.zone_type == ZONE_DMA32 else z
             for z in small.zones]
     assert setup_per_zone_lowmem_reserve(boot)[0] == small.zones[0].lowmem_reserve
+
+
+def _wmarks_match(m: Machine, managed: dict[str, int], thp: bool) -> bool:
+    zones = [replace(z, managed=managed.get(z.key, z.managed)) for z in m.zones]
+    sized, _ = boot_sizing(zones, thp)
+    return [z.watermarks for z in sized] == [z.watermarks for z in m.zones]
+
+
+def test_boot_managed_from_watermarks(numa: Machine) -> None:
+    """Node 1's DMA32 has no zone below it on its node, so no protection to read its boot-time
+    managed count from; the printed watermarks alone place it in 29 pages (min = pages_min ·
+    M / ΣM, THP's 5% cap tying pages_min to ΣM), the boot replay's count inside, exactly: the
+    range's ends reproduce every watermark, one page beyond them none does."""
+    found = boot_managed_from_watermarks(numa.zones)
+    lo, hi = found["1/DMA32"]
+    assert (lo, hi) == (114173, 114201)
+    assert lo <= numa.zone("1/DMA32").managed - BOOT_DEFICIT <= hi
+    a, b = found["0/DMA32"]
+    assert a <= numa.zone("0/DMA32").managed <= b  # nothing was freed into node 0's DMA32
+    node0 = range(a, b + 1)
+    for m1, ok in ((lo - 1, False), (lo, True), (hi, True), (hi + 1, False)):
+        assert any(_wmarks_match(numa, {"0/DMA32": m0, "1/DMA32": m1}, True)
+                   for m0 in node0) == ok, m1
+
+
+def _k612_numa_zoneinfo() -> list[ZoneInfo]:
+    """start.zoneinfo of the shared k612-numa bundle (6.12.117, CPUs 0-1 on node 0, 2-3 on 1)."""
+    def zone(node: int, name: str, start: int, spanned: int, managed: int, wmarks: tuple,
+             protection: list[int], highs: tuple, batch: int) -> ZoneInfo:
+        return ZoneInfo(node=node, name=name, min=wmarks[0], low=wmarks[1], high=wmarks[2],
+                        spanned=spanned, present=spanned - (97 if name == "DMA" else 0),
+                        managed=managed, boost=0, protection=protection, start_pfn=start,
+                        pagesets={c: Pageset(0, h, batch) for c, h in enumerate(highs)})
+    return [
+        zone(0, "DMA", 1, 4095, 3840, (190, 237, 284), [0, 443, 443, 443, 443], (0,) * 4, 1),
+        zone(0, "DMA32", 4096, 126976, 115194, (5639, 7048, 8457), [0] * 5,
+             (3926, 3688, 6206, 3524), 31),
+        zone(1, "DMA32", 131072, 131037, 128290, (6336, 7920, 9504), [0] * 5,
+             (3960, 3960, 6972, 3960), 31),
+    ]
+
+
+def test_high_max_from_boot_watermarks_and_decayed_high() -> None:
+    """k612-numa: the initramfs (QEMU puts it at the top of RAM) was freed into node 1's DMA32
+    after boot sized the pcps, so high_max is not today's managed/16 (8018) but boot's: the
+    watermarks give 127490..127519 managed (7968 or 7969), and CPU 2's printed high 6972 is
+    one vmstat decay step (high − high/8) below 7968, not below 7969 (6973); the trace agrees
+    (a drain at count 7968, a decay to 6972). Node 0's DMA32: 7091..7093, and 6206 = 7092's
+    step."""
+    m = machine_from_zoneinfo(_k612_numa_zoneinfo(), cpu_to_node=(0, 0, 1, 1), kernel="6.12")
+    found = boot_managed_from_watermarks(m.zones)
+    assert found["1/DMA32"] == (127490, 127519)
+    assert found["0/DMA32"] == (113466, 113493)  # inside the protection's 113408..113663
+    assert m.zone("1/DMA32").pcp_high_max == 7968 and m.zone("1/DMA32").pcp_high == 3960
+    assert m.zone("0/DMA32").pcp_high_max == 7092
+    assert recompute_pcp(m).zones == m.zones  # boot_managed reproduces them
+    # 6.1's static high needs no boot count: as before, today's managed
+    old = machine_from_zoneinfo(_k612_numa_zoneinfo(), cpu_to_node=(0, 0, 1, 1))
+    assert old.zone("1/DMA32").boot_managed == 128290
 
 
 @pytest.mark.parametrize(("bundle", "key", "thp"), [

@@ -420,7 +420,10 @@ def machine_from_zoneinfo(
         raise SettingsError(f"cpu_to_node {list(mapping)} does not fit {ncpus} CPUs, {nodes} nodes")
     zones = _sorted(_with_node_cpus([_zone_from_info(zi, arch) for zi in populated], mapping))
     highs = {(zi.node, zi.name): [p.high for p in zi.pagesets.values()] for zi in populated}
-    zones = tuple(_pcp_limits(z, ncpus, kernel != "6.1", boot_managed_range(z, zones),
+    tuned = kernel != "6.1"
+    # 6.1's static high needs no boot-time count: only the tuned kernels read the watermarks
+    boot = boot_managed_from_watermarks(zones, watermark_scale_factor) if tuned else {}
+    zones = tuple(_pcp_limits(z, ncpus, tuned, boot.get(z.key) or boot_managed_range(z, zones),
                               highs.get((z.node, z.name), [])) for z in zones)
     if min_free_kbytes is None:
         inferred = infer_min_free_kbytes(zones)
@@ -454,6 +457,105 @@ def boot_managed_range(z: ZoneSpec, zones: Sequence[ZoneSpec],
     return p * ratio, (p + 1) * ratio - 1
 
 
+def boot_managed_from_watermarks(
+    zones: Sequence[ZoneSpec], watermark_scale_factor: int = WATERMARK_SCALE_FACTOR,
+    pageblock_order: int = PAGEBLOCK_ORDER,
+) -> dict[str, tuple[int, int]]:
+    """Each lowmem zone's managed pages when boot last set the watermarks (and the pcp sizes):
+    a range per zone key, {} when no boot-time counts reproduce the printed watermarks.
+
+    Boot sets them twice (`boot_sizing`): init_per_zone_wmark_min with min_free_kbytes from
+    Σmanaged, then THP's hugepage_init with its recommended min_free_kbytes, capped at 1/20 of
+    Σ(managed − that first high watermark) (or, THP off, calculate_min_free_kbytes again; or,
+    under 512 MiB, not at all). Each zone's printed min = ⌊pages_min · M / ΣM⌋ places M in a
+    window ΣM/pages_min wide for each candidate ΣM; the chain then ties pages_min to ΣM. The
+    zones' managed counts may only have grown since (freed initramfs and __init memory), and a
+    zone with one below it on its node is also bounded by that zone's protection
+    (`boot_managed_range`). x86_64 lowmem only; a zone without a range is left out.
+    """
+    low = [z for z in zones if z.managed and z.zone_type <= ZONE_NORMAL]
+    if not low or any(z.zone_type in (ZONE_HIGHMEM, ZONE_MOVABLE) and z.managed for z in zones):
+        return {}
+    wsf = watermark_scale_factor
+    total = sum(z.managed for z in low)
+    sums = np.arange(total - total // 8, total + 1, dtype=np.int64)  # ΣM at boot
+    base_lo, base_hi, mins = [], [], []
+    for z in low:
+        wmin = z.wmark_min - z.watermark_boost
+        delta = z.wmark_low - z.wmark_min
+        if delta != z.wmark_high - z.wmark_low or wmin < 0 or delta < wmin >> 2:
+            return {}
+        lo, hi = 1, z.managed
+        if delta > wmin >> 2:  # the kswapd gap is managed · wsf / 10000: a window on M
+            lo = max(lo, -(-delta * 10000 // wsf))
+            hi = min(hi, -(-(delta + 1) * 10000 // wsf) - 1)
+        else:
+            hi = min(hi, ((delta + 1) * 10000 - 1) // wsf)
+        rng = boot_managed_range(z, zones)
+        if rng is not None:
+            lo, hi = max(lo, rng[0]), min(hi, rng[1])
+        if lo > hi:
+            return {}
+        base_lo.append(lo)
+        base_hi.append(hi)
+        mins.append(wmin)
+    # postcore: watermarks still 0, nr_free_buffer_pages() = ΣM
+    mfk1 = _calculate_min_free_kbytes(sums)
+    p1 = mfk1 >> (PAGE_SHIFT - 10)
+
+    def held(m: np.ndarray) -> np.ndarray:  # min(high watermark after postcore, managed)
+        t = p1 * m // sums
+        return np.minimum(t + 2 * np.maximum(t >> 2, m * wsf // 10000), m)
+
+    def thp(nfb: np.ndarray) -> np.ndarray:  # hugepage_init keeps the larger
+        rec = set_recommended_min_free_kbytes(len(low), 1 << 40, pageblock_order) >> (
+            PAGE_SHIFT - 10)  # before the 5% cap
+        return np.maximum(mfk1, np.minimum(rec, nfb // 20) << (PAGE_SHIFT - 10))
+
+    def to_pages(kbytes: np.ndarray) -> np.ndarray:
+        return kbytes >> (PAGE_SHIFT - 10)
+
+    found: dict[str, tuple[int, int]] = {}
+    for pages_min in range(sum(mins), sum(mins) + len(low)):
+        lo = [np.maximum(b, -(-w * sums // pages_min)) for b, w in zip(base_lo, mins, strict=True)]
+        hi = [np.minimum(b, -(-(w + 1) * sums // pages_min) - 1)
+              for b, w in zip(base_hi, mins, strict=True)]
+        s_lo, s_hi = sum(lo), sum(hi)
+        ok = (s_lo <= sums) & (sums <= s_hi)
+        for a, b in zip(lo, hi, strict=True):
+            ok &= a <= b
+        if not ok.any():
+            continue
+        # nr_free_buffer_pages() = ΣM − Σheld(M); held() grows with M
+        nfb_lo = sums - sum(held(b) for b in hi)
+        nfb_hi = sums - sum(held(a) for a in lo)
+        chain = to_pages(mfk1) == pages_min  # THP never started (< 512 MiB)
+        for step in (thp, _calculate_min_free_kbytes):  # THP on; off
+            chain |= (to_pages(step(nfb_lo)) <= pages_min) & (pages_min <= to_pages(step(nfb_hi)))
+        ok &= chain
+        if not ok.any():
+            continue
+        for i, z in enumerate(low):
+            zlo = np.maximum(lo[i], sums - (s_hi - hi[i]))[ok]
+            zhi = np.minimum(hi[i], sums - (s_lo - lo[i]))[ok]
+            good = zlo <= zhi
+            if not good.any():
+                continue
+            a, b = int(zlo[good].min()), int(zhi[good].max())
+            prev = found.get(z.key)
+            found[z.key] = (min(a, prev[0]), max(b, prev[1])) if prev else (a, b)
+    return found
+
+
+def _calculate_min_free_kbytes(nr_free_buffer_pages: np.ndarray) -> np.ndarray:
+    """`calculate_min_free_kbytes` of each element (int_sqrt exact to the integer)."""
+    n = nr_free_buffer_pages * (PAGE_SIZE >> 10) * 16
+    r = np.floor(np.sqrt(n.astype(np.float64))).astype(np.int64)
+    r -= (r * r > n).astype(np.int64)
+    r += ((r + 1) * (r + 1) <= n).astype(np.int64)
+    return np.clip(r, 128, 262144)
+
+
 def _rank(zone_type: int) -> int:
     """Zone order within a node (HighMem sorts above Normal)."""
     return {ZONE_DMA: 0, ZONE_DMA32: 1, ZONE_NORMAL: 2, ZONE_HIGHMEM: 3}.get(zone_type, 4)
@@ -464,9 +566,12 @@ def _pcp_limits(z: ZoneSpec, online_cpus: int, tuned: bool,
                 observed_highs: Sequence[int] = ()) -> ZoneSpec:
     """high_max of a zone (and, for a tuned kernel's zoneinfo, high_min) by zone_highsize().
 
-    high_max = managed/8 split over the node's CPUs, with managed as boot saw it (from the
-    protection of the zone below: a range); a CPU whose printed high lies in that range is at
-    high_max, which fixes it exactly; otherwise the range's middle."""
+    high_max = managed/8 split over the node's CPUs, with managed as boot saw it: a range
+    (`boot_managed_from_watermarks`, or the protection of the zone below). A CPU's printed high
+    fixes it exactly when it is a candidate high_max itself, or one vmstat decay step below one
+    (decay_pcp_high: high − high/8), the first such step that singles candidates out winning;
+    otherwise today's count if the range holds it (no memory was freed into the zone), else the
+    range's middle."""
     batch = max(z.pcp_batch, 1)
     split = len(z.cpus) or online_cpus
 
@@ -476,11 +581,17 @@ def _pcp_limits(z: ZoneSpec, online_cpus: int, tuned: bool,
     boot = z.managed
     if managed_range is not None:
         lo, hi = managed_range
-        boot = (lo + hi) // 2
+        boot = z.managed if lo <= z.managed <= hi else (lo + hi) // 2
         h_lo, h_hi = (highsize(m, MIN_PERCPU_PAGELIST_HIGH_FRACTION) for m in managed_range)
-        at_max = [h for h in observed_highs if h_lo <= h <= h_hi] if tuned else []
-        if at_max:
-            boot = max(at_max) * split * MIN_PERCPU_PAGELIST_HIGH_FRACTION
+        seen = set(observed_highs) if tuned else set()
+        for step in range(2):  # at high_max; one decay step below it
+            cands = range(h_lo, h_hi + 1)
+            for _ in range(step):
+                cands = [h - (h >> 3) for h in cands]
+            hit = [h for h, c in zip(range(h_lo, h_hi + 1), cands, strict=True) if c in seen]
+            if hit:
+                boot = max(hit) * split * MIN_PERCPU_PAGELIST_HIGH_FRACTION
+                break
     high_max = highsize(boot, MIN_PERCPU_PAGELIST_HIGH_FRACTION)
     z = replace(z, boot_managed=boot)
     if not tuned:
