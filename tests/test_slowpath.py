@@ -43,9 +43,12 @@ from replay.engine.slow_state import (
     VM_PGMIGRATE_SUCCESS,
     VM_PGSTEAL_DIRECT,
     VM_PROACTIVE_RUNS,
+    ZoneArrays,
     kswapd_node,
     kswapd_runs_of,
     merge_kswapd_runs,
+    new_carry,
+    reclaim_evidence,
     slow_state_for,
 )
 from replay.engine.slowpath import __alloc_pages
@@ -211,6 +214,35 @@ def test_kswapd_runs_the_trace_shows_keep_it_awake_and_end_in_sleep():
     traced_kswapd(st, sp, 201, 0, out, 0, cnt)  # the run is over: kswapd went to sleep
     assert not st.zone_param[0, ZP_FLAGS] & ZONE_RECLAIM_ACTIVE
     assert sp.vm[VM_KSWAPD_WAKES] == 1
+
+
+def test_drains_at_the_reclaim_cap_are_reclaim_evidence_in_one_piece_or_two():
+    """A drain run of exactly 3 batches (high capped at 4 batches under ZONE_RECLAIM_ACTIVE,
+    nr_pcp_free() at most high - batch) proves reclaim active on its zone's node; 2 batches,
+    or 3 batches in a zone whose own high is no more than 4 batches, prove nothing. A run cut
+    by the end of a piece is judged when it ends, as in one piece."""
+    from replay.trace.schema import EV_FREE, EV_PCPU_DRAIN
+
+    zones = ZoneArrays(np.array([0] * 100 + [1] * 100, np.int64), np.array([2, 2], np.int64),
+                       np.array([100, 8], np.int64), np.array([0, 1], np.int64))
+    D, F = EV_PCPU_DRAIN, EV_FREE
+    ev = np.array([F, D, D, D, D, F, D, D, D, D, D, D, F, D, D, D, D, D, D], np.int64)
+    pfn = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 150, 151, 152, 153, 154, 155])
+    order = np.zeros(len(ev), np.int64)
+    cpu = np.zeros(len(ev), np.int64)
+    ts = np.arange(len(ev), dtype=np.int64) * 10
+    node = np.full(len(ev), -1, np.int64)
+    # runs: 4 pages (2 batches: nothing), 6 pages in zone 0 (proof, at ts 60), 6 in zone 1
+    # (its high, 8, is within 4 batches: nothing)
+    whole = reclaim_evidence(node, ev, cpu, pfn, order, ts, zones, new_carry(), True)
+    assert whole.tolist() == [[0, 60, 60]]
+    for cut in range(1, len(ev)):  # inside the proving run, at its end, anywhere
+        carry = new_carry()
+        parts = [reclaim_evidence(node[:cut], ev[:cut], cpu[:cut], pfn[:cut], order[:cut],
+                                  ts[:cut], zones, carry, False),
+                 reclaim_evidence(node[cut:], ev[cut:], cpu[cut:], pfn[cut:], order[cut:],
+                                  ts[cut:], zones, carry, True)]
+        assert merge_kswapd_runs(parts).tolist() == whole.tolist(), cut
 
 
 def test_kswapd_runs_split_at_quiet_gaps_and_join_across_pieces():

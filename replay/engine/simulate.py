@@ -52,9 +52,11 @@ from replay.engine.slow_state import (
     SC_RECLAIM,
     THP_DEFRAG_MODES,
     SlowState,
+    ZoneArrays,
     kswapd_node,
-    kswapd_runs_of,
+    new_carry,
     new_slow_state,
+    reclaim_evidence,
     slow_state_for,
     vm_counters,
 )
@@ -436,20 +438,24 @@ def vmstat_runs(data, e: EventArrays, i_start: int) -> np.ndarray:
     return np.asarray(starts, np.int64)
 
 
-def kswapd_runs_in(data, e: EventArrays, i_start: int) -> np.ndarray:
-    """The spans of the replayed part in which the trace shows a kswapd at work
-    (slow_state.kswapd_runs_of over its own events)."""
-    if "comm" not in data.events.column_names or i_start >= len(e):
+def kswapd_runs_in(data, e: EventArrays, i_start: int, machine: Machine) -> np.ndarray:
+    """The spans of the replayed part in which the trace shows reclaim active
+    (slow_state.reclaim_evidence: kswapd's own events, drains at the 4-batch cap)."""
+    if i_start >= len(e):
         return np.zeros((0, 3), np.int64)
-    col = data.events.column("comm").slice(i_start).combine_chunks()
-    if isinstance(col, pa.DictionaryArray):
-        nodes = np.array([kswapd_node(c) for c in col.dictionary.to_pylist()] + [-1], np.int64)
-        idx = col.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-        node = nodes[idx]
-    else:
-        node = np.array([kswapd_node(c) for c in col.to_pylist()], np.int64)
-    rows = np.flatnonzero(node >= 0)
-    return kswapd_runs_of(node[rows], e.ts[i_start + rows])
+    node = np.full(len(e) - i_start, -1, np.int64)
+    if "comm" in data.events.column_names:
+        col = data.events.column("comm").slice(i_start).combine_chunks()
+        if isinstance(col, pa.DictionaryArray):
+            nodes = np.array([kswapd_node(c) for c in col.dictionary.to_pylist()] + [-1],
+                             np.int64)
+            idx = col.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+            node = nodes[idx]
+        else:
+            node = np.array([kswapd_node(c) for c in col.to_pylist()], np.int64)
+    s = slice(i_start, None)
+    return reclaim_evidence(node, e.ev[s], e.cpu[s], e.pfn[s], e.order[s], e.ts[s],
+                            ZoneArrays.of(machine), new_carry(), True)
 
 
 def vmstat_schedule(e: EventArrays, i_start: int, interval_ms: int, cpu_map: np.ndarray,
@@ -661,7 +667,7 @@ def simulate(data, bundle=None, settings: Settings | None = None,
     evidence = vmstat_runs(data, e, start.i_start) if choice.trace.vmstat_decay else None
     recorded = recorded_vm_settings(bundle)
     sp = slow_state(st, sim_machine, recorded, bundle)._replace(
-        kswapd_runs=kswapd_runs_in(data, e, start.i_start))
+        kswapd_runs=kswapd_runs_in(data, e, start.i_start, base))
     gfp = e.gfp
     defrag = settings.get("thp_defrag")
     if defrag is not None and defrag != recorded["thp_defrag"]:

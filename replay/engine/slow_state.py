@@ -18,6 +18,7 @@ from numba.experimental import structref
 from replay.engine.compaction import N_CC, ZC_ORDER_FAILED, new_compaction_tables
 from replay.engine.jit import njit
 from replay.engine.structs import ArraysRef, ArrayStruct, register_struct
+from replay.trace.schema import EV_PCPU_DRAIN
 
 # sysctls and model switches (cfg)
 (SC_COMPACTION, SC_PROACTIVENESS, SC_EXTFRAG_THRESHOLD, SC_RECLAIM, SC_LRU_HEAD, SC_LRU_TAIL,
@@ -221,6 +222,95 @@ def merge_kswapd_runs(parts: list[np.ndarray], gap_ns: int = KSWAPD_RUN_GAP_NS) 
         out.append(cur)
     res = np.array(out, np.int64)
     return res[np.argsort(res[:, 1], kind="stable")]
+
+
+def capped_drains(ev: np.ndarray, cpu: np.ndarray, pfn: np.ndarray, order: np.ndarray,
+                  ts: np.ndarray, zone_of: np.ndarray, zone_batch: np.ndarray,
+                  zone_high: np.ndarray, carry: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pcp drains that prove ZONE_RECLAIM_ACTIVE: runs of one CPU's consecutive
+    mm_page_pcpu_drain events freeing exactly 3 batches of pages. nr_pcp_high() caps high at
+    4 batches while reclaim is active and nr_pcp_free() never frees more than high - batch;
+    otherwise that ceiling is thousands of pages (a zone whose high is above 4 batches).
+    `carry` (int64 [4]: CPU, pages, zone, first ts; CPU -1 for none) holds a run still open at
+    the end of the previous piece and is updated for the next. Returns the first ts and the
+    zone of each such run."""
+    d = np.flatnonzero(ev == EV_PCPU_DRAIN)
+    goes_on = carry[0] >= 0 and len(d) > 0 and d[0] == 0 and cpu[d[0]] == carry[0]
+    closed = close_capped_drains(carry, zone_batch, zone_high) if not goes_on else None
+    if not len(d):
+        return closed
+    c = cpu[d]
+    pages = np.left_shift(1, np.maximum(order[d], 0)).astype(np.int64)
+    p = pfn[d]
+    zone = np.where((p >= 0) & (p < len(zone_of)), zone_of[np.clip(p, 0, len(zone_of) - 1)], -1)
+    starts = np.r_[0, np.flatnonzero((np.diff(d) != 1) | (np.diff(c) != 0)) + 1]
+    total = np.add.reduceat(pages, starts)
+    first_ts = ts[d[starts]].astype(np.int64)
+    run_zone = zone[starts].astype(np.int64)
+    if goes_on:  # the open run goes on
+        total[0] += carry[1]
+        run_zone[0], first_ts[0] = carry[2], carry[3]
+    carry[0] = -1
+    if d[-1] == len(ev) - 1:  # the last run may go on in the next piece
+        carry[:] = (c[-1], total[-1], run_zone[-1], first_ts[-1])
+        total, run_zone, first_ts = total[:-1], run_zone[:-1], first_ts[:-1]
+    ok = run_zone >= 0
+    batch = np.where(ok, zone_batch[np.maximum(run_zone, 0)], 0)
+    high = np.where(ok, zone_high[np.maximum(run_zone, 0)], 0)
+    hit = ok & (batch > 0) & (total == 3 * batch) & (high > 4 * batch)
+    if closed is not None:
+        return np.r_[closed[0], first_ts[hit]], np.r_[closed[1], run_zone[hit]]
+    return first_ts[hit], run_zone[hit]
+
+
+def close_capped_drains(carry: np.ndarray, zone_batch: np.ndarray, zone_high: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """capped_drains' verdict on a run that was open at the end of a piece and has ended."""
+    cpu, total, zone, first_ts = (int(v) for v in carry)
+    carry[0] = -1
+    if cpu < 0 or zone < 0 or zone >= len(zone_batch):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    batch, high = int(zone_batch[zone]), int(zone_high[zone])
+    if batch > 0 and total == 3 * batch and high > 4 * batch:
+        return np.array([first_ts], np.int64), np.array([zone], np.int64)
+    return np.zeros(0, np.int64), np.zeros(0, np.int64)
+
+
+def reclaim_evidence(ks_node: np.ndarray, ev: np.ndarray, cpu: np.ndarray, pfn: np.ndarray,
+                     order: np.ndarray, ts: np.ndarray, zones: ZoneArrays, carry: np.ndarray,
+                     last: bool) -> np.ndarray:
+    """kswapd_runs_of over one piece of the trace (`last`: the trace ends with it): the
+    kswapdN tasks' own events (ks_node >= 0) and the drains that prove reclaim active on a
+    zone's node (capped_drains)."""
+    rows = np.flatnonzero(ks_node >= 0)
+    t2, z2 = capped_drains(ev, cpu, pfn, order, ts, zones.of_pfn, zones.batch, zones.high, carry)
+    if last:
+        t3, z3 = close_capped_drains(carry, zones.batch, zones.high)
+        t2, z2 = np.r_[t2, t3], np.r_[z2, z3]
+    node = np.r_[ks_node[rows], zones.node[z2]].astype(np.int64)
+    return kswapd_runs_of(node, np.r_[ts[rows], t2].astype(np.int64))
+
+
+class ZoneArrays(NamedTuple):
+    """Per zone of the traced machine (and per pfn, its zone): what reclaim_evidence reads."""
+
+    of_pfn: np.ndarray
+    batch: np.ndarray
+    high: np.ndarray
+    node: np.ndarray
+
+    @staticmethod
+    def of(machine) -> ZoneArrays:  # noqa: ANN001 - engine.machine.Machine
+        zs = machine.zones
+        return ZoneArrays(machine.zone_index_array().astype(np.int64),
+                          np.array([z.pcp_batch for z in zs], np.int64),
+                          np.array([z.pcp_high for z in zs], np.int64),
+                          np.array([z.node for z in zs], np.int64))
+
+
+def new_carry() -> np.ndarray:
+    """capped_drains' state between pieces: no run open."""
+    return np.array([-1, 0, 0, 0], np.int64)
 
 
 def kswapd_node(comm: str | None) -> int:

@@ -21,7 +21,13 @@ import pyarrow as pa
 from replay.engine.causal_stream import CausalStream
 from replay.engine.events import CE_TASK
 from replay.engine.follow import D_CLAIM_FIRST, D_CLAIMED
-from replay.engine.slow_state import kswapd_node, kswapd_runs_of, merge_kswapd_runs
+from replay.engine.slow_state import (
+    ZoneArrays,
+    kswapd_node,
+    merge_kswapd_runs,
+    new_carry,
+    reclaim_evidence,
+)
 from replay.engine.streamplan import (
     CLAIM_LOOKBACK,
     assign_in_order,
@@ -84,7 +90,8 @@ class _FromStart:
         self.vm_seen = np.zeros(64, np.uint8)
         self.vm_broken = np.zeros(64, np.uint8)
         self.vm: list[np.ndarray] = []
-        self.ks: list[np.ndarray] = []  # kswapd runs of each piece (slow_state.kswapd_runs_of)
+        self.ks: list[np.ndarray] = []  # reclaim runs of each piece (reclaim_evidence)
+        self.drain_carry = new_carry()  # a drain run still open at the end of a piece
         self.frees = np.zeros(64, np.int64)
         self.state = np.zeros((64, max(n_zones, 1)), np.int8)
         self.nrun = np.zeros((64, max(n_zones, 1)), np.int64)
@@ -114,7 +121,8 @@ class _FromStart:
                 pad(self.frees_at)
 
     def run(self, c: dict[str, np.ndarray], slot: np.ndarray, kworker: np.ndarray, j0: int,
-            g: int, pfn_zone: np.ndarray, seeds: bool, ks_node: np.ndarray) -> None:
+            g: int, pfn_zone: np.ndarray, seeds: bool, ks_node: np.ndarray,
+            zones: ZoneArrays | None) -> None:
         n = len(c["ev"])
         out = np.zeros(n, np.int64)
         if seeds:
@@ -128,13 +136,22 @@ class _FromStart:
         k = vmstat_runs_batch(c["ev"], c["cpu"], kworker, j0, self.vm_seen, self.vm_broken, out)
         rows = out[:k]
         self.vm.append(np.stack([rows + g, c["ts"][rows], c["cpu"][rows]], axis=1))
-        ks = np.flatnonzero(ks_node[j0:] >= 0) + j0
-        if len(ks):
-            self.ks.append(kswapd_runs_of(ks_node[ks], c["ts"][ks]))
+        if zones is not None:
+            s = slice(j0, None)
+            self.ks.append(reclaim_evidence(ks_node[s], c["ev"][s], c["cpu"][s], c["pfn"][s],
+                                            c["order"][s], c["ts"][s], zones,
+                                            self.drain_carry, False))
         self.grow_pids(int(c["pid"].max()) + 1)
         k = compact_memory_batch(c["ev"], c["pid"], c["task"], j0, self.cm_last, self.cm_open,
                                  out)
         self.cm.append(out[:k] + g)
+
+    def close(self, zones: ZoneArrays | None) -> None:
+        """The trace has ended: a drain run still open is judged too."""
+        if zones is not None:
+            empty = np.zeros(0, np.int64)
+            self.ks.append(reclaim_evidence(empty, empty, empty, empty, empty, empty, zones,
+                                            self.drain_carry, True))
 
     def refills(self) -> list[tuple[int, int, int, int]]:
         cs, zs = np.nonzero(self.state != 0)
@@ -173,8 +190,10 @@ class Planner:
                  extfrag_only_takes: bool = False, use_start_marker: bool = True,
                  markers: list | None = None,
                  observer: Callable[[dict, np.ndarray, int, int], None] | None = None,
-                 on_compaction: Callable[[pa.Table, np.ndarray], None] | None = None) -> None:
+                 on_compaction: Callable[[pa.Table, np.ndarray], None] | None = None,
+                 zones: ZoneArrays | None = None) -> None:
         self.spool = spool
+        self.zones = zones  # the traced machine's zones, for the reclaim evidence
         self.slots = PfnSlots(n_pages)
         self.pfn_zone = np.asarray(pfn_zone, np.int64)
         self.pbo = pageblock_order
@@ -245,6 +264,8 @@ class Planner:
         src = self._start if found else self._from0
         p.i_start = self._i_start if found else 0
         p.vmstat_runs = _stack(src.vm if src is not None else [], 3)
+        if src is not None:
+            src.close(self.zones)
         p.kswapd_runs = merge_kswapd_runs(src.ks if src is not None else [])
         cm = [a for a in (src.cm if src is not None else []) if len(a)]
         p.compact_memory = np.concatenate(cm) if cm else np.zeros(0, np.int64)
@@ -348,10 +369,11 @@ class Planner:
             if fs is not None:
                 fs.grow(self.slots.size, cpus)
         if self._from0 is not None and self._i_start is None:
-            self._from0.run(c, slot, kworker, 0, g, self.pfn_zone, False, ks_node)
+            self._from0.run(c, slot, kworker, 0, g, self.pfn_zone, False, ks_node, self.zones)
         if self._i_start is not None and self._i_start < g + n:
             j0 = max(self._i_start - g, 0)
-            self._start.run(c, slot, kworker, j0, g, self.pfn_zone, self._i_start > 0, ks_node)
+            self._start.run(c, slot, kworker, j0, g, self.pfn_zone, self._i_start > 0, ks_node,
+                            self.zones)
             if self._from0 is not None:
                 self._from0 = None  # the start was found: the fallback is not needed
         self._learn_comms(c)

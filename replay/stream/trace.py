@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from replay.engine.machine import Machine, machine_from_description
 from replay.engine.profile import KERNELS, KernelProfile, ProfileChoice, trace_profiles
+from replay.engine.slow_state import ZoneArrays
 from replay.errors import SettingsError
 from replay.metrics.callsites import Chain
 from replay.stream.lookahead import backward_pass
@@ -109,7 +110,8 @@ def open_streamed(source: str | Path, machine_desc: str | None = None,
                           free_batched_any_order=bool(profile.free_batched_any_order),
                           extfrag_only_takes=bool(profile.extfrag_only_takes),
                           use_start_marker=kpf is not None, markers=events.markers_log,
-                          observer=observer, on_compaction=on_compaction)
+                          observer=observer, on_compaction=on_compaction,
+                          zones=ZoneArrays.of(machine))
         for batch in events.column_batches():
             planner.push(batch)
             if progress is not None:
