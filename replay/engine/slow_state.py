@@ -182,14 +182,15 @@ def slow_state_for(st, nodes: int | None = None, proactiveness: int = 0) -> Slow
     return sp
 
 
-KSWAPD_RUN_GAP_NS = 1_000_000  # a kswapd quiet for longer went back to sleep in between
+KSWAPD_RUN_GAP_NS = 1_000_000  # a kswapd unseen for longer went back to sleep in between
 
 
 def kswapd_runs_of(node: np.ndarray, ts: np.ndarray,
                    gap_ns: int = KSWAPD_RUN_GAP_NS) -> np.ndarray:
-    """The spans in which the trace shows each node's kswapd at work (its own events, `ts` in
-    trace order with the node of the kswapd that emitted each): [node, first ts, last ts]
-    rows, by first ts; events of one node less than `gap_ns` apart are one run."""
+    """The spans in which the trace shows each node's kswapd at work in balance_pgdat() (its
+    own events, or drains at the reclaim cap: `ts` of each piece of evidence, `node` the node
+    it speaks for): [node, first ts, last ts] rows, by first ts; evidence of one node less
+    than `gap_ns` apart is one run."""
     rows = []
     for n in np.unique(node):
         t = np.sort(ts[node == n])
