@@ -133,12 +133,12 @@ def _compaction_arrays(t: pa.Table, ev: np.ndarray) -> tuple[np.ndarray, np.ndar
     sub = t.take(pa.array(rows))
     for k, name in enumerate(_CE_COLUMNS):
         if name == "status":
-            cev[:, k] = _dict_codes(sub[name], lambda n: COMPACT_STATUS_NAMES.index(n)
+            cev[:, k] = dictionary_codes(sub[name], lambda n: COMPACT_STATUS_NAMES.index(n)
                                     if n in COMPACT_STATUS_NAMES else -1)
         else:
             cev[:, k] = _col(sub, name)
-    cev[:, CE_ZONE_TYPE] = _dict_codes(sub["zone"], lambda n: ZONE_TYPE_OF_NAME.get(n, -1))
-    cev[:, CE_TASK] = _dict_codes(sub["comm"], _task_kind)
+    cev[:, CE_ZONE_TYPE] = dictionary_codes(sub["zone"], lambda n: ZONE_TYPE_OF_NAME.get(n, -1))
+    cev[:, CE_TASK] = dictionary_codes(sub["comm"], _task_kind)
     return cidx, cev
 
 
@@ -151,7 +151,7 @@ def _task_kind(comm: str | None) -> int:
     return TASK_OTHER
 
 
-def _dict_codes(column, code_of) -> np.ndarray:
+def dictionary_codes(column, code_of) -> np.ndarray:
     """A dictionary column's values mapped through code_of (nulls: code_of(None) or -1)."""
     col = column.combine_chunks()
     if not isinstance(col, pa.DictionaryArray):

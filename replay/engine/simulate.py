@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from replay.engine.buddy import find_free_block
-from replay.engine.events import EventArrays
+from replay.engine.events import EventArrays, dictionary_codes
 from replay.engine.follow import (
     plan_free_dispositions,
 )
@@ -445,14 +445,7 @@ def kswapd_runs_in(data, e: EventArrays, i_start: int, machine: Machine) -> np.n
         return np.zeros((0, 3), np.int64)
     node = np.full(len(e) - i_start, -1, np.int64)
     if "comm" in data.events.column_names:
-        col = data.events.column("comm").slice(i_start).combine_chunks()
-        if isinstance(col, pa.DictionaryArray):
-            nodes = np.array([kswapd_node(c) for c in col.dictionary.to_pylist()] + [-1],
-                             np.int64)
-            idx = col.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-            node = nodes[idx]
-        else:
-            node = np.array([kswapd_node(c) for c in col.to_pylist()], np.int64)
+        node = dictionary_codes(data.events.column("comm").slice(i_start), kswapd_node)
     s = slice(i_start, None)
     return reclaim_evidence(node, e.ev[s], e.cpu[s], e.pfn[s], e.order[s], e.ts[s],
                             ZoneArrays.of(machine), new_carry(), True)

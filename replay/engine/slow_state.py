@@ -191,37 +191,25 @@ def kswapd_runs_of(node: np.ndarray, ts: np.ndarray,
     own events, or drains at the reclaim cap: `ts` of each piece of evidence, `node` the node
     it speaks for): [node, first ts, last ts] rows, by first ts; evidence of one node less
     than `gap_ns` apart is one run."""
-    rows = []
-    for n in np.unique(node):
-        t = np.sort(ts[node == n])
-        cut = np.flatnonzero(np.diff(t) > gap_ns) + 1
-        starts, ends = np.r_[0, cut], np.r_[cut, len(t)] - 1
-        rows.append(np.stack([np.full(len(starts), n), t[starts], t[ends]], axis=1))
-    if not rows:
-        return np.zeros((0, 3), np.int64)
-    out = np.concatenate(rows).astype(np.int64)
-    return out[np.argsort(out[:, 1], kind="stable")]
+    points = np.stack([node, ts, ts], axis=1).astype(np.int64).reshape(-1, 3)
+    return merge_kswapd_runs([points], gap_ns)
 
 
 def merge_kswapd_runs(parts: list[np.ndarray], gap_ns: int = KSWAPD_RUN_GAP_NS) -> np.ndarray:
-    """kswapd_runs_of over a trace read in pieces: each piece's runs, joined where a node's
-    run ends less than `gap_ns` before its next one starts."""
+    """The runs of pieces of a trace (kswapd_runs_of each) as one list: a node's runs that
+    start less than `gap_ns` after the end of an earlier one are joined."""
     runs = np.concatenate(parts) if parts else np.zeros((0, 3), np.int64)
-    if not len(runs):
-        return np.zeros((0, 3), np.int64)
     out = []
     for n in np.unique(runs[:, 0]):
         r = runs[runs[:, 0] == n]
         r = r[np.argsort(r[:, 1], kind="stable")]
-        cur = r[0].copy()
-        for row in r[1:]:
-            if row[1] - cur[2] <= gap_ns:
-                cur[2] = max(cur[2], row[2])
-            else:
-                out.append(cur)
-                cur = row.copy()
-        out.append(cur)
-    res = np.array(out, np.int64)
+        reach = np.maximum.accumulate(r[:, 2])
+        first = np.flatnonzero(np.r_[True, r[1:, 1] - reach[:-1] > gap_ns])
+        out.append(np.stack([np.full(len(first), n), r[first, 1],
+                             np.maximum.reduceat(r[:, 2], first)], axis=1))
+    if not out:
+        return np.zeros((0, 3), np.int64)
+    res = np.concatenate(out).astype(np.int64)
     return res[np.argsort(res[:, 1], kind="stable")]
 
 
