@@ -285,14 +285,14 @@ def _without_evidence(heads: list[np.ndarray], evidence: np.ndarray, pbo: int,
 
 def align_pageblocks_to_lists(machine: Machine, st: State, heads: list[np.ndarray],
                               types: list[np.ndarray], evidence: np.ndarray,
-                              score: np.ndarray) -> int:
+                              score: np.ndarray, free_pb: np.ndarray) -> int:
     """Where a free block's list is always its pageblock's type (6.12), a block the count
     matching put on another type's list says its pageblock has that type: re-type the
     pageblock (when the trace has no evidence for it and all its free blocks are on that list) and
     give its old type to a pageblock of the new type holding no free page, so the per-type
-    pageblock counts stay those of pagetypeinfo. Returns the pageblocks re-typed."""
+    pageblock counts stay those of pagetypeinfo. `free_pb`: the free blocks in each
+    pageblock. Returns the pageblocks re-typed."""
     pbo = machine.pageblock_order
-    free_pb = _free_blocks_per_pageblock(heads, pbo, len(st.pb_mt))
     # per pageblock, the one list type all its free blocks are on (-1: none or several)
     lists_pb = np.full(len(st.pb_mt), -2, np.int64)
     for o in range(MAX_ORDER):
@@ -345,7 +345,8 @@ def choose_list_types(machine: Machine, st: State, heads: list[np.ndarray],
     match_list_type_counts(st, heads, types, targets, prefer)
     retyped = 0
     if list_is_pageblock:
-        retyped = align_pageblocks_to_lists(machine, st, heads, types, evidence, score())
+        retyped = align_pageblocks_to_lists(machine, st, heads, types, evidence, score(),
+                                            free_pb)
     return types, retyped
 
 
